@@ -1,0 +1,35 @@
+# docvl: `make run` sets up and runs the main job on samples/; `make test` sets up and runs every test.
+VENV ?= .venv
+MODEL ?= Qwen/Qwen3-VL-8B-Instruct
+BACKEND ?= transformers
+OUT ?= out
+
+.PHONY: setup run smoke test lint bench samples
+
+setup:
+	./scripts/setup.sh
+
+run: setup
+	mkdir -p $(OUT)
+	$(VENV)/bin/docvl plan samples/invoice.pdf samples/report.pdf samples/deck.pptx --task summary --model $(MODEL)
+	$(VENV)/bin/docvl run samples/invoice.pdf samples/report.pdf samples/deck.pptx --task summary \
+		--backend $(BACKEND) --model $(MODEL) $(if $(BASE_URL),--base-url $(BASE_URL)) --out $(OUT)/summaries.jsonl
+
+# Offline smoke test of the whole stack on a tiny random Qwen3-VL built locally.
+smoke: setup
+	$(VENV)/bin/docvl dev tiny-model .tiny-model
+	$(MAKE) run MODEL=.tiny-model
+
+test: setup lint
+	$(VENV)/bin/pytest
+
+lint:
+	$(VENV)/bin/ruff check pipeline flows schemas tests bench scripts
+	$(VENV)/bin/mypy
+
+samples: setup
+	$(VENV)/bin/python scripts/make_samples.py
+
+bench: setup
+	$(VENV)/bin/python bench/bench_render.py
+	$(VENV)/bin/python bench/bench_flows.py
