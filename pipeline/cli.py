@@ -138,14 +138,9 @@ def _print_plan(plan: Any) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from pipeline.count import TokenCounter
-    from pipeline.plan import plan_paths
-    from pipeline.qwen import load_tokenizer
-    from pipeline.tasks import task_specs
+    from pipeline.api import plan as make_plan
 
-    settings = settings_from(args)
-    instructions = [spec.instruction for spec in task_specs(settings)]
-    plan = plan_paths(args.paths, settings, TokenCounter(load_tokenizer(settings.model)), instructions)
+    plan = make_plan(args.paths, settings_from(args))
     if args.json:
         print(plan.model_dump_json(indent=2))
     else:

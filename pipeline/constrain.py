@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -33,12 +33,12 @@ GRAMMAR_OVERRIDES: dict[str, Any] = {"whitespace_flexible": False}
 def _grammar(schema_json: str) -> str:
     import llguidance
 
-    return str(llguidance.LLMatcher.grammar_from_json_schema(schema_json, overrides=GRAMMAR_OVERRIDES))
+    return str(llguidance.LLMatcher.grammar_from_json_schema(schema_json, overrides=cast(Any, GRAMMAR_OVERRIDES)))
 
 
 def json_grammar(schema: Mapping[str, Any]) -> str:
-    """The llguidance grammar for a JSON Schema (cached by the schema's canonical JSON)."""
-    return _grammar(json.dumps(schema, sort_keys=True))
+    """The llguidance grammar for a JSON Schema (cached by its JSON; key order matters: it is the output order)."""
+    return _grammar(json.dumps(schema))
 
 
 class LLGuidanceLogitsProcessor(LogitsProcessor):

@@ -20,7 +20,7 @@ from pathlib import Path
 import pymupdf
 from PIL import Image
 
-from pipeline import slides, textlayer
+from pipeline import textlayer
 from pipeline.document import DocKind, LoadedDocument, PageInfo
 from pipeline.errors import (
     CorruptDocument,
@@ -30,6 +30,7 @@ from pipeline.errors import (
     WrongPassword,
 )
 from pipeline.settings import Settings
+from pipeline.slides import load_slides
 from pipeline.sniff import sniff_details
 
 #: MuPDF warnings copied into the document's warnings, at most.
@@ -46,7 +47,7 @@ def load_document(path: Path, settings: Settings) -> LoadedDocument:
     elif sniffed.kind is DocKind.IMAGE:
         doc = load_image(path, digest)
     else:
-        doc = slides.load_slides(path, sniffed.kind, settings, digest)
+        doc = load_slides(path, sniffed.kind, settings, digest)
     doc.warnings[:0] = sniffed.notes
     return doc
 
@@ -85,11 +86,12 @@ def open_pdf(path: Path, password: str | None) -> tuple[pymupdf.Document, str | 
         doc = pymupdf.open(path, filetype="pdf")
     except pymupdf.EmptyFileError as exc:
         raise CorruptDocument(f"{path.name}: MuPDF sees no PDF data ({exc})") from exc
-    except Exception as exc:  # noqa: BLE001 - FileDataError, RuntimeError, ValueError, ...
+    except Exception as exc:
         raise CorruptDocument(f"{path.name}: cannot be opened as a PDF ({type(exc).__name__}: {exc})") from exc
     try:
         if not doc.is_pdf:
-            raise UnsupportedFormat(f"{path.name}: not a PDF (MuPDF reads it as {doc.metadata.get('format')!r})")
+            fmt = (doc.metadata or {}).get("format")
+            raise UnsupportedFormat(f"{path.name}: not a PDF (MuPDF reads it as {fmt!r})")
         if not doc.needs_pass:
             return doc, None
         if password is None:
@@ -175,7 +177,7 @@ def load_image(path: Path, digest: str) -> LoadedDocument:
         warnings += [f"image: {w.message}" for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
     except Image.DecompressionBombError as exc:
         raise CorruptDocument(f"{path.name}: refused by the decompression-bomb guard ({exc})") from exc
-    except Exception as exc:  # noqa: BLE001 - UnidentifiedImageError, OSError, SyntaxError, ...
+    except Exception as exc:
         raise CorruptDocument(f"{path.name}: the image cannot be decoded ({type(exc).__name__}: {exc})") from exc
     if frames > 1:
         warnings.append(f"image has {frames} frames; only the first is used")

@@ -120,7 +120,7 @@ def image_only_processor_class() -> type:
     """The ``ImageOnlyQwen3VLProcessor`` class (defined lazily: importing this module stays cheap)."""
     from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
 
-    class ImageOnlyQwen3VLProcessor(Qwen3VLProcessor):  # type: ignore[misc]
+    class ImageOnlyQwen3VLProcessor(Qwen3VLProcessor):
         """``Qwen3VLProcessor`` without the video processor (which needs torchvision). Images and text only."""
 
         def __init__(
@@ -139,7 +139,9 @@ def build_image_only_processor(model_dir: Path) -> Any:
 
     config_path = model_dir / "preprocessor_config.json"
     if not config_path.is_file():
-        raise BackendUnavailable(f"{model_dir} has no preprocessor_config.json: not a Qwen3-VL checkpoint. {_NOT_FOUND_HELP}")
+        raise BackendUnavailable(
+            f"{model_dir} has no preprocessor_config.json: not a Qwen3-VL checkpoint. {_NOT_FOUND_HELP}"
+        )
     image_processor = Qwen2VLImageProcessorPil.from_pretrained(str(model_dir), local_files_only=True)
     if image_processor.patch_size * image_processor.merge_size != 32:
         raise BackendUnavailable(
@@ -162,7 +164,9 @@ def load_processor(model: str, *, local_files_only: bool = True) -> Any:
 
     model_dir = resolve_model_dir(model, local_files_only=local_files_only)
     if model_dir is None:
-        raise BackendUnavailable(f"Model {model!r} is neither a local directory nor in the Hugging Face cache. {_NOT_FOUND_HELP}")
+        raise BackendUnavailable(
+            f"Model {model!r} is neither a local directory nor in the Hugging Face cache. {_NOT_FOUND_HELP}"
+        )
     if has_torchvision():
         try:
             from transformers import AutoProcessor
@@ -178,7 +182,9 @@ def load_processor(model: str, *, local_files_only: bool = True) -> Any:
     except BackendUnavailable:
         raise
     except Exception as exc:
-        raise BackendUnavailable(f"Cannot load the processor of {model!r} from {model_dir}: {exc}. {_NOT_FOUND_HELP}") from exc
+        raise BackendUnavailable(
+            f"Cannot load the processor of {model!r} from {model_dir}: {exc}. {_NOT_FOUND_HELP}"
+        ) from exc
     assert isinstance(processor, ProcessorMixin)
     return processor
 
@@ -208,3 +214,13 @@ def eos_token_ids(tokenizer: Any) -> list[int]:
     """Ids that end a reply: ``<|im_end|>`` then ``<|endoftext|>`` (the checkpoint's generation_config order)."""
     ids = [tokenizer.convert_tokens_to_ids(t) for t in (IM_END, END_OF_TEXT)]
     return [i for i in ids if isinstance(i, int) and i != tokenizer.unk_token_id]
+
+
+def images_kwargs(min_pixels: int, max_pixels: int) -> dict[str, Any]:
+    """Per-call sizing for ``processor(..., images_kwargs=...)`` matching the pipeline's pixel budget.
+
+    Pass it on every processor call: an image the renderer sized below the checkpoint's own minimum
+    (65,536 px) would otherwise be upscaled by the processor and cost more tokens than planned.
+    (``processor._get_num_multimodal_tokens`` ignores ``size``; it reads ``min_pixels``/``max_pixels``.)
+    """
+    return {"size": {"shortest_edge": min_pixels, "longest_edge": max_pixels}}

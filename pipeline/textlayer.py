@@ -81,7 +81,7 @@ def extract_pages(doc: pymupdf.Document) -> tuple[list[PageInfo], list[str]]:
             page = doc.load_page(index)
             rect = page.rect
             size = (float(rect.width), float(rect.height))
-        except Exception as exc:  # noqa: BLE001 - any MuPDF failure is a per-page problem
+        except Exception as exc:
             warnings.append(f"page {number}: cannot be read ({exc}); it may fail to render")
             pages.append(PageInfo(number, last_size[0], last_size[1], "", False))
             continue
@@ -91,12 +91,12 @@ def extract_pages(doc: pymupdf.Document) -> tuple[list[PageInfo], list[str]]:
         last_size = size
         try:
             text = page.get_text("text")
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             warnings.append(f"page {number}: text extraction failed ({exc})")
             text = ""
         try:
             fields = form_values(page)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             warnings.append(f"page {number}: form fields unreadable ({exc})")
             fields = []
         usable = text_is_usable(text)
@@ -116,11 +116,11 @@ def document_warnings(doc: pymupdf.Document) -> list[str]:
                         + "); it is never executed")
     try:
         fields = doc.is_form_pdf
-    except Exception:  # noqa: BLE001
+    except Exception:
         fields = False
     if fields:
-        warnings.append(f"interactive form with {int(fields)} field(s): filled values are appended to the "
-                        "page text under 'Form fields:'")
+        warnings.append("interactive form (AcroForm): filled field values are appended to the page text "
+                        "under 'Form fields:'")
     restricted = _restricted_permissions(doc)
     if restricted:
         warnings.append("document permissions restrict " + ", ".join(restricted)
@@ -145,7 +145,7 @@ def _restricted_permissions(doc: pymupdf.Document) -> list[str]:
         if not (doc.metadata or {}).get("encryption"):
             return []
         perms = int(doc.permissions)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return []
     return [label for attr, label in _PERMISSIONS if not perms & int(getattr(pymupdf, attr))]
 
@@ -156,7 +156,7 @@ def _javascript_places(doc: pymupdf.Document) -> list[str]:
     places: list[str] = []
     try:
         catalog = doc.pdf_catalog()
-    except Exception:  # noqa: BLE001
+    except Exception:
         return places
     if doc.xref_get_key(catalog, "Names/JavaScript")[0] != "null":
         places.append("document names tree")
@@ -172,7 +172,7 @@ def _javascript_places(doc: pymupdf.Document) -> list[str]:
                 if _key_has_js(doc, annot_xref, "A", 1) or _key_has_js(doc, annot_xref, "AA", 2):
                     places.append(f"page {index + 1} annotation/field")
                     break
-        except Exception:  # noqa: BLE001
+        except Exception:
             continue
     return places
 
@@ -192,7 +192,7 @@ def _object_has_js(doc: pymupdf.Document, xref: int, depth: int, seen: set[int])
     seen.add(xref)
     try:
         text = doc.xref_object(xref, compressed=True)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
     return _text_has_js(doc, text, depth, seen)
 

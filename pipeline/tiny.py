@@ -102,11 +102,12 @@ def build_tokenizer(seed: int = 0) -> Any:
     base = len(vocab)
     for offset, (token, _special) in enumerate(SPECIAL_TOKENS):
         vocab[token] = base + offset  # same order as the real ids, right after the BPE vocabulary
-    tokenizer = Qwen2Tokenizer(
-        vocab=vocab, merges=[tuple(m) for m in model["merges"]],
-        unk_token=None, bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-        model_max_length=262144, clean_up_tokenization_spaces=False, split_special_tokens=False,
-    )
+    settings: dict[str, Any] = {  # the real tokenizer_config.json's roles (no bos, no unk)
+        "vocab": vocab, "merges": [tuple(m) for m in model["merges"]],
+        "unk_token": None, "bos_token": None, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
+        "model_max_length": 262144, "clean_up_tokenization_spaces": False, "split_special_tokens": False,
+    }
+    tokenizer = Qwen2Tokenizer(**settings)
     tokenizer.add_tokens([AddedToken(t, special=s, normalized=False) for t, s in SPECIAL_TOKENS])
     tokenizer.chat_template = CHAT_TEMPLATE_PATH.read_text(encoding="utf-8")
     return tokenizer

@@ -52,7 +52,15 @@ def page_pixels(page: PageInfo, kind: DocKind, settings: Settings) -> tuple[int,
     """
     scale = 1.0 if kind is DocKind.IMAGE else settings.dpi / 72.0
     height, width = clamp_aspect(max(page.height_pt * scale, 1.0), max(page.width_pt * scale, 1.0))
-    return smart_resize(round(height), round(width), settings.min_pixels, settings.max_pixels)
+    h, w = smart_resize(round(height), round(width), settings.min_pixels, settings.max_pixels)
+    # Rounding to multiples of 32 can push a clamped strip back past the processor's limit (a 14,400 x 20 pt
+    # strip became 32 x 7232 = 226:1 and the processor raised): cut the long side, which only removes pixels.
+    limit = MAX_ASPECT - 1
+    if h > w * limit:
+        h = w * limit
+    elif w > h * limit:
+        w = h * limit
+    return h, w
 
 
 def image_tokens(height: int, width: int) -> int:

@@ -1,0 +1,174 @@
+"""``docvl serve``: a served deployment that turns an inbox of documents into an outbox of JSON results.
+
+Each scheduled run scans the inbox, claims documents whose ``sha256 + settings.fingerprint()`` is not in
+the outbox ledger, processes them with the same tasks as ``analyze_batch`` (caches and the concurrency
+limit included), delivers one JSON file per document atomically, optionally POSTs each record to a webhook,
+and writes a manifest of what the run picked up. See :mod:`flows.delivery` for the outbox layout.
+
+Run it without the CLI (tests, debugging)::
+
+    python -m flows.inbox --inbox IN --outbox OUT --interval 10 [--backend-factory module:fn]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from flows.analyze import process_documents, thread_runner
+from flows.delivery import Ledger, deliver, post_record, write_manifest
+from flows.limits import DEFAULT_LIMIT_NAME
+from flows.store import record_key, sha256_file
+from flows.tasks import is_final
+from pipeline.errors import UsageError
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+IGNORED_SUFFIXES = (".tmp", ".part", ".crdownload", ".partial", ".swp")
+
+
+def scan(inbox: Path, min_age_s: float) -> list[Path]:
+    """Regular files in the inbox (recursively), skipping hidden, temporary and still-changing files."""
+    now = time.time()
+    found = []
+    for path in sorted(inbox.rglob("*")):
+        rel = path.relative_to(inbox)
+        if any(part.startswith(".") for part in rel.parts) or path.name.endswith(IGNORED_SUFFIXES):
+            continue
+        if path.is_file() and not path.is_symlink() and now - path.stat().st_mtime >= min_age_s:
+            found.append(path)
+    return found
+
+
+def _hashes(ledger: Ledger, files: list[Path]) -> dict[Path, str]:
+    cache = ledger.load_stat_cache()
+    out: dict[Path, str] = {}
+    fresh: dict[str, list[Any]] = {}
+    for path in files:
+        st = path.stat()
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+        hit = cache.get(str(path))
+        if hit and hit[:3] == stamp:
+            out[path] = str(hit[3])
+        else:
+            try:
+                out[path] = sha256_file(path)
+            except OSError:
+                continue
+        fresh[str(path)] = [*stamp, out[path]]
+    if fresh != cache:
+        ledger.save_stat_cache(fresh)
+    return out
+
+
+def _run_id() -> str:
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id or f"local-{uuid.uuid4()}")
+
+
+@flow(name="docvl-inbox", task_runner=thread_runner(16))
+def inbox_flow(inbox: str, outbox: str, settings: Settings, webhook_url: str | None = None,
+               backend_factory: str | None = None, global_limit: str | None = DEFAULT_LIMIT_NAME,
+               min_age_s: float = 1.0, claim_ttl_s: float = 6 * 3600) -> dict[str, int]:
+    logger = get_run_logger()
+    in_dir, out_dir = Path(inbox), Path(outbox)
+    ledger = Ledger(out_dir, ttl_s=claim_ttl_s)
+    run_id = _run_id()
+    hashes = _hashes(ledger, scan(in_dir, min_age_s))
+    picked: list[tuple[Path, str, str]] = []
+    skipped_duplicates: list[dict[str, Any]] = []
+    seen_keys: set[str] = set()
+    for path, sha in hashes.items():
+        key = record_key(sha, settings)
+        if ledger.done(key) is not None:
+            continue
+        if key in seen_keys:  # same content twice in this scan: processed once, noted once
+            skipped_duplicates.append({"input": str(path), "sha256": sha, "status": "duplicate"})
+            continue
+        if ledger.claim(key, run_id):
+            seen_keys.add(key)
+            picked.append((path, sha, key))
+    if not picked:
+        return {"picked": 0, "delivered": 0, "retry": 0}
+    logger.info("docvl inbox: %d new document(s)", len(picked))
+    rows: list[dict[str, Any]] = []
+    delivered = retry = 0
+    try:
+        envelopes, _ = process_documents([p for p, _, _ in picked], settings, backend_factory=backend_factory,
+                                         global_limit=global_limit)
+        for (path, sha, key), env in zip(picked, envelopes, strict=True):
+            row: dict[str, Any] = {"input": str(path), "sha256": sha, "status": env.status}
+            if not is_final(env):  # backend trouble: leave it for the next scheduled run
+                row["delivered"] = None
+                retry += 1
+                rows.append(row)
+                continue
+            record = env.model_dump(mode="json")
+            target = deliver(out_dir, path, sha, record)
+            row["output"] = target.name
+            if webhook_url:
+                hook = post_record(webhook_url, record)
+                row["webhook"] = {"ok": hook.ok, "attempts": hook.attempts, "status": hook.status_code}
+                if not hook.ok:
+                    logger.warning("webhook failed for %s: %s", path.name, hook.error)
+            ledger.mark_done(key, {"input": str(path), "output": target.name, "run": run_id, "status": env.status,
+                                   "time": time.time()})
+            delivered += 1
+            rows.append(row)
+    finally:
+        for _, _, key in picked:
+            ledger.release(key)
+    write_manifest(out_dir, run_id, rows + skipped_duplicates)
+    return {"picked": len(picked), "delivered": delivered, "retry": retry}
+
+
+def serve_inbox(settings: Settings, inbox: Path | str, outbox: Path | str, cron: str | None = None,
+                interval: float | None = None, webhook_url: str | None = None, name: str | None = None, *,
+                backend_factory: str | None = None, global_limit: str | None = DEFAULT_LIMIT_NAME) -> None:
+    """Serve ``docvl-inbox/<name>`` on a cron or interval schedule; blocks until interrupted (SIGINT/SIGTERM).
+
+    Each run executes in a subprocess of this one (Prefect runner). The encryption password is not stored
+    in the deployment's parameters: served runs take it from ``DOCVL_PASSWORD`` in this process's env.
+    """
+    if (cron is None) == (interval is None):
+        raise UsageError("serve needs exactly one of --cron EXPR or --interval SECONDS")
+    in_dir, out_dir = Path(inbox).resolve(), Path(outbox).resolve()
+    if not in_dir.is_dir():
+        raise UsageError(f"inbox {in_dir} is not a directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = settings.model_copy(update={"cache_dir": Path(settings.cache_dir).resolve()})
+    params: dict[str, Any] = {"inbox": str(in_dir), "outbox": str(out_dir),
+                              "settings": settings.model_dump(mode="json"), "webhook_url": webhook_url,
+                              "backend_factory": backend_factory, "global_limit": global_limit}
+    inbox_flow.serve(name=name or "docvl-inbox", cron=cron, interval=interval, parameters=params,
+                     description=f"docvl: {in_dir} -> {out_dir}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m flows.inbox", description=__doc__.split("\n\n")[0])
+    p.add_argument("--inbox", required=True, type=Path)
+    p.add_argument("--outbox", required=True, type=Path)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--cron")
+    g.add_argument("--interval", type=float)
+    p.add_argument("--webhook")
+    p.add_argument("--name")
+    p.add_argument("--backend-factory", help="module:callable(settings) -> ModelBackend (tests)")
+    p.add_argument("--no-global-limit", action="store_true")
+    args = p.parse_args(argv)
+    serve_inbox(Settings(**{}), args.inbox, args.outbox, cron=args.cron, interval=args.interval,
+                webhook_url=args.webhook, name=args.name, backend_factory=args.backend_factory,
+                global_limit=None if args.no_global_limit else DEFAULT_LIMIT_NAME)
+
+
+if __name__ == "__main__":
+    from flows.inbox import main as _main  # the importable module, so the deployment's entrypoint resolves
+
+    _main()

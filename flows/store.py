@@ -1,0 +1,97 @@
+"""Crash-safe files: atomic writes, the per-document record store and the JSONL builder.
+
+Every file a flow writes goes through :func:`atomic_write_bytes` (temp file in the same directory,
+fsync, ``os.replace``, fsync of the directory). A reader therefore sees the old file or the new one,
+never a torn one, even after SIGKILL or power loss. JSONL outputs are never appended to: they are
+rebuilt from the per-document records and replaced in one step, so a torn or duplicated line cannot
+exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pipeline.settings import Settings
+
+CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, ensure_ascii=False, indent=2) + "\n").encode())
+
+
+def atomic_write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> int:
+    lines = [json.dumps(row, ensure_ascii=False, separators=(",", ":")) for row in rows]
+    atomic_write_bytes(path, ("".join(line + "\n" for line in lines)).encode())
+    return len(lines)
+
+
+def record_key(sha256: str, settings: Settings) -> str:
+    """Identity of one result: the document's content and every result-relevant setting."""
+    return f"{sha256}-{settings.fingerprint()}"
+
+
+class RecordStore:
+    """One JSON file per finished document, ``<root>/<sha256>-<fingerprint>.json``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> RecordStore:
+        return cls(Path(settings.cache_dir) / "records")
+
+    def path(self, key: str) -> Path:
+        return self.root / f"{key}.json"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.path(key).read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def put(self, key: str, record: Mapping[str, Any]) -> Path:
+        target = self.path(key)
+        atomic_write_json(target, dict(record))
+        return target

@@ -1,0 +1,40 @@
+"""``make_backend(settings)``: the one place that picks and builds a model backend (imports are lazy)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.backends.base import ModelBackend
+from pipeline.errors import UsageError
+from pipeline.settings import Settings
+
+
+def make_backend(settings: Settings, **options: Any) -> ModelBackend:
+    """Build the backend ``settings.backend`` names.
+
+    * ``transformers``: Qwen3-VL in process from ``settings.model`` (local dir or cached hub id) on
+      ``settings.device``; raises BackendUnavailable (with download instructions) when the weights are missing.
+    * ``openai``: an OpenAI-compatible server at ``settings.base_url`` (required: UsageError without it).
+      ``options`` go to :class:`OpenAIBackend` (``image_format``, ``client``).
+    * ``scripted``: canned replies for tests and dry runs; ``options`` go to :class:`ScriptedBackend`
+      (``replies``, ``tokenizer``); without replies every answer is ``{}``.
+    """
+    if settings.backend == "transformers":
+        from pipeline.backends.transformers_backend import TransformersBackend
+
+        return TransformersBackend(settings.model, device=settings.device, **options)
+    if settings.backend == "openai":
+        if not settings.base_url:
+            raise UsageError(
+                "--backend openai needs --base-url (e.g. http://localhost:8000/v1 for vLLM, "
+                "https://openrouter.ai/api/v1 for OpenRouter); nothing is sent anywhere without it"
+            )
+        from pipeline.backends.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(settings, **options)
+    if settings.backend == "scripted":
+        from pipeline.backends.scripted import ScriptedBackend
+
+        options.setdefault("model_id", settings.model)
+        return ScriptedBackend(**options)
+    raise UsageError(f"unknown backend {settings.backend!r}")

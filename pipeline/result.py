@@ -1,0 +1,179 @@
+"""The result envelope: one JSON record per document (``docvl run`` writes them as JSONL).
+
+``docvl schemas export`` writes :func:`envelope_json_schema`. Task outputs keep their own schemas inside:
+``summary`` is a :class:`~schemas.DocumentSummary`, ``answer.data`` an :class:`~schemas.Answer`, and
+``extraction.data`` follows the schema named in ``extraction.schema_name`` (version in ``schema_version``).
+
+Usage accounting: ``usage.input_tokens`` is the sum of the prompt tokens the backend reported for every
+call made for this document (window prefills, re-asks, reduce and completeness calls). When every first
+attempt validates and no reduce or completeness call is needed, it equals ``plan.input_tokens`` (the sum
+of the plan's window ``input_tokens``) with an exact counter.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from pipeline.errors import ErrorRecord
+from schemas import Answer, DocumentSummary
+
+ENVELOPE_VERSION = "1.0"
+Status = Literal["ok", "partial", "failed", "skipped"]
+GroundingStatus = Literal["grounded", "ungrounded", "unverifiable"]
+
+
+class Usage(BaseModel):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    #: Backend requests (a batched first attempt of N tasks counts N).
+    requests: int = 0
+    cost_usd: float = 0.0
+
+    def add(self, other: Usage) -> Usage:
+        """Sum in place (cost recomputed by :meth:`priced`); returns self."""
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cached_tokens += other.cached_tokens
+        self.requests += other.requests
+        self.cost_usd = round(self.cost_usd + other.cost_usd, 8)
+        return self
+
+    def priced(self, input_per_mtok: float, output_per_mtok: float) -> Usage:
+        self.cost_usd = round((self.input_tokens * input_per_mtok + self.output_tokens * output_per_mtok) / 1e6, 8)
+        return self
+
+
+class Source(BaseModel):
+    path: str
+    sha256: str | None = None
+    kind: str | None = None
+    pages: int = 0
+
+
+class ModelInfo(BaseModel):
+    backend: str
+    id: str
+    context_window: int
+
+
+class WindowSummary(BaseModel):
+    index: int
+    first_page: int
+    last_page: int
+    input_tokens: int
+    images: int = 0
+    #: Tasks run on this window.
+    tasks: list[str] = Field(default_factory=list)
+    #: Other documents whose pages share this window (cross-document questions), by path.
+    shared_with: list[str] = Field(default_factory=list)
+
+
+class PlanSummary(BaseModel):
+    exact_tokens: bool | None = None
+    input_tokens: int = 0
+    estimated_cost_usd: float = 0.0
+    windows: list[WindowSummary] = Field(default_factory=list)
+
+
+class GroundingItem(BaseModel):
+    #: Where the record sits in the data, e.g. ``line_items[3]`` or ``total``.
+    path: str
+    pages: list[int] = Field(default_factory=list)
+    status: GroundingStatus
+    #: What was looked for: ``quote`` or ``value``.
+    checked: Literal["quote", "value", "none"] = "none"
+    detail: str | None = None
+
+
+class Grounding(BaseModel):
+    grounded: int = 0
+    ungrounded: int = 0
+    unverifiable: int = 0
+    items: list[GroundingItem] = Field(default_factory=list)
+
+
+class Conflict(BaseModel):
+    """A scalar field with different values in different windows; the first (page order) was kept."""
+
+    path: str
+    values: list[Any]
+    kept: Any
+
+
+class Completeness(BaseModel):
+    #: Pages no record (or key point / answer) cites, after any completeness re-ask.
+    uncited_pages: list[int] = Field(default_factory=list)
+    #: Pages re-asked because nothing cited them in the map results.
+    reasked_pages: list[int] = Field(default_factory=list)
+    added_records: int = 0
+
+
+class SummaryOutput(BaseModel):
+    data: DocumentSummary
+    completeness: Completeness = Field(default_factory=Completeness)
+
+
+class AnswerOutput(BaseModel):
+    question: str
+    data: Answer
+    grounding: Grounding = Field(default_factory=Grounding)
+    #: For a cross-document question: every document the answer was drawn from (paths).
+    documents: list[str] = Field(default_factory=list)
+
+
+class ExtractionOutput(BaseModel):
+    schema_name: str
+    schema_version: str
+    data: dict[str, Any]
+    grounding: Grounding = Field(default_factory=Grounding)
+    conflicts: list[Conflict] = Field(default_factory=list)
+    completeness: Completeness = Field(default_factory=Completeness)
+
+
+class Timings(BaseModel):
+    """Seconds per stage. ``prefill``/``generate`` add up what the backend reported."""
+
+    load: float = 0.0
+    plan: float = 0.0
+    render: float = 0.0
+    prefill: float = 0.0
+    generate: float = 0.0
+    reduce: float = 0.0
+    total: float = 0.0
+
+
+class ResultEnvelope(BaseModel):
+    schema_version: str = ENVELOPE_VERSION
+    source: Source
+    status: Status
+    errors: list[ErrorRecord] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    model: ModelInfo | None = None
+    plan: PlanSummary = Field(default_factory=PlanSummary)
+    summary: SummaryOutput | None = None
+    answer: AnswerOutput | None = None
+    extraction: ExtractionOutput | None = None
+    usage: Usage = Field(default_factory=Usage)
+    timings: Timings = Field(default_factory=Timings)
+
+
+def envelope_json_schema() -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of one result record."""
+    schema = ResultEnvelope.model_json_schema(mode="serialization")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "docvl result"
+    return schema
+
+
+def failed_envelope(path: str, errors: list[ErrorRecord], *, model: ModelInfo | None = None,
+                    total_s: float = 0.0) -> ResultEnvelope:
+    return ResultEnvelope(source=Source(path=path), status="failed", errors=errors, model=model,
+                          timings=Timings(total=round(total_s, 6)))
+
+
+def skipped_envelope(path: str, reason: str, *, sha256: str | None = None) -> ResultEnvelope:
+    """For callers that skip a document (cache hit elsewhere, filtered out); ``reason`` goes to warnings."""
+    return ResultEnvelope(source=Source(path=path, sha256=sha256), status="skipped", warnings=[reason])

@@ -1,0 +1,105 @@
+"""Extraction schemas for commercial documents: invoices, purchase orders, receipts."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from schemas.base import (
+    Amount,
+    Page,
+    Quantity,
+    Quote,
+    SourcedAmount,
+    SourcedDate,
+    SourcedText,
+    Strict,
+)
+
+
+class Party(Strict):
+    """A company or person named on the document."""
+
+    name: SourcedText | None = None
+    address: SourcedText | None = None
+    tax_id: SourcedText | None = None
+
+
+class LineItem(Strict):
+    """One billed line. ``amount`` is the line total as printed."""
+
+    dedup_keys: ClassVar[tuple[str, ...]] = ("description", "amount")
+
+    description: str = Field(max_length=300)
+    quantity: Quantity | None = None
+    unit_price: Amount | None = None
+    amount: Amount | None = None
+    page: Page
+    quote: Quote = None
+
+
+class Invoice(Strict):
+    """An invoice: parties, identifiers, dates, line items and totals."""
+
+    vendor: Party | None = None
+    customer: Party | None = None
+    invoice_number: SourcedText | None = None
+    issue_date: SourcedDate | None = None
+    due_date: SourcedDate | None = None
+    currency: SourcedText | None = Field(None, description="ISO 4217 code when known, e.g. EUR")
+    line_items: list[LineItem] = Field(default_factory=list, max_length=200)
+    subtotal: SourcedAmount | None = None
+    tax: SourcedAmount | None = None
+    total: SourcedAmount | None = None
+
+
+class OrderLine(Strict):
+    dedup_keys: ClassVar[tuple[str, ...]] = ("sku", "description", "quantity")
+
+    sku: str | None = Field(None, max_length=80)
+    description: str = Field(max_length=300)
+    quantity: Quantity | None = None
+    unit_price: Amount | None = None
+    amount: Amount | None = None
+    page: Page
+    quote: Quote = None
+
+
+class PurchaseOrder(Strict):
+    """A purchase order: buyer, supplier, ordered lines, delivery terms and totals."""
+
+    po_number: SourcedText | None = None
+    buyer: Party | None = None
+    supplier: Party | None = None
+    order_date: SourcedDate | None = None
+    delivery_date: SourcedDate | None = None
+    delivery_address: SourcedText | None = None
+    payment_terms: SourcedText | None = None
+    currency: SourcedText | None = None
+    lines: list[OrderLine] = Field(default_factory=list, max_length=200)
+    total: SourcedAmount | None = None
+
+
+class ReceiptItem(Strict):
+    dedup_keys: ClassVar[tuple[str, ...]] = ("description", "amount")
+
+    description: str = Field(max_length=200)
+    quantity: Quantity | None = None
+    amount: Amount | None = None
+    page: Page
+    quote: Quote = None
+
+
+class Receipt(Strict):
+    """A till or card receipt."""
+
+    merchant: SourcedText | None = None
+    date: SourcedDate | None = None
+    items: list[ReceiptItem] = Field(default_factory=list, max_length=100)
+    currency: SourcedText | None = None
+    subtotal: SourcedAmount | None = None
+    tax: SourcedAmount | None = None
+    tip: SourcedAmount | None = None
+    total: SourcedAmount | None = None
+    payment_method: SourcedText | None = None

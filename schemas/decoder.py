@@ -1,0 +1,189 @@
+"""The JSON Schema sent to a constrained decoder (llguidance, vLLM ``response_format``).
+
+:func:`decoder_schema` turns a model's JSON Schema into one that describes a finite language, which a
+model with random weights can still finish (see /work/shared/notes/qwen3-vl.md):
+
+* every ``$ref`` is inlined (``$defs`` dropped) unless the schema is recursive;
+* every object has ``additionalProperties: false`` and lists all its properties as ``required`` (nullable
+  fields are emitted as ``null``: one shape per schema, no optional keys for the decoder to wander into);
+* every string without ``enum``/``const`` gets a ``maxLength``, every number and integer ``minimum`` and
+  ``maximum``, every number a ``multipleOf`` (bounded decimals), every array a ``maxItems``;
+* ``title`` keywords are dropped (they only cost prompt tokens when the schema is shown to the model).
+
+The bounds already in the model are kept; the defaults below only fill gaps. Validation of replies stays
+with pydantic, so a decoder bound never loosens what is accepted.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from pydantic import BaseModel
+
+DEFAULT_MAX_LENGTH = 500
+DEFAULT_MAX_ITEMS = 50
+DEFAULT_MIN_NUMBER = -1e12
+DEFAULT_MAX_NUMBER = 1e12
+DEFAULT_NUMBER_STEP = 0.0001
+
+
+def decoder_schema(model: type[BaseModel] | dict[str, Any]) -> dict[str, Any]:
+    """The bounded decoder schema of a pydantic model (or of a JSON Schema dict)."""
+    raw = model if isinstance(model, dict) else model.model_json_schema()
+    schema = copy.deepcopy(raw)
+    defs: dict[str, Any] = schema.pop("$defs", None) or schema.pop("definitions", None) or {}
+    recursive = _recursive_defs(defs)
+    out = _bound(_inline(schema, defs, recursive, ()))
+    if recursive:
+        out["$defs"] = {name: _bound(_inline(defs[name], defs, recursive, ())) for name in sorted(recursive)}
+    return out
+
+
+def _ref_name(ref: str) -> str:
+    return ref.rsplit("/", 1)[-1]
+
+
+def _refs_in(node: Any) -> set[str]:
+    found: set[str] = set()
+    if isinstance(node, dict):
+        if isinstance(node.get("$ref"), str):
+            found.add(_ref_name(node["$ref"]))
+        for value in node.values():
+            found |= _refs_in(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= _refs_in(value)
+    return found
+
+
+def _recursive_defs(defs: dict[str, Any]) -> set[str]:
+    """Definitions that can reach themselves through references."""
+    edges = {name: _refs_in(body) for name, body in defs.items()}
+    out: set[str] = set()
+    for start in defs:
+        seen: set[str] = set()
+        stack = list(edges[start])
+        while stack:
+            name = stack.pop()
+            if name == start:
+                out.add(start)
+                break
+            if name in seen or name not in edges:
+                continue
+            seen.add(name)
+            stack.extend(edges[name])
+    return out
+
+
+def _inline(node: Any, defs: dict[str, Any], recursive: set[str], path: tuple[str, ...]) -> Any:
+    if isinstance(node, list):
+        return [_inline(v, defs, recursive, path) for v in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        name = _ref_name(ref)
+        if name in recursive:
+            return {**{k: v for k, v in node.items() if k != "$ref"}, "$ref": f"#/$defs/{name}"}
+        if name not in defs:
+            raise ValueError(f"unresolvable $ref {ref!r}")
+        extra = {k: v for k, v in node.items() if k != "$ref"}
+        merged = {**copy.deepcopy(defs[name]), **extra}
+        return _inline(merged, defs, recursive, (*path, name))
+    return {k: (v if k in ("enum", "const", "default", "examples") else _inline(v, defs, recursive, path))
+            for k, v in node.items()}
+
+
+_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+
+
+def _bound(node: Any) -> Any:
+    if not isinstance(node, dict):
+        return node
+    node.pop("title", None)
+    for key in _SUBSCHEMA_LISTS:
+        if isinstance(node.get(key), list):
+            node[key] = [_bound(s) for s in node[key]]
+    if isinstance(node.get("items"), dict):
+        node["items"] = _bound(node["items"])
+    types = node.get("type")
+    kinds = set(types) if isinstance(types, list) else {types} if isinstance(types, str) else set()
+    if "properties" in node or "object" in kinds:
+        props = node.setdefault("properties", {})
+        for name in props:
+            props[name] = _bound(props[name])
+        node["additionalProperties"] = False
+        node["required"] = list(props)
+        node.pop("patternProperties", None)
+    if "enum" in node or "const" in node:
+        return node
+    if "string" in kinds and "maxLength" not in node:
+        node["maxLength"] = max(DEFAULT_MAX_LENGTH, int(node.get("minLength", 0)))
+    if kinds & {"number", "integer"}:
+        if "minimum" not in node and "exclusiveMinimum" not in node:
+            node["minimum"] = DEFAULT_MIN_NUMBER
+        if "maximum" not in node and "exclusiveMaximum" not in node:
+            node["maximum"] = DEFAULT_MAX_NUMBER
+        if "number" in kinds and "integer" not in kinds and "multipleOf" not in node:
+            node["multipleOf"] = DEFAULT_NUMBER_STEP
+    if "array" in kinds:
+        if "items" not in node and "prefixItems" not in node:
+            node["items"] = {"type": "string", "maxLength": DEFAULT_MAX_LENGTH}
+        if "maxItems" not in node:
+            node["maxItems"] = max(DEFAULT_MAX_ITEMS, int(node.get("minItems", 0)))
+    return node
+
+
+def max_reply_tokens(schema: dict[str, Any], cap: int) -> int:
+    """An upper bound on the tokens of any reply ``schema`` allows (no free whitespace), at most ``cap``.
+
+    Counted in UTF-8 bytes of the longest serialisation (a token is at least one byte); a string char
+    counts 6 (a ``\\uXXXX`` escape). Unbounded or recursive parts give ``cap``.
+    """
+    try:
+        return min(cap, _max_len(schema, 0, cap) + 1)
+    except _Unbounded:
+        return cap
+
+
+class _Unbounded(Exception):
+    pass
+
+
+def _max_len(node: Any, depth: int, cap: int) -> int:
+    if not isinstance(node, dict) or depth > 32 or "$ref" in node:
+        raise _Unbounded
+    options = [s for key in ("anyOf", "oneOf") for s in node.get(key, [])]
+    if options:
+        return max(_max_len(s, depth + 1, cap) for s in options)
+    if "enum" in node or "const" in node:
+        import json
+
+        values = node.get("enum", [node.get("const")])
+        return max(len(json.dumps(v).encode()) for v in values)
+    types = node.get("type")
+    kinds = types if isinstance(types, list) else [types]
+    best = 0
+    for kind in kinds:
+        if kind == "string":
+            if "maxLength" not in node or "format" in node or "pattern" in node:
+                raise _Unbounded
+            size = 2 + 6 * int(node["maxLength"])
+        elif kind in ("number", "integer"):
+            size = 32
+        elif kind in ("boolean", "null"):
+            size = 5
+        elif kind == "array":
+            if "maxItems" not in node or not isinstance(node.get("items"), dict):
+                raise _Unbounded
+            size = 2 + int(node["maxItems"]) * (_max_len(node["items"], depth + 1, cap) + 1)
+        elif kind == "object":
+            props = node.get("properties", {})
+            size = 2 + sum(len(name) + 4 + _max_len(s, depth + 1, cap) for name, s in props.items())
+        else:
+            raise _Unbounded
+        best = max(best, size)
+        if best > cap:
+            return best
+    return best

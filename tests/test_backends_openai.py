@@ -1,0 +1,294 @@
+"""The OpenAI-compatible backend against REAL HTTP servers on 127.0.0.1 (no mocked transport).
+
+* docvl's devserver serving the tiny random Qwen3-VL through the transformers backend;
+* a small stdlib server replaying scripted statuses (429 with Retry-After, 503, 400, 401) for retries.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.backends.base import GenerationRequest
+from pipeline.backends.factory import make_backend
+from pipeline.backends.openai_backend import OpenAIBackend, retry_after_s
+from pipeline.backends.transformers_backend import TransformersBackend
+from pipeline.count import TokenCounter
+from pipeline.devserver import ServerHandle, serve
+from pipeline.errors import BackendError, BackendUnavailable, UsageError
+from pipeline.prompt import ImagePart, Part, Turn, document_header, page_marker, page_text
+from pipeline.settings import Settings
+from pipeline.tiny import build_tiny_model
+
+OK_BODY: dict[str, Any] = {
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": '{"a":1}'}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 11, "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": 8}},
+}
+
+
+# Same helpers as tests/test_backends_transformers.py (candidates for tests/conftest.py).
+class Summary(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(max_length=24)
+    kind: Literal["report", "invoice", "letter", "other"]
+    pages: list[int] = Field(max_length=3)
+
+
+def summary_schema() -> dict[str, Any]:
+    schema = Summary.model_json_schema()
+    schema["properties"]["pages"]["items"] = {"type": "integer", "minimum": 1, "maximum": 2}
+    return schema
+
+
+def page_image(seed: int, height: int, width: int) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
+
+
+def two_pages() -> list[Part]:
+    parts: list[Part | None] = [
+        document_header(1, "report.pdf", 2),
+        page_marker(1), ImagePart(1, 1, 256, 320, page_image(1, 256, 320)), page_text("Annual report 2024.", 100),
+        page_marker(2), ImagePart(1, 2, 320, 256, page_image(2, 320, 256)), page_text("Revenue grew by 7%.", 100),
+    ]
+    return [p for p in parts if p is not None]
+
+
+# --- devserver + tiny model ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TransformersBackend]:
+    backend = TransformersBackend(str(build_tiny_model(tmp_path_factory.mktemp("tiny-openai"), seed=0)))
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="module")
+def server(local: TransformersBackend) -> Iterator[ServerHandle]:
+    handle = serve(local)
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture()
+def remote(server: ServerHandle) -> Iterator[OpenAIBackend]:
+    backend = OpenAIBackend(Settings(backend="openai", base_url=server.url, model="tiny", max_concurrency=2))
+    yield backend
+    backend.close()
+
+
+@pytest.mark.model
+def test_models_endpoint(server: ServerHandle, local: TransformersBackend) -> None:
+    body = httpx.get(server.url + "/models").json()
+    assert body["data"][0]["id"] == local.model_id
+
+
+@pytest.mark.model
+def test_schema_valid_output_and_exact_usage(remote: OpenAIBackend, local: TransformersBackend) -> None:
+    content = two_pages()
+    request = GenerationRequest("Summarize as JSON.", json_schema=summary_schema(), max_new_tokens=160)
+    generation = remote.generate(content, [request])[0]
+    assert generation.finish_reason == "stop"
+    Summary.model_validate_json(generation.text)
+    assert remote.structured_output is True
+    assert generation.input_tokens == TokenCounter(local.tokenizer).prompt(content, request.instruction)
+    assert 0 < generation.output_tokens <= request.max_new_tokens
+
+
+@pytest.mark.model
+def test_same_prompt_and_output_as_in_process(remote: OpenAIBackend, local: TransformersBackend) -> None:
+    """PNG data URLs + the message mapping reproduce the in-process prompt token for token."""
+    content = two_pages()
+    requests = [
+        GenerationRequest("What is the revenue growth?", max_new_tokens=20, temperature=0.0),
+        GenerationRequest("Summarize.", max_new_tokens=20, temperature=0.0,
+                          turns=(Turn(reply="not json", feedback="Reply with JSON only."),)),
+    ]
+    over_http = remote.generate(content, requests)
+    in_process = local.generate(content, requests)
+    for a, b in zip(over_http, in_process, strict=True):
+        assert (a.text, a.input_tokens, a.output_tokens, a.finish_reason) == (
+            b.text, b.input_tokens, b.output_tokens, b.finish_reason)
+    # the devserver keeps the last prefix: the next request on the same pages reports it as cached
+    again = remote.generate(content, [GenerationRequest("Title?", max_new_tokens=4, temperature=0.0)])[0]
+    assert again.cached_tokens > 0.9 * again.input_tokens
+
+
+@pytest.mark.model
+def test_length_finish_reason(remote: OpenAIBackend) -> None:
+    generation = remote.generate(two_pages(), [GenerationRequest("Tell a story.", max_new_tokens=3)])[0]
+    assert (generation.finish_reason, generation.output_tokens) == ("length", 3)
+
+
+@pytest.mark.model
+def test_devserver_rejects_bad_requests(server: ServerHandle) -> None:
+    response = httpx.post(server.url + "/chat/completions", json={"messages": []})
+    assert response.status_code == 400 and "messages" in response.json()["error"]["message"]
+
+
+# --- retries against a scripted stdlib server -----------------------------------------------------
+
+class Scripted:
+    """A real HTTP server answering with scripted (status, headers, body) and recording each request."""
+
+    def __init__(self, script: list[tuple[int, dict[str, str], dict[str, Any]]],
+                 reject_response_format: bool = False) -> None:
+        self.script = script
+        self.reject_response_format = reject_response_format
+        self.requests: list[tuple[float, dict[str, str], dict[str, Any]]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append((time.monotonic(), dict(self.headers), body))
+                if outer.reject_response_format and "response_format" in body:
+                    status, headers, payload = 400, {}, {"error": {"message": "response_format not supported"}}
+                else:
+                    status, headers, payload = outer.script.pop(0) if len(outer.script) > 1 else outer.script[0]
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def backend(self, **settings: Any) -> OpenAIBackend:
+        return OpenAIBackend(Settings(backend="openai", base_url=self.url, model="m", **settings))
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture()
+def scripted_server() -> Iterator[type[Scripted]]:
+    servers: list[Scripted] = []
+
+    class Tracked(Scripted):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            servers.append(self)
+
+    yield Tracked
+    for s in servers:
+        s.stop()
+
+
+def test_429_honours_retry_after(scripted_server: type[Scripted]) -> None:
+    server = scripted_server([(429, {"Retry-After": "1"}, {"error": {"message": "slow down"}}), (200, {}, OK_BODY)])
+    backend = server.backend()
+    start = time.monotonic()
+    generation = backend.generate([], [GenerationRequest("hi")])[0]
+    assert time.monotonic() - start >= 1.0
+    assert backend.retries == 1 and backend.delays[0] >= 1.0
+    assert len(server.requests) == 2 and server.requests[1][0] - server.requests[0][0] >= 1.0
+    assert (generation.text, generation.input_tokens, generation.output_tokens, generation.cached_tokens) == (
+        '{"a":1}', 11, 3, 8)
+    assert generation.timings["retries"] == 1.0
+
+
+def test_retry_after_as_http_date(scripted_server: type[Scripted]) -> None:
+    when = formatdate(time.time() + 2, usegmt=True)
+    assert 0.5 <= (retry_after_s(when) or 0) <= 2.0
+    server = scripted_server([(503, {"Retry-After": when}, {}), (200, {}, OK_BODY)])
+    backend = server.backend()
+    backend.generate([], [GenerationRequest("hi")])
+    assert backend.retries == 1 and backend.delays[0] >= 0.5
+
+
+def test_503_then_200_backs_off(scripted_server: type[Scripted]) -> None:
+    server = scripted_server([(503, {}, {"error": {"message": "overloaded"}}), (200, {}, OK_BODY)])
+    backend = server.backend()
+    assert backend.generate([], [GenerationRequest("hi")])[0].text == '{"a":1}'
+    assert backend.retries == 1 and 0.25 <= backend.delays[0] <= 0.5  # first backoff: 0.5 s with jitter
+
+
+def test_retries_are_bounded(scripted_server: type[Scripted]) -> None:
+    server = scripted_server([(503, {}, {"error": {"message": "overloaded"}})])
+    backend = server.backend(max_retries=2)
+    with pytest.raises(BackendError, match="overloaded") as info:
+        backend.generate([], [GenerationRequest("hi")])
+    assert info.value.retryable
+    assert len(server.requests) == 3 and backend.retries == 2
+
+
+def test_response_format_rejected_falls_back_once(scripted_server: type[Scripted]) -> None:
+    server = scripted_server([(200, {}, OK_BODY)], reject_response_format=True)
+    backend = server.backend()
+    request = GenerationRequest("hi", json_schema={"type": "object", "title": "My Reply"})
+    backend.generate([], [request])
+    assert [("response_format" in r[2]) for r in server.requests] == [True, False]
+    assert backend.structured_output is False
+    backend.generate([], [request])
+    assert len(server.requests) == 3 and "response_format" not in server.requests[2][2]
+
+
+def test_response_format_payload(scripted_server: type[Scripted], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCVL_TEST_KEY", "sk-test")
+    server = scripted_server([(200, {}, OK_BODY)])
+    backend = server.backend(api_key_env="DOCVL_TEST_KEY")
+    backend.generate([], [GenerationRequest("hi", json_schema={"type": "object", "title": "My Reply"},
+                                            temperature=0.7, max_new_tokens=7)])
+    _, headers, body = server.requests[0]
+    assert headers["Authorization"] == "Bearer sk-test"
+    assert body["response_format"] == {"type": "json_schema", "json_schema": {
+        "name": "My_Reply", "schema": {"type": "object", "title": "My Reply"}, "strict": True}}
+    assert (body["max_tokens"], body["temperature"], body["top_p"], body["top_k"]) == (7, 0.7, 0.8, 20)
+    assert body["messages"][-1] == {"role": "user", "content": [{"type": "text", "text": "hi"}]}
+
+
+def test_client_errors_are_not_retried(scripted_server: type[Scripted]) -> None:
+    server = scripted_server([(401, {}, {"error": {"message": "invalid api key"}})])
+    with pytest.raises(BackendUnavailable, match="invalid api key"):
+        server.backend().generate([], [GenerationRequest("hi")])
+    server2 = scripted_server([(400, {}, {"error": {"message": "prompt too long"}})])
+    with pytest.raises(BackendError, match="prompt too long") as info:
+        server2.backend().generate([], [GenerationRequest("hi")])
+    assert not info.value.retryable
+    assert len(server.requests) == 1 and len(server2.requests) == 1
+
+
+def test_unreachable_server_is_unavailable() -> None:
+    backend = OpenAIBackend(Settings(backend="openai", base_url="http://127.0.0.1:9/v1", max_retries=1),
+                            sleep=lambda s: None)
+    with pytest.raises(BackendUnavailable, match="cannot reach"):
+        backend.generate([], [GenerationRequest("hi")])
+    assert backend.retries == 1
+
+
+def test_refuses_without_base_url() -> None:
+    with pytest.raises(UsageError, match="base-url"):
+        make_backend(Settings(backend="openai"))
+    with pytest.raises(UsageError):
+        OpenAIBackend(Settings(backend="openai", base_url=None))
+
+
+def test_factory_builds_openai(tmp_path: Path) -> None:
+    backend = make_backend(Settings(backend="openai", base_url="http://127.0.0.1:9/v1/"))
+    assert isinstance(backend, OpenAIBackend) and backend.url == "http://127.0.0.1:9/v1/chat/completions"
+    backend.close()

@@ -1,0 +1,174 @@
+"""The transformers backend end to end on the tiny random Qwen3-VL: real processor, real generate."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.backends.base import GenerationRequest, ModelBackend
+from pipeline.backends.factory import make_backend
+from pipeline.backends.transformers_backend import TransformersBackend
+from pipeline.count import TokenCounter
+from pipeline.errors import BackendUnavailable
+from pipeline.prompt import ImagePart, Part, TextPart, Turn, document_header, page_marker, page_text
+from pipeline.settings import Settings
+from pipeline.tiny import build_tiny_model
+
+pytestmark = pytest.mark.model
+
+
+class Summary(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(max_length=24)
+    kind: Literal["report", "invoice", "letter", "other"]
+    pages: list[int] = Field(max_length=3)
+
+
+def summary_schema() -> dict[str, Any]:
+    schema = Summary.model_json_schema()
+    schema["properties"]["pages"]["items"] = {"type": "integer", "minimum": 1, "maximum": 2}
+    return schema
+
+
+def page_image(seed: int, height: int, width: int) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
+
+
+def two_pages() -> list[Part]:
+    parts: list[Part | None] = [
+        document_header(1, "report.pdf", 2),
+        page_marker(1), ImagePart(1, 1, 256, 320, page_image(1, 256, 320)), page_text("Annual report 2024.", 100),
+        page_marker(2), ImagePart(1, 2, 320, 256, page_image(2, 320, 256)), page_text("Revenue grew by 7%.", 100),
+    ]
+    return [p for p in parts if p is not None]
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-backend"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_dir: Path) -> TransformersBackend:
+    return TransformersBackend(str(tiny_dir))
+
+
+def uncached_greedy(backend: TransformersBackend, content: list[Part], request: GenerationRequest) -> str:
+    """Reference: the processor's own output straight into ``generate``, no cache reuse."""
+    inputs = backend.processor_inputs(content, request)
+    backend.model.model.rope_deltas = None
+    out = backend.model.generate(
+        **inputs, max_new_tokens=request.max_new_tokens, do_sample=False, temperature=1.0, top_p=1.0, top_k=50,
+        eos_token_id=backend.eos_ids, pad_token_id=backend.tokenizer.pad_token_id,
+    )
+    new = [t for t in out[0, inputs["input_ids"].shape[1]:].tolist() if t not in backend.eos_ids]
+    return str(backend.tokenizer.decode(new, skip_special_tokens=True))
+
+
+def test_is_a_model_backend(backend: TransformersBackend) -> None:
+    assert isinstance(backend, ModelBackend)
+    assert backend.name == "transformers"
+
+
+def test_input_tokens_equal_exact_count(backend: TransformersBackend) -> None:
+    content = two_pages()
+    request = GenerationRequest("Summarize the document.", max_new_tokens=4)
+    generation = backend.generate(content, [request])[0]
+    expected = TokenCounter(backend.tokenizer).prompt(content, request.instruction)
+    assert generation.input_tokens == expected
+    assert generation.input_tokens == backend.processor_inputs(content, request)["input_ids"].shape[1]
+    assert sum(isinstance(p, ImagePart) for p in content) == 2
+
+
+def test_one_prefill_matches_uncached_greedy(backend: TransformersBackend) -> None:
+    content = two_pages()
+    requests = [
+        GenerationRequest("Summarize the document.", max_new_tokens=24),
+        GenerationRequest("What is the revenue growth?", max_new_tokens=24),
+        GenerationRequest("List the page numbers.", max_new_tokens=16),
+    ]
+    backend._prefix = None
+    generations = backend.generate(content, requests)
+    prefix = backend._prefix
+    assert prefix is not None
+    n_prefix = len(prefix.ids)
+    assert generations[0].cached_tokens == 0 and generations[0].timings["prefill_s"] > 0
+    assert [g.cached_tokens for g in generations[1:]] == [n_prefix, n_prefix]
+    # the prefix is everything before the instruction: all images, most of the prompt
+    assert n_prefix > 0.9 * generations[0].input_tokens
+    for request, generation in zip(requests, generations, strict=True):
+        assert generation.output_tokens <= request.max_new_tokens
+        assert generation.text == uncached_greedy(backend, content, request)
+
+    # a re-ask on the same content reuses the kept prefix cache (no new prefill)
+    again = GenerationRequest(
+        "Summarize the document.", max_new_tokens=24,
+        turns=(Turn(reply=generations[0].text, feedback="That was not JSON. Reply with JSON only."),),
+    )
+    reask = backend.generate(content, [again])[0]
+    assert backend._prefix is prefix
+    assert reask.cached_tokens == n_prefix and reask.timings["prefill_s"] == 0.0
+    assert reask.input_tokens > generations[0].input_tokens
+    assert reask.text == uncached_greedy(backend, content, again)
+
+
+def test_other_content_gets_a_new_prefill(backend: TransformersBackend) -> None:
+    content = two_pages()
+    backend.generate(content, [GenerationRequest("Summarize.", max_new_tokens=2)])
+    other = [*content[:-1], TextPart("Text layer:\nRevenue fell.\n")]
+    generation = backend.generate(other, [GenerationRequest("Summarize.", max_new_tokens=8)])[0]
+    assert generation.cached_tokens == 0
+    assert generation.text == uncached_greedy(backend, other, GenerationRequest("Summarize.", max_new_tokens=8))
+
+
+def test_constrained_output_validates(backend: TransformersBackend) -> None:
+    content = two_pages()
+    schema = summary_schema()
+    requests = [GenerationRequest("Summarize as JSON.", json_schema=schema, max_new_tokens=400, temperature=t)
+                for t in (0.0, 0.7, 1.0)]
+    torch.manual_seed(0)
+    for generation in backend.generate(content, requests):
+        assert generation.finish_reason == "stop", generation.text
+        Summary.model_validate_json(generation.text)
+
+
+def test_length_finish_reason(backend: TransformersBackend) -> None:
+    generation = backend.generate(two_pages(), [GenerationRequest("Write a long story.", max_new_tokens=5)])[0]
+    assert generation.output_tokens == 5
+    assert generation.finish_reason == "length"
+
+
+def test_text_only_content(backend: TransformersBackend) -> None:
+    content: list[Part] = [TextPart("<document 1: notes.txt, pages 1-1 of 1>\n"), TextPart("Text layer:\nhello\n")]
+    requests = [GenerationRequest("Summarize.", max_new_tokens=12), GenerationRequest("Title?", max_new_tokens=12)]
+    generations = backend.generate(content, requests)
+    assert generations[1].cached_tokens > 0
+    for request, generation in zip(requests, generations, strict=True):
+        assert generation.input_tokens == TokenCounter(backend.tokenizer).prompt(content, request.instruction)
+        assert generation.text == uncached_greedy(backend, content, request)
+
+
+def test_factory_builds_transformers(tiny_dir: Path) -> None:
+    backend = make_backend(Settings(backend="transformers", model=str(tiny_dir), device="cpu"))
+    try:
+        assert isinstance(backend, TransformersBackend)
+        assert backend.model_id == str(tiny_dir)
+    finally:
+        backend.close()
+
+
+def test_missing_weights_is_backend_unavailable(tiny_dir: Path, tmp_path: Path) -> None:
+    no_weights = tmp_path / "no-weights"
+    shutil.copytree(tiny_dir, no_weights, ignore=shutil.ignore_patterns("*.safetensors"))
+    with pytest.raises(BackendUnavailable, match="tiny-model"):
+        TransformersBackend(str(no_weights))
+    with pytest.raises(BackendUnavailable, match="--base-url"):
+        TransformersBackend(str(tmp_path / "does-not-exist"))

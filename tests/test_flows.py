@@ -1,0 +1,151 @@
+"""The Prefect flows on a temporary (ephemeral) server: JSONL output, caching, retries, concurrency, resume."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import flowkit
+import pytest
+
+import flows  # noqa: F401  (offline env defaults before prefect is imported)
+from flows.analyze import analyze_batch, run_batch
+from flows.store import RecordStore, record_key, sha256_file
+from flows.tasks import is_final
+from pipeline.errors import ErrorRecord
+from pipeline.result import ResultEnvelope, Source
+
+FACTORY = "flowkit:scripted_backend"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _prefect() -> Iterator[None]:
+    with flowkit.harness():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _reset(monkeypatch: pytest.MonkeyPatch) -> None:
+    flowkit.reset()
+    for var in ("DOCVL_TEST_CALL_LOG", "DOCVL_TEST_DELAY_S", "DOCVL_TEST_FAIL_FIRST"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def _lines(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_batch_writes_jsonl_and_records(tmp_path: Path) -> None:
+    paths = flowkit.make_pdfs(tmp_path / "in", 3)
+    bad = tmp_path / "in" / "broken.pdf"
+    bad.write_bytes(b"%PDF-1.7\nthis is not a pdf")
+    settings = flowkit.test_settings(tmp_path / "cache")
+    out = tmp_path / "out.jsonl"
+    results = run_batch([*paths, bad], settings, out, backend_factory=FACTORY, global_limit=None)
+    rows = _lines(out)
+    assert [r["source"]["path"] for r in rows] == [str(p) for p in [*paths, bad]]  # type: ignore[index]
+    assert [r.status for r in results] == ["ok", "ok", "ok", "failed"]
+    assert results[3].errors[0].code != "backend_error"
+    assert len(flowkit.CALLS) == 3
+    store = RecordStore.for_settings(settings)
+    for p in [*paths, bad]:
+        assert store.get(record_key(sha256_file(p), settings)) is not None
+    assert not list(out.parent.glob(".out.jsonl.*"))  # no temp files left behind
+
+
+def test_rerun_hits_record_store_then_window_cache(tmp_path: Path) -> None:
+    paths = flowkit.make_pdfs(tmp_path / "in", 3)
+    settings = flowkit.test_settings(tmp_path / "cache")
+    first = run_batch(paths, settings, tmp_path / "a.jsonl", backend_factory=FACTORY, global_limit=None)
+    assert len(flowkit.CALLS) == 3
+    flowkit.reset()
+    second = run_batch(paths, settings, tmp_path / "b.jsonl", backend_factory=FACTORY, global_limit=None)
+    assert flowkit.CALLS == []
+    assert [r.model_dump() for r in second] == [r.model_dump() for r in first]
+    assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "b.jsonl").read_text()
+    # Without the records the Prefect window cache (persisted results) still answers every window.
+    for f in RecordStore.for_settings(settings).root.glob("*.json"):
+        f.unlink()
+    run_batch(paths, settings, tmp_path / "c.jsonl", backend_factory=FACTORY, global_limit=None)
+    assert flowkit.CALLS == []
+    # A result-relevant setting changes the key: everything is recomputed.
+    changed = flowkit.test_settings(tmp_path / "cache", include_text=False)
+    run_batch(paths, changed, tmp_path / "d.jsonl", backend_factory=FACTORY, global_limit=None)
+    assert len(flowkit.CALLS) == 3
+
+
+def test_same_content_twice_in_a_batch_runs_once(tmp_path: Path) -> None:
+    [p] = flowkit.make_pdfs(tmp_path / "in", 1)
+    copy = tmp_path / "in" / "copy.pdf"
+    copy.write_bytes(p.read_bytes())
+    out = tmp_path / "o.jsonl"
+    results = run_batch([p, copy], flowkit.test_settings(tmp_path / "c"), out, backend_factory=FACTORY,
+                        global_limit=None)
+    assert len(flowkit.CALLS) == 1
+    assert [r.source.path for r in results] == [str(p), str(copy)]
+
+
+def test_retries_backend_errors_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = flowkit.make_pdfs(tmp_path / "in", 2)
+    settings = flowkit.test_settings(tmp_path / "cache", max_attempts=3)
+    monkeypatch.setenv("DOCVL_TEST_FAIL_FIRST", "2")
+    results = analyze_batch([str(p) for p in paths], settings, backend_factory=FACTORY, global_limit=None,
+                            retry_delay_s=0.01, artifacts=False)
+    assert [r.status for r in results] == ["ok", "ok"]
+    assert len(flowkit.CALLS) == 2 + 2  # two failed attempts retried, nothing else repeated
+
+    # Bad input is never retried: prepare runs once per bad file.
+    from pipeline import analyze as stage
+
+    prepares: list[Path] = []
+    real = stage.prepare
+
+    def counting(path: Path, *args: object) -> object:
+        prepares.append(path)
+        return real(path, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(stage, "prepare", counting)
+    empty = tmp_path / "in" / "empty.pdf"
+    empty.write_bytes(b"")
+    [res] = analyze_batch([str(empty)], settings, backend_factory=FACTORY, global_limit=None, retry_delay_s=0.01,
+                          artifacts=False)
+    assert res.status == "failed" and prepares == [empty]
+
+
+def test_exhausted_retries_leave_a_non_final_record_that_reruns(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    [p] = flowkit.make_pdfs(tmp_path / "in", 1)
+    settings = flowkit.test_settings(tmp_path / "cache", max_attempts=2)
+    monkeypatch.setenv("DOCVL_TEST_FAIL_FIRST", "2")
+    [res] = analyze_batch([str(p)], settings, backend_factory=FACTORY, global_limit=None, retry_delay_s=0.01,
+                          artifacts=False)
+    assert res.status != "ok" and any(e.code == "backend_error" for e in res.errors)
+    assert not is_final(res)
+    monkeypatch.setenv("DOCVL_TEST_FAIL_FIRST", "0")
+    flowkit.reset()
+    [res] = analyze_batch([str(p)], settings, backend_factory=FACTORY, global_limit=None, artifacts=False)
+    assert res.status == "ok" and len(flowkit.CALLS) == 1
+
+
+def test_concurrency_limit_respected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefect.client.orchestration import get_client
+
+    paths = flowkit.make_pdfs(tmp_path / "in", 6, pages=1)
+    settings = flowkit.test_settings(tmp_path / "cache", max_concurrency=2)
+    monkeypatch.setenv("DOCVL_TEST_DELAY_S", "0.3")
+    results = analyze_batch([str(p) for p in paths], settings, backend_factory=FACTORY,
+                            global_limit="docvl-test-model", artifacts=False)
+    assert all(r.status == "ok" for r in results)
+    assert flowkit.ACTIVE["peak"] == 2  # parallel, and never above the limit
+    with get_client(sync_client=True) as client:  # created on demand with max_concurrency slots
+        assert client.read_global_concurrency_limit_by_name("docvl-test-model").limit == 2
+
+
+def test_is_final() -> None:
+    ok = ResultEnvelope(source=Source(path="a"), status="ok")
+    bad_input = ResultEnvelope(source=Source(path="a"), status="failed",
+                               errors=[ErrorRecord(code="corrupt_document", message="x")])
+    backend = ResultEnvelope(source=Source(path="a"), status="partial",
+                             errors=[ErrorRecord(code="backend_error", message="x")])
+    assert is_final(ok) and is_final(bad_input) and not is_final(backend)

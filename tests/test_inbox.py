@@ -1,0 +1,118 @@
+"""The inbox flow in process (temporary Prefect server): delivery, ledger, changes, overlap, retries."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextvars
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import flowkit
+import pytest
+
+import flows  # noqa: F401
+from flows.delivery import LEDGER_DIR
+from flows.inbox import inbox_flow, scan, serve_inbox
+from pipeline.errors import UsageError
+
+FACTORY = "flowkit:scripted_backend"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _prefect() -> Iterator[None]:
+    with flowkit.harness():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _reset(monkeypatch: pytest.MonkeyPatch) -> None:
+    flowkit.reset()
+    for var in ("DOCVL_TEST_CALL_LOG", "DOCVL_TEST_DELAY_S", "DOCVL_TEST_FAIL_FIRST"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def _run(inbox: Path, outbox: Path, cache: Path, **kw: object) -> dict[str, int]:
+    result: dict[str, int] = inbox_flow(str(inbox), str(outbox), flowkit.test_settings(cache, max_attempts=1),
+                                        backend_factory=FACTORY, global_limit=None, min_age_s=0.0, **kw)
+    return result
+
+
+def _outputs(outbox: Path) -> dict[str, dict[str, object]]:
+    return {p.name: json.loads(p.read_text()) for p in outbox.glob("*.json")}
+
+
+def test_delivers_once_per_document_and_reruns_nothing(tmp_path: Path) -> None:
+    inbox, outbox = tmp_path / "in", tmp_path / "out"
+    flowkit.make_pdfs(inbox, 3)
+    (inbox / ".hidden.pdf").write_bytes(b"x")
+    (inbox / "upload.pdf.part").write_bytes(b"x")
+    assert _run(inbox, outbox, tmp_path / "c") == {"picked": 3, "delivered": 3, "retry": 0}
+    outs = _outputs(outbox)
+    assert len(outs) == 3 and all(o["status"] == "ok" for o in outs.values())
+    assert sorted(n.split(".")[0] for n in outs) == ["doc000", "doc001", "doc002"]
+    [manifest] = (outbox / "manifests").glob("*.jsonl")
+    rows = [json.loads(x) for x in manifest.read_text().splitlines()]
+    assert sorted(r["output"] for r in rows) == sorted(outs)
+    assert len(list((outbox / LEDGER_DIR).glob("*.done"))) == 3
+    assert not list((outbox / LEDGER_DIR).glob("*.claim"))
+    assert len(flowkit.CALLS) == 3
+    flowkit.reset()
+    assert _run(inbox, outbox, tmp_path / "c")["picked"] == 0
+    assert flowkit.CALLS == [] and len(list((outbox / "manifests").glob("*.jsonl"))) == 1
+
+
+def test_changed_file_is_processed_again_and_copies_are_not(tmp_path: Path) -> None:
+    inbox, outbox = tmp_path / "in", tmp_path / "out"
+    [doc] = flowkit.make_pdfs(inbox, 1)
+    _run(inbox, outbox, tmp_path / "c")
+    flowkit.reset()
+    (inbox / "same-bytes.pdf").write_bytes(doc.read_bytes())
+    assert _run(inbox, outbox, tmp_path / "c")["picked"] == 0  # same content under a new name
+    flowkit.make_pdf(doc, pages=3, text="new content")
+    assert _run(inbox, outbox, tmp_path / "c") == {"picked": 1, "delivered": 1, "retry": 0}
+    assert len(flowkit.CALLS) == 1 and len(_outputs(outbox)) == 2
+
+
+def test_overlapping_runs_never_process_a_document_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    inbox, outbox = tmp_path / "in", tmp_path / "out"
+    flowkit.make_pdfs(inbox, 6, pages=1)
+    monkeypatch.setenv("DOCVL_TEST_DELAY_S", "0.3")
+    with cf.ThreadPoolExecutor(2) as pool:
+        futs = [pool.submit(contextvars.copy_context().run, _run, inbox, outbox, tmp_path / "c") for _ in range(2)]
+        results = [f.result() for f in futs]
+    assert sum(r["delivered"] for r in results) == 6
+    assert len(flowkit.CALLS) == 6 and len(set(flowkit.CALLS)) == 6
+    assert len(_outputs(outbox)) == 6
+
+
+def test_backend_failure_is_not_delivered_and_retried_next_run(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    inbox, outbox = tmp_path / "in", tmp_path / "out"
+    flowkit.make_pdfs(inbox, 1)
+    monkeypatch.setenv("DOCVL_TEST_FAIL_FIRST", "1")
+    assert _run(inbox, outbox, tmp_path / "c") == {"picked": 1, "delivered": 0, "retry": 1}
+    assert _outputs(outbox) == {}
+    assert _run(inbox, outbox, tmp_path / "c") == {"picked": 1, "delivered": 1, "retry": 0}
+
+
+def test_bad_input_is_delivered_as_failed(tmp_path: Path) -> None:
+    inbox, outbox = tmp_path / "in", tmp_path / "out"
+    inbox.mkdir()
+    (inbox / "notes.pdf").write_text("just text, not a pdf at all")
+    _run(inbox, outbox, tmp_path / "c")
+    [out] = _outputs(outbox).values()
+    assert out["status"] == "failed" and flowkit.CALLS == []
+
+
+def test_scan_skips_recent_files(tmp_path: Path) -> None:
+    flowkit.make_pdfs(tmp_path, 1)
+    assert scan(tmp_path, min_age_s=3600) == []
+    assert len(scan(tmp_path, min_age_s=0)) == 1
+
+
+def test_serve_needs_one_schedule(tmp_path: Path) -> None:
+    with pytest.raises(UsageError):
+        serve_inbox(flowkit.test_settings(tmp_path), tmp_path, tmp_path / "o")
+    with pytest.raises(UsageError):
+        serve_inbox(flowkit.test_settings(tmp_path), tmp_path, tmp_path / "o", cron="* * * * *", interval=5)

@@ -1,0 +1,157 @@
+"""Against a REAL ``prefect server start`` (started by the test): a served inbox deployment on an interval
+schedule, ``trigger``, and SIGKILL-resume of a batch. All subprocesses use the scripted test backend."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import flowkit
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+PREFECT = Path(sys.executable).parent / "prefect"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(pred: Callable[[], bool], timeout: float, what: str, step: float = 0.25) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = _free_port()
+    env = flowkit.prefect_env(home)
+    log = (home / "server.log").open("wb")
+    proc = subprocess.Popen([str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    api = f"http://127.0.0.1:{port}/api"
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"{api}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        _wait(healthy, 120, "prefect server /api/health")
+        yield {**env, "PREFECT_API_URL": api, "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
+    finally:
+        _stop(proc)
+        log.close()
+
+
+def _docvl_env(env: dict[str, str], tmp: Path, **extra: str) -> dict[str, str]:
+    return {**env, "DOCVL_BACKEND": "scripted", "DOCVL_CACHE_DIR": str(tmp / "cache"), "DOCVL_DPI": "36",
+            "DOCVL_MIN_PIXELS": "1024", "DOCVL_MAX_PIXELS": "65536", "DOCVL_TEST_CALL_LOG": str(tmp / "calls.log"),
+            **extra}
+
+
+def _calls(tmp: Path) -> list[str]:
+    log = tmp / "calls.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_served_inbox_delivers_once_and_trigger_works(server: dict[str, str], tmp_path: Path) -> None:
+    inbox, outbox = tmp_path / "in", tmp_path / "out"
+    inbox.mkdir()
+    env = _docvl_env(server, tmp_path)
+    serve_log = (tmp_path / "serve.log").open("wb")
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "flows.inbox", "--inbox", str(inbox), "--outbox", str(outbox), "--interval", "4",
+         "--name", "test-inbox", "--backend-factory", "flowkit:scripted_backend"],
+        cwd=REPO, env=env, stdout=serve_log, stderr=subprocess.STDOUT)
+    try:
+        for pdf in flowkit.make_pdfs(tmp_path / "staging", 3):  # drop atomically, as uploaders should
+            os.replace(pdf, inbox / pdf.name)
+        _wait(lambda: len(list(outbox.glob("*.json"))) == 3, 240, "3 results in the outbox", step=1)
+        results = [json.loads(p.read_text()) for p in outbox.glob("*.json")]
+        assert sorted(r["status"] for r in results) == ["ok"] * 3
+        assert len(_calls(tmp_path)) == 3
+        manifests = list((outbox / "manifests").glob("*.jsonl"))
+
+        # Later scheduled runs see nothing new. trigger --wait runs one more and waits for its final state.
+        trig = subprocess.run(
+            [sys.executable, "-c", "from flows.trigger import trigger; "
+             "raise SystemExit(trigger('docvl-inbox/test-inbox', {'min_age_s': '0'}, wait=True))"],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+        assert trig.returncode == 0, trig.stdout + trig.stderr
+        assert "Completed" in trig.stdout
+        assert len(_calls(tmp_path)) == 3
+        assert list((outbox / "manifests").glob("*.jsonl")) == manifests
+        assert len(list(outbox.glob("*.json"))) == 3
+    finally:
+        _stop(serve)  # before the server: with the API gone first, serve hangs on SIGTERM
+        serve_log.close()
+    assert serve.returncode is not None
+
+
+BATCH = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from flows.analyze import run_batch
+    from pipeline.settings import Settings
+    paths = sorted(Path(sys.argv[1]).glob("*.pdf"))
+    res = run_batch(paths, Settings(max_concurrency=1), Path(sys.argv[2]),
+                    backend_factory="flowkit:scripted_backend", global_limit=None)
+    print(sum(r.status == "ok" for r in res))
+""")
+
+
+def test_sigkill_mid_batch_then_rerun_recomputes_only_unfinished(server: dict[str, str], tmp_path: Path) -> None:
+    docs = flowkit.make_pdfs(tmp_path / "in", 6, pages=1)
+    out = tmp_path / "out.jsonl"
+    records = tmp_path / "cache" / "records"
+    cmd = [sys.executable, "-c", BATCH, str(tmp_path / "in"), str(out)]
+    slow = _docvl_env(server, tmp_path, DOCVL_TEST_DELAY_S="1.5")
+    first = subprocess.Popen(cmd, cwd=REPO, env=slow, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    _wait(lambda: records.is_dir() and any(records.glob("*.json")), 180, "the first record")
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    done_before = {json.loads(p.read_text())["source"]["path"] for p in records.glob("*.json")}
+    assert 1 <= len(done_before) < len(docs)
+    assert not out.exists()  # the JSONL is only ever written complete
+    first_calls = _calls(tmp_path)
+
+    rerun = subprocess.run(cmd, cwd=REPO, env=_docvl_env(server, tmp_path), capture_output=True, text=True,
+                           timeout=300)
+    assert rerun.returncode == 0, rerun.stdout[-3000:]
+    second = [line.split()[2] for line in _calls(tmp_path)[len(first_calls):]]
+    assert len(second) == len(set(second))  # nothing computed twice
+    assert not set(second) & {Path(p).name for p in done_before}  # finished documents were not recomputed
+    assert set(second) | {Path(p).name for p in done_before} >= {d.name for d in docs} - {
+        line.split()[2] for line in first_calls}
+    rows = [json.loads(line) for line in out.read_text().splitlines()]  # every line parses: none torn
+    assert [r["source"]["path"] for r in rows] == [str(d) for d in docs]
+    assert len({r["source"]["sha256"] for r in rows}) == 6 and all(r["status"] == "ok" for r in rows)
