@@ -12,12 +12,13 @@ The backend is built lazily once per flow run (``make_backend`` or ``backend_fac
 ``module:callable(settings) -> ModelBackend`` used by tests), so fully cached runs never load a model.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Prefect resolves flow parameter types (Settings) at load time.
 
 import concurrent.futures as cf
 import contextvars
 import importlib
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,7 +38,6 @@ from flows.tasks import (
     is_final,
     prepare_task,
     window_task,
-    write_record_task,
 )
 from pipeline.backends.base import Generation, GenerationRequest, ModelBackend
 from pipeline.count import TokenCounter
@@ -81,6 +81,27 @@ class LazyBackend:
     def close(self) -> None:
         if self._inner is not None:
             self._inner.close()
+
+
+#: Settings that belong to the machine running a flow, not to the result: a deployed or served run takes
+#: them from its own DOCVL_* environment (per-worker vLLM URL, device, password, slots, cache dir).
+WORKER_LOCAL = ("base_url", "device", "max_concurrency", "request_timeout_s", "password", "api_key_env",
+                "render_workers", "cache_dir")
+
+
+def localize(settings: Settings) -> Settings:
+    """In deployed/served runs, override :data:`WORKER_LOCAL` fields set in this process's environment.
+
+    Deployment parameters are validated without reading the environment, and the password is never stored
+    in them. Runs started in-process (``docvl run``) are left alone: the CLI already merged the env.
+    """
+    from prefect.runtime import deployment
+
+    names = [f for f in WORKER_LOCAL if f"DOCVL_{f.upper()}" in os.environ]
+    if not names or deployment.id is None:
+        return settings
+    fresh = Settings(**{})
+    return settings.model_copy(update={f: getattr(fresh, f) for f in names})
 
 
 def thread_runner(workers: int) -> Any:
@@ -167,8 +188,8 @@ def _drive(run: _Run, path: Path, sha: str | None) -> tuple[ResultEnvelope, bool
         from pipeline.analyze import model_info
 
         envelope.model = model_info(run.backend, run.settings)
-    if key:
-        run.tasks["write"].submit(run.store.root, key, envelope).result()
+    if key:  # a plain call, not a task: one task run less per document (about 50 ms on 2 cores)
+        run.store.put(key, envelope.model_dump(mode="json"))
     progress.emit("document", path=str(path), status=envelope.status, cached=False, pages=0, windows=0)
     return envelope, False
 
@@ -185,6 +206,7 @@ def process_documents(paths: Sequence[str | Path], settings: Settings, *, backen
                       retry_delay_s: float = 2.0, doc_workers: int | None = None,
                       ) -> tuple[list[ResultEnvelope], set[int]]:
     """Run every document inside the current flow run. Returns envelopes (input order) and cached indices."""
+    settings = localize(settings)
     version = schema_version(settings)  # raises UsageError/SchemaNotFound for a bad task configuration
     if global_limit:
         ensure_global_limit(global_limit, settings.max_concurrency)
@@ -198,8 +220,7 @@ def process_documents(paths: Sequence[str | Path], settings: Settings, *, backen
                tasks={"prepare": prepare_task,
                       "window": window_task.with_options(result_storage=storage, retries=retries,
                                                          retry_delay_seconds=delays),
-                      "finish": finish_task.with_options(retries=retries, retry_delay_seconds=delays),
-                      "write": write_record_task})
+                      "finish": finish_task.with_options(retries=retries, retry_delay_seconds=delays)})
     files = [Path(p) for p in paths]
     shas: list[str | None] = []
     for p in files:
@@ -234,7 +255,7 @@ def process_documents(paths: Sequence[str | Path], settings: Settings, *, backen
 
 @flow(name="docvl-analyze-batch", task_runner=thread_runner(16), log_prints=False)
 def analyze_batch(paths: list[str], settings: Settings, out: str | None = None, backend_factory: str | None = None,
-                  result_storage: str | None = None, global_limit: str | None = DEFAULT_LIMIT_NAME,
+                  result_storage: str | None = None, global_limit: str | None = None,
                   retry_delay_s: float = 2.0, artifacts: bool = True) -> list[ResultEnvelope]:
     envelopes, cached = process_documents(paths, settings, backend_factory=backend_factory,
                                           result_storage=result_storage, global_limit=global_limit,
@@ -248,7 +269,7 @@ def analyze_batch(paths: list[str], settings: Settings, out: str | None = None, 
 
 @flow(name="docvl-analyze-document", task_runner=thread_runner(16))
 def analyze_document(path: str, settings: Settings, out: str | None = None, backend_factory: str | None = None,
-                     result_storage: str | None = None, global_limit: str | None = DEFAULT_LIMIT_NAME,
+                     result_storage: str | None = None, global_limit: str | None = None,
                      retry_delay_s: float = 2.0, artifacts: bool = True) -> ResultEnvelope:
     envelopes, cached = process_documents([path], settings, backend_factory=backend_factory,
                                           result_storage=result_storage, global_limit=global_limit,
@@ -261,9 +282,14 @@ def analyze_document(path: str, settings: Settings, out: str | None = None, back
 
 
 def run_batch(paths: Sequence[str | Path], settings: Settings, out: Path | None, progress: bool = False, *,
-              backend_factory: str | None = None, global_limit: str | None = DEFAULT_LIMIT_NAME,
+              backend_factory: str | None = None, global_limit: str | None = None,
               ) -> list[ResultEnvelope]:
-    """``docvl run``: the batch flow in this process (ephemeral server unless PREFECT_API_URL is set)."""
+    """``docvl run``: the batch flow in this process (ephemeral server unless PREFECT_API_URL is set).
+
+    Model calls are bounded by ``settings.max_concurrency`` in process; ``global_limit`` (e.g.
+    ``"docvl-model"``) adds the Prefect global concurrency limit shared by every process on the server
+    (opt-in: it costs about 1 s per call on SQLite, see bench/RESULTS-flows.md).
+    """
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from flows.progress import progress_bar

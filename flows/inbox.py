@@ -10,7 +10,7 @@ Run it without the CLI (tests, debugging)::
     python -m flows.inbox --inbox IN --outbox OUT --interval 10 [--backend-factory module:fn]
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Prefect resolves flow parameter types (Settings) at load time.
 
 import argparse
 import logging
@@ -21,7 +21,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flows.analyze import process_documents, thread_runner
+from flows.analyze import localize, process_documents, thread_runner
 from flows.delivery import Ledger, deliver, post_record, write_manifest
 from flows.limits import DEFAULT_LIMIT_NAME
 from flows.store import record_key, sha256_file
@@ -75,9 +75,10 @@ def _run_id() -> str:
 
 @flow(name="docvl-inbox", task_runner=thread_runner(16))
 def inbox_flow(inbox: str, outbox: str, settings: Settings, webhook_url: str | None = None,
-               backend_factory: str | None = None, global_limit: str | None = DEFAULT_LIMIT_NAME,
+               backend_factory: str | None = None, global_limit: str | None = None,
                min_age_s: float = 1.0, claim_ttl_s: float = 6 * 3600) -> dict[str, int]:
     logger = get_run_logger()
+    settings = localize(settings)
     in_dir, out_dir = Path(inbox), Path(outbox)
     ledger = Ledger(out_dir, ttl_s=claim_ttl_s)
     run_id = _run_id()
@@ -131,11 +132,14 @@ def inbox_flow(inbox: str, outbox: str, settings: Settings, webhook_url: str | N
 
 def serve_inbox(settings: Settings, inbox: Path | str, outbox: Path | str, cron: str | None = None,
                 interval: float | None = None, webhook_url: str | None = None, name: str | None = None, *,
-                backend_factory: str | None = None, global_limit: str | None = DEFAULT_LIMIT_NAME) -> None:
+                backend_factory: str | None = None, global_limit: str | None = None, limit: int | None = 1) -> None:
     """Serve ``docvl-inbox/<name>`` on a cron or interval schedule; blocks until interrupted (SIGINT/SIGTERM).
 
     Each run executes in a subprocess of this one (Prefect runner). The encryption password is not stored
     in the deployment's parameters: served runs take it from ``DOCVL_PASSWORD`` in this process's env.
+    ``limit`` caps the flow runs this server executes at once (1: a slow run delays the next scan instead of
+    doubling the model load; claims keep overlapping runs correct either way). ``global_limit`` names a
+    Prefect global concurrency limit for model calls shared with other processes (opt-in).
     """
     if (cron is None) == (interval is None):
         raise UsageError("serve needs exactly one of --cron EXPR or --interval SECONDS")
@@ -148,7 +152,7 @@ def serve_inbox(settings: Settings, inbox: Path | str, outbox: Path | str, cron:
                               "settings": settings.model_dump(mode="json"), "webhook_url": webhook_url,
                               "backend_factory": backend_factory, "global_limit": global_limit}
     inbox_flow.serve(name=name or "docvl-inbox", cron=cron, interval=interval, parameters=params,
-                     description=f"docvl: {in_dir} -> {out_dir}")
+                     description=f"docvl: {in_dir} -> {out_dir}", limit=limit)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -161,11 +165,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--webhook")
     p.add_argument("--name")
     p.add_argument("--backend-factory", help="module:callable(settings) -> ModelBackend (tests)")
-    p.add_argument("--no-global-limit", action="store_true")
+    p.add_argument("--global-limit", help=f"Prefect global concurrency limit for model calls ({DEFAULT_LIMIT_NAME})")
     args = p.parse_args(argv)
     serve_inbox(Settings(**{}), args.inbox, args.outbox, cron=args.cron, interval=args.interval,
                 webhook_url=args.webhook, name=args.name, backend_factory=args.backend_factory,
-                global_limit=None if args.no_global_limit else DEFAULT_LIMIT_NAME)
+                global_limit=args.global_limit)
 
 
 if __name__ == "__main__":

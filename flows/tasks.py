@@ -20,7 +20,6 @@ from prefect.context import TaskRunContext
 from prefect.tasks import exponential_backoff
 
 from flows import progress
-from flows.store import RecordStore
 from pipeline.errors import BackendError, BackendUnavailable, DocvlError, ErrorRecord
 from pipeline.result import ResultEnvelope, failed_envelope
 from pipeline.settings import Settings
@@ -119,9 +118,3 @@ def finish_task(prepared: Any, window_results: list[Any], settings: Settings, ba
 
     envelope: ResultEnvelope = stage.finish(prepared, window_results, backend, settings)
     return envelope
-
-
-@task(name="write-record", persist_result=False)
-def write_record_task(store_root: Path, key: str, envelope: ResultEnvelope) -> Path:
-    """Atomically write the document's record: the resume point after a crash."""
-    return RecordStore(store_root).put(key, envelope.model_dump(mode="json"))

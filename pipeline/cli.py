@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     dserve.add_argument("--model", required=True)
     dserve.add_argument("--host", default="127.0.0.1")
     dserve.add_argument("--port", type=int, default=8000)
+    dserve.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     return parser
 
 
@@ -206,8 +207,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         return EXIT_OK
     from pipeline.devserver import main as serve_main
 
-    serve_main(model=args.model, host=args.host, port=args.port)
-    return EXIT_OK
+    return serve_main(args.model, args.host, args.port, args.device)
 
 
 COMMANDS = {"plan": cmd_plan, "run": cmd_run, "schemas": cmd_schemas, "serve": cmd_serve,

@@ -12,7 +12,6 @@ For development and tests only: no authentication, binds to 127.0.0.1 by default
 
 from __future__ import annotations
 
-import argparse
 import base64
 import io
 import json
@@ -20,7 +19,6 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -198,20 +196,14 @@ def serve(backend: ModelBackend, host: str = "127.0.0.1", port: int = 0) -> Serv
     return ServerHandle(server, thread, f"http://{host}:{server.server_address[1]}/v1")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``docvl dev serve --model DIR [--host H] [--port N] [--device D]``: serve a local Qwen3-VL checkpoint."""
-    parser = argparse.ArgumentParser(prog="docvl dev serve", description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--model", required=True, help="checkpoint directory or cached hub id")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--device", default=None)
-    args = parser.parse_args(argv)
+def main(model: str, host: str = "127.0.0.1", port: int = 8000, device: str | None = None) -> int:
+    """``docvl dev serve``: serve a local Qwen3-VL checkpoint until Ctrl-C."""
     from pipeline.backends.transformers_backend import TransformersBackend
 
     logging.basicConfig(level=logging.INFO)
-    backend = TransformersBackend(args.model, device=args.device)
-    handle = serve(backend, args.host, args.port)
-    print(f"serving {args.model} at {handle.url} (Ctrl-C to stop)", flush=True)
+    backend = TransformersBackend(model, device=device)
+    handle = serve(backend, host, port)
+    print(f"serving {model} at {handle.url} (Ctrl-C to stop)", flush=True)
     try:
         handle.thread.join()
     except KeyboardInterrupt:
@@ -220,7 +212,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         handle.stop()
         backend.close()
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

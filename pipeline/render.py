@@ -4,11 +4,11 @@
   poster at 200 dpi never allocates its 62 MP pixmap; MuPDF's integer rounding (at most a pixel or
   two) is fixed by cropping/padding, never by resampling the whole page.
 * pdf2image/poppler (``settings.renderer = "pdf2image"``): ``pdftoppm -scale-to-x/-y`` per run of
-  pages with the same size, crop box, at most ``CHUNK_PAGES`` pages per call; same output sizes.
-* Long documents (more than ``PARALLEL_MIN_PAGES`` pages and ``render_workers > 1``): chunks of
+  pages with the same size, crop box, at most ``POPPLER_CHUNK_PAGES`` per call; same output sizes.
+* Long documents (more than ``PARALLEL_MIN_PAGES`` pages, ``render_workers > 1``, idle CPUs): chunks of
   ``CHUNK_PAGES`` pages are rendered in worker processes (each opens its own Document; PyMuPDF
-  objects never cross processes), results come back as raw RGB bytes and are yielded in page order
-  with at most ``2 * workers`` chunks in flight. A crashed worker becomes ``RenderFailed``.
+  objects never cross processes), pixels come back through shared memory and are yielded in page
+  order with at most ``2 * workers`` chunks in flight. A crashed worker becomes ``RenderFailed``.
 * /Rotate is honoured by both engines (``page.rect`` and the pixmap are the rotated page).
 * Extreme aspect ratios: when ``tokens.clamp_aspect`` widened the target (strips longer than
   199:1), the page is fitted inside the target without distortion and centred on white.
@@ -18,13 +18,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import multiprocessing
+import os
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from multiprocessing import shared_memory
 from typing import Literal, cast
 
 import pymupdf
@@ -35,10 +38,16 @@ from pipeline.errors import RenderFailed, UsageError
 from pipeline.settings import Settings
 from pipeline.tokens import page_pixels
 
-#: Above this many pages (and with render_workers > 1) rendering uses worker processes. Measured on
-#: 2 cores: spawning a worker and importing PyMuPDF costs ~0.3 s, repaid after ~40 pages at ~130 p/s.
-PARALLEL_MIN_PAGES = 32
+#: Above this many pages (and with render_workers > 1) rendering uses worker processes. Spawning the
+#: pool and importing PyMuPDF + pydantic costs 0.7-1.8 s; two workers render at most ~1.5x one
+#: process on 2 idle cores, so at ~90 pages/s it pays off only beyond ~270 pages. On a busy 2-core
+#: machine forced workers measured 0.16x (16 pages) .. 0.94x (352 pages): bench/RESULTS-render.md.
+PARALLEL_MIN_PAGES = 256
+#: Workers only help when cores are idle: above this 1-minute load per usable CPU, stay in-process.
+PARALLEL_MAX_LOAD_PER_CPU = 0.5
 CHUNK_PAGES = 4
+#: Pages per pdftoppm call (each call also runs pdfinfo); 16 letter pages at the budget are ~60 MB.
+POPPLER_CHUNK_PAGES = 16
 #: The target may deviate this much from the page's aspect ratio before we letterbox instead of stretch.
 ASPECT_TOLERANCE = 1.10
 WHITE = (255, 255, 255)
@@ -75,10 +84,24 @@ def iter_rendered(doc: LoadedDocument, settings: Settings,
         yield from _iter_image(doc, numbers, targets)
     elif settings.renderer == "pdf2image":
         yield from _iter_poppler(doc, numbers, targets)
-    elif len(numbers) > PARALLEL_MIN_PAGES and settings.render_workers > 1:
+    elif use_workers(len(numbers), settings.render_workers):
         yield from _iter_parallel(doc, numbers, targets, settings.render_workers)
     else:
         yield from _iter_pymupdf(doc, numbers, targets)
+
+
+def use_workers(n_pages: int, workers: int) -> bool:
+    """Worker processes for long documents, when more than one CPU is usable and mostly idle."""
+    if n_pages <= PARALLEL_MIN_PAGES or workers <= 1:
+        return False
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cpus < 2:
+        return False
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return True
+    return load / cpus <= PARALLEL_MAX_LOAD_PER_CPU
 
 
 def _select(doc: LoadedDocument, pages: Sequence[int] | None) -> list[int]:
@@ -184,8 +207,10 @@ def _iter_pymupdf(doc: LoadedDocument, numbers: list[int],
 
 _WORKER_DOC: pymupdf.Document | None = None
 
-#: ("ok", page, width, height, rgb bytes) or ("error", page, message)
-ChunkResult = list[tuple[str, int, int, int, bytes] | tuple[str, int, str]]
+#: ("ok", page, width, height, shared-memory name) or ("error", page, message). Pixels travel through
+#: shared memory: a 3 MB page pushed through the result pipe costs 64 KiB round trips, which is what
+#: dominated the parallel path on a busy machine.
+ChunkResult = list[tuple[str, int, int, int, str] | tuple[str, int, str]]
 
 
 def _worker_init(path: str, password: str | None) -> None:
@@ -199,12 +224,39 @@ def _worker_render(jobs: list[tuple[int, tuple[int, int]]]) -> ChunkResult:
         try:
             assert _WORKER_DOC is not None, "worker not initialised"
             width, height, data = render_pdf_raw(_WORKER_DOC, number, target)
-            out.append(("ok", number, width, height, data))
+            shm = shared_memory.SharedMemory(create=True, size=len(data))
+            _buffer(shm)[: len(data)] = data
+            out.append(("ok", number, width, height, shm.name))
+            shm.close()
         except RenderFailed as exc:
             out.append(("error", number, exc.message))
         except Exception as exc:
             out.append(("error", number, f"page {number}: {type(exc).__name__}: {exc}"))
     return out
+
+
+def _buffer(shm: shared_memory.SharedMemory) -> memoryview:
+    if shm.buf is None:
+        raise RenderFailed("shared memory segment is closed")
+    return shm.buf
+
+
+def _receive(name: str, width: int, height: int) -> Image.Image:
+    shm = shared_memory.SharedMemory(name=name)
+    try:
+        return Image.frombytes("RGB", (width, height), bytes(_buffer(shm)[: width * height * 3]))
+    finally:
+        shm.close()
+        shm.unlink()
+
+
+def _discard(results: ChunkResult) -> None:
+    for item in results:
+        if item[0] == "ok":
+            with contextlib.suppress(OSError):
+                shm = shared_memory.SharedMemory(name=str(item[4]))  # type: ignore[misc]
+                shm.close()
+                shm.unlink()
 
 
 def _iter_parallel(doc: LoadedDocument, numbers: list[int], targets: dict[int, tuple[int, int]],
@@ -217,6 +269,7 @@ def _iter_parallel(doc: LoadedDocument, numbers: list[int], targets: dict[int, t
                                    initargs=(str(doc.render_path), doc.password))
     pending: deque[tuple[int, Future[ChunkResult]]] = deque()
     todo = iter(chunks)
+    results: ChunkResult = []
     try:
         for chunk in todo:
             pending.append((chunk[0][0], executor.submit(_worker_render, chunk)))
@@ -233,15 +286,20 @@ def _iter_parallel(doc: LoadedDocument, numbers: list[int], targets: dict[int, t
             nxt = next(todo, None)
             if nxt is not None:
                 pending.append((nxt[0][0], executor.submit(_worker_render, nxt)))
-            for item in results:
+            while results:
+                item = results.pop(0)
                 if item[0] == "error":
                     raise RenderFailed(str(item[2]), page=item[1])
-                _, number, width, height, data = item  # type: ignore[misc]
-                yield RenderedPage(number, Image.frombytes("RGB", (width, height), data))
+                _, number, width, height, name = item  # type: ignore[misc]
+                yield RenderedPage(number, _receive(name, width, height))
     finally:
+        _discard(results)
         for _, future in pending:
             future.cancel()
         executor.shutdown(wait=True, cancel_futures=True)
+        for _, future in pending:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                _discard(future.result())
 
 
 # --- pdf2image / poppler --------------------------------------------------------------------------
@@ -268,7 +326,7 @@ def _iter_poppler(doc: LoadedDocument, numbers: list[int],
     runs: list[list[int]] = []
     for n in numbers:  # consecutive pages with the same geometry, CHUNK_PAGES at most per call
         run = runs[-1] if runs else None
-        if run and n == run[-1] + 1 and len(run) < CHUNK_PAGES and geometry(n) == geometry(run[0]):
+        if run and n == run[-1] + 1 and len(run) < POPPLER_CHUNK_PAGES and geometry(n) == geometry(run[0]):
             run.append(n)
         else:
             runs.append([n])

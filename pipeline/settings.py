@@ -70,6 +70,6 @@ class Settings(BaseSettings):
         keep = self.model_dump(
             mode="json",
             exclude={"password", "render_workers", "max_concurrency", "request_timeout_s", "cache_dir",
-                     "api_key_env", "max_retries"},
+                     "api_key_env", "max_retries", "base_url", "device"},
         )
         return hashlib.sha256(repr(sorted(keep.items())).encode()).hexdigest()[:16]

@@ -30,7 +30,6 @@ from pipeline.devserver import ServerHandle, serve
 from pipeline.errors import BackendError, BackendUnavailable, UsageError
 from pipeline.prompt import ImagePart, Part, Turn, document_header, page_marker, page_text
 from pipeline.settings import Settings
-from pipeline.tiny import build_tiny_model
 
 OK_BODY: dict[str, Any] = {
     "choices": [{"index": 0, "message": {"role": "assistant", "content": '{"a":1}'}, "finish_reason": "stop"}],
@@ -69,8 +68,8 @@ def two_pages() -> list[Part]:
 # --- devserver + tiny model ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TransformersBackend]:
-    backend = TransformersBackend(str(build_tiny_model(tmp_path_factory.mktemp("tiny-openai"), seed=0)))
+def local(tiny_model_dir: Path) -> Iterator[TransformersBackend]:
+    backend = TransformersBackend(str(tiny_model_dir))
     yield backend
     backend.close()
 

@@ -19,7 +19,6 @@ from pipeline.count import TokenCounter
 from pipeline.errors import BackendUnavailable
 from pipeline.prompt import ImagePart, Part, TextPart, Turn, document_header, page_marker, page_text
 from pipeline.settings import Settings
-from pipeline.tiny import build_tiny_model
 
 pytestmark = pytest.mark.model
 
@@ -51,14 +50,9 @@ def two_pages() -> list[Part]:
     return [p for p in parts if p is not None]
 
 
-@pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny-backend"), seed=0)
-
-
 @pytest.fixture(scope="module")
-def backend(tiny_dir: Path) -> TransformersBackend:
-    return TransformersBackend(str(tiny_dir))
+def backend(tiny_model_dir: Path) -> TransformersBackend:
+    return TransformersBackend(str(tiny_model_dir))
 
 
 def uncached_greedy(backend: TransformersBackend, content: list[Part], request: GenerationRequest) -> str:
@@ -156,18 +150,18 @@ def test_text_only_content(backend: TransformersBackend) -> None:
         assert generation.text == uncached_greedy(backend, content, request)
 
 
-def test_factory_builds_transformers(tiny_dir: Path) -> None:
-    backend = make_backend(Settings(backend="transformers", model=str(tiny_dir), device="cpu"))
+def test_factory_builds_transformers(tiny_model_dir: Path) -> None:
+    backend = make_backend(Settings(backend="transformers", model=str(tiny_model_dir), device="cpu"))
     try:
         assert isinstance(backend, TransformersBackend)
-        assert backend.model_id == str(tiny_dir)
+        assert backend.model_id == str(tiny_model_dir)
     finally:
         backend.close()
 
 
-def test_missing_weights_is_backend_unavailable(tiny_dir: Path, tmp_path: Path) -> None:
+def test_missing_weights_is_backend_unavailable(tiny_model_dir: Path, tmp_path: Path) -> None:
     no_weights = tmp_path / "no-weights"
-    shutil.copytree(tiny_dir, no_weights, ignore=shutil.ignore_patterns("*.safetensors"))
+    shutil.copytree(tiny_model_dir, no_weights, ignore=shutil.ignore_patterns("*.safetensors"))
     with pytest.raises(BackendUnavailable, match="tiny-model"):
         TransformersBackend(str(no_weights))
     with pytest.raises(BackendUnavailable, match="--base-url"):

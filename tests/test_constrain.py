@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.constrain import JsonConstrainer, json_grammar
 from pipeline.qwen import eos_token_ids, load_tokenizer
-from pipeline.tiny import build_tiny_model
 
 pytestmark = pytest.mark.model
 
@@ -73,10 +72,10 @@ def _bounded(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, JsonConstrainer]:
+def tiny(tiny_model_dir: Path) -> tuple[Any, Any, JsonConstrainer]:
     from transformers import Qwen3VLForConditionalGeneration
 
-    model_dir: Path = build_tiny_model(tmp_path_factory.mktemp("tiny-constrain"), seed=0)
+    model_dir = tiny_model_dir
     tokenizer = load_tokenizer(str(model_dir))
     model = Qwen3VLForConditionalGeneration.from_pretrained(str(model_dir)).eval()
     vocab = int(model.get_output_embeddings().weight.shape[0])

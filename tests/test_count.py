@@ -12,8 +12,6 @@ from pipeline.count import TokenCounter
 from pipeline.prompt import ImagePart, Part, document_header, hf_messages, page_marker, page_text
 from pipeline.qwen import load_processor, load_tokenizer
 
-
-
 INSTRUCTION = "Summarise the document as JSON with a title, a summary and key points citing pages."
 
 

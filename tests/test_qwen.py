@@ -40,8 +40,8 @@ RAW_SIZES = [(1754, 1240), (2200, 1700), (1080, 1920), (3, 3), (7000, 10000), (2
 
 
 @pytest.fixture(scope="module")
-def processor(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    return load_processor(str(build_tiny_model(tmp_path_factory.mktemp("tiny-for-counts"))))
+def processor(tiny_model_dir: Path) -> Any:
+    return load_processor(str(tiny_model_dir))
 
 
 def _hf_smart_resize() -> Any:

@@ -31,12 +31,6 @@ USER_TEXT_IMAGE_TEXT = [
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Built once per session (about a second). Candidate for tests/conftest.py."""
-    return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen3-vl"), seed=0)
-
-
-@pytest.fixture(scope="session")
 def tiny_processor(tiny_model_dir: Path) -> Any:
     return load_processor(str(tiny_model_dir))
 
