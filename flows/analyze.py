@@ -37,6 +37,7 @@ from flows.tasks import (
     finish_task,
     is_final,
     prepare_task,
+    shared_task,
     window_task,
 )
 from pipeline.backends.base import Generation, GenerationRequest, ModelBackend
@@ -220,8 +221,16 @@ def process_documents(paths: Sequence[str | Path], settings: Settings, *, backen
                tasks={"prepare": prepare_task,
                       "window": window_task.with_options(result_storage=storage, retries=retries,
                                                          retry_delay_seconds=delays),
-                      "finish": finish_task.with_options(retries=retries, retry_delay_seconds=delays)})
+                      "finish": finish_task.with_options(retries=retries, retry_delay_seconds=delays),
+                      "shared": shared_task.with_options(retries=retries, retry_delay_seconds=delays)})
     files = [Path(p) for p in paths]
+    if settings.share_windows and "ask" in settings.tasks and len(files) > 1:
+        # One question over every document's pages: their windows are shared, so they run as one unit.
+        try:
+            shared = run.tasks["shared"].submit(files, settings, quote(run.backend), quote(run.token_counter()))
+            return shared.result(), set()
+        finally:
+            lazy.close()
     shas: list[str | None] = []
     for p in files:
         try:

@@ -118,3 +118,13 @@ def finish_task(prepared: Any, window_results: list[Any], settings: Settings, ba
 
     envelope: ResultEnvelope = stage.finish(prepared, window_results, backend, settings)
     return envelope
+
+
+@task(name="ask-across-documents", persist_result=False, retries=2,
+      retry_delay_seconds=exponential_backoff(backoff_factor=2), retry_condition_fn=retry_backend_errors)
+def shared_task(paths: list[Path], settings: Settings, backend: ModelBackend,
+                counter: TokenCounter) -> list[ResultEnvelope]:
+    """A question across documents whose pages share windows (``--share-windows --task ask``)."""
+    from pipeline.crossdoc import analyze_shared
+
+    return list(analyze_shared(paths, settings, backend, counter))

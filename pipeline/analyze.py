@@ -162,7 +162,7 @@ def attach_images(docs: Sequence[LoadedDocument], content: Sequence[Part], setti
 
 
 def _stage_timings(timings: dict[str, float]) -> dict[str, float]:
-    return {"prefill": timings.get("prefill_s", 0.0),
+    return {"prefill": timings.get("prefill_s", 0.0), "prefills": timings.get("prefills", 0.0),
             "generate": timings.get("decode_s", 0.0) + timings.get("request_s", 0.0)}
 
 
@@ -195,7 +195,7 @@ def run_window(prepared: Prepared, window_index: int, backend: ModelBackend, set
     outcomes = run_tasks(backend, content, specs, settings, page=window.first_page)
     del content
     result.tasks = [_partial(o) for o in outcomes]
-    timings: dict[str, float] = {"render": round(render_s, 6), "prefill": 0.0, "generate": 0.0}
+    timings: dict[str, float] = {"render": round(render_s, 6), "prefill": 0.0, "prefills": 0.0, "generate": 0.0}
     for outcome in outcomes:
         result.usage.add(outcome.usage)
         for key, value in _stage_timings(outcome.timings).items():

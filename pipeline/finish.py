@@ -110,6 +110,7 @@ def build_envelope(prepared: Prepared, results: Sequence[WindowResult], backend:
         usage.add(wr.usage)
         timings.render += wr.timings.get("render", 0.0)
         timings.prefill += wr.timings.get("prefill", 0.0)
+        timings.prefills += int(wr.timings.get("prefills", 0))
         timings.generate += wr.timings.get("generate", 0.0)
         errors.extend(e for e in wr.errors if e not in errors)
     envelope = ResultEnvelope(

@@ -33,6 +33,11 @@ from pipeline.settings import Settings
 from pipeline.slides import load_slides
 from pipeline.sniff import sniff_details
 
+# MuPDF prints its errors to stdout, which would corrupt `--json` and JSONL output; its messages stay
+# in the warning store instead (load copies them into the document's warnings).
+pymupdf.TOOLS.mupdf_display_errors(False)
+pymupdf.TOOLS.mupdf_display_warnings(False)
+
 #: MuPDF warnings copied into the document's warnings, at most.
 MAX_MUPDF_WARNINGS = 5
 

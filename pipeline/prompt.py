@@ -99,3 +99,8 @@ def hf_messages(content: Sequence[Part], instruction: str, turns: Sequence[Turn]
 
 def images_of(content: Sequence[Part]) -> list[ImagePart]:
     return [p for p in content if isinstance(p, ImagePart)]
+
+
+def pages_of(content: Sequence[Part]) -> list[int]:
+    """The page numbers shown in ``content`` (the pages a reply may cite)."""
+    return sorted({p.page for p in images_of(content)})

@@ -38,6 +38,11 @@ from pipeline.errors import RenderFailed, UsageError
 from pipeline.settings import Settings
 from pipeline.tokens import page_pixels
 
+# MuPDF prints its errors to stdout, which would corrupt `--json` and JSONL output; its messages stay
+# in the warning store instead (load copies them into the document's warnings).
+pymupdf.TOOLS.mupdf_display_errors(False)
+pymupdf.TOOLS.mupdf_display_warnings(False)
+
 #: Above this many pages (and with render_workers > 1) rendering uses worker processes. Spawning the
 #: pool and importing PyMuPDF + pydantic costs 0.7-1.8 s; two workers render at most ~1.5x one
 #: process on 2 idle cores, so at ~90 pages/s it pays off only beyond ~270 pages. On a busy 2-core

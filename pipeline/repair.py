@@ -28,7 +28,7 @@ from pydantic import BaseModel, ValidationError
 from pipeline.backends.base import Generation, ModelBackend
 from pipeline.errors import DocvlError, ErrorRecord, ValidationFailed
 from pipeline.jsonparse import JsonParseError, parse_json
-from pipeline.prompt import Part, Turn
+from pipeline.prompt import Part, Turn, pages_of
 from pipeline.result import Usage
 from pipeline.settings import Settings
 from pipeline.tasks import TaskSpec
@@ -113,6 +113,8 @@ def usage_of(gen: Generation) -> Usage:
 def _add_timings(into: dict[str, float], gen: Generation) -> None:
     for key, value in gen.timings.items():
         into[key] = into.get(key, 0.0) + float(value)
+    # A request whose prompt was computed from scratch: no reused prefill, no server prefix-cache hit.
+    into["prefills"] = into.get("prefills", 0.0) + (1.0 if gen.cached_tokens == 0 else 0.0)
 
 
 def run_tasks(backend: ModelBackend, content: Sequence[Part], specs: Sequence[TaskSpec],
@@ -126,7 +128,7 @@ def run_tasks(backend: ModelBackend, content: Sequence[Part], specs: Sequence[Ta
     if not specs:
         return outcomes
     try:
-        firsts = backend.generate(content, [s.request(settings.temperature) for s in specs])
+        firsts = backend.generate(content, [s.request(settings.temperature, pages=pages_of(content)) for s in specs])
     except DocvlError as exc:
         for outcome in outcomes:
             outcome.error = exc.record()
@@ -157,7 +159,7 @@ def repair(backend: ModelBackend, content: Sequence[Part], spec: TaskSpec, setti
     problem = ""
     while True:
         if gen is None:
-            gen = backend.generate(content, [spec.request(temperature, turns)])[0]
+            gen = backend.generate(content, [spec.request(temperature, turns, pages_of(content))])[0]
         state.attempts += 1
         state.raw = gen.text
         state.usage.add(usage_of(gen))

@@ -140,6 +140,9 @@ class Timings(BaseModel):
     plan: float = 0.0
     render: float = 0.0
     prefill: float = 0.0
+    #: Prompts computed from scratch. Several tasks on one window share one: a summary plus an
+    #: extraction of a one-window document shows 1 (the second request reuses the first's KV cache).
+    prefills: int = 0
     generate: float = 0.0
     reduce: float = 0.0
     total: float = 0.0

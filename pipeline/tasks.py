@@ -20,7 +20,7 @@ from pipeline.backends.base import GenerationRequest
 from pipeline.errors import UsageError
 from pipeline.prompt import Turn
 from pipeline.settings import Settings, TaskName
-from schemas import Answer, DocumentSummary, decoder_schema, get_schema, max_reply_tokens, schema_name, schema_version
+from schemas import Answer, DocumentSummary, bind_pages, decoder_schema, get_schema, max_reply_tokens, schema_name, schema_version
 
 CITE = (
     "Cite pages by the number in their <page N> marker. Copy any quote verbatim from the page. "
@@ -43,8 +43,9 @@ class TaskSpec:
     schema_version: str
     question: str | None = None
 
-    def request(self, temperature: float, turns: Sequence[Turn] = ()) -> GenerationRequest:
-        return GenerationRequest(instruction=self.instruction, json_schema=self.json_schema,
+    def request(self, temperature: float, turns: Sequence[Turn] = (), pages: Sequence[int] = ()) -> GenerationRequest:
+        """The request for one attempt; ``pages`` (the pages in the prompt) bound the decoder's page fields."""
+        return GenerationRequest(instruction=self.instruction, json_schema=bind_pages(self.json_schema, list(pages)),
                                  max_new_tokens=self.max_new_tokens, temperature=temperature, turns=tuple(turns))
 
 

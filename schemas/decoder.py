@@ -187,3 +187,44 @@ def _max_len(node: Any, depth: int, cap: int) -> int:
         if best > cap:
             return best
     return best
+
+
+PAGE_FIELDS = ("page", "pages")
+
+
+def bind_pages(schema: dict[str, Any], pages: list[int]) -> dict[str, Any]:
+    """A copy of a decoder schema whose ``page``/``pages`` fields only allow the pages shown.
+
+    A constrained decoder then cannot cite a page that is not in the prompt (the validation model keeps
+    its own, wider bounds). ``pages`` are the page numbers of the window; empty leaves the schema as is.
+    """
+    if not pages:
+        return schema
+    low, high = min(pages), max(pages)
+    out = copy.deepcopy(schema)
+
+    def clamp(node: Any) -> None:
+        if not isinstance(node, dict):
+            return
+        for key in _SUBSCHEMA_LISTS:
+            for sub in node.get(key, []) if isinstance(node.get(key), list) else []:
+                clamp(sub)
+        if isinstance(node.get("items"), dict):
+            clamp(node["items"])
+        types = node.get("type")
+        if types == "integer" or (isinstance(types, list) and "integer" in types):
+            node["minimum"], node["maximum"] = low, high
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for name, sub in (node.get("properties") or {}).items():
+                if name in PAGE_FIELDS:
+                    clamp(sub)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(out)
+    return out

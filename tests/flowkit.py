@@ -140,3 +140,17 @@ def harness() -> Iterator[None]:
     with prefect_test_harness(server_startup_timeout=120), \
             temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         yield
+
+
+def answer_reply(content: Sequence[Part], request: GenerationRequest) -> str:
+    """An Answer citing the first page shown (for questions across documents)."""
+    images = [p for p in content if isinstance(p, ImagePart)]
+    pages = sorted({p.page for p in images})
+    with _lock:
+        CALLS.append(f"ask:{len(images)}")
+    return json.dumps({"answer": "Every document has pages.", "found": True, "pages": pages[:1], "quotes": [],
+                       "confidence": None})
+
+
+def answer_backend(settings: Settings) -> ScriptedBackend:
+    return ScriptedBackend(answer_reply, model_id=settings.model)

@@ -149,3 +149,16 @@ def test_is_final() -> None:
     backend = ResultEnvelope(source=Source(path="a"), status="partial",
                              errors=[ErrorRecord(code="backend_error", message="x")])
     assert is_final(ok) and is_final(bad_input) and not is_final(backend)
+
+
+def test_question_across_documents_shares_windows(tmp_path: Path) -> None:
+    paths = flowkit.make_pdfs(tmp_path / "in", 3)
+    settings = flowkit.test_settings(tmp_path / "cache").model_copy(
+        update={"tasks": ("ask",), "question": "Do they have pages?", "share_windows": True})
+    out = tmp_path / "ask.jsonl"
+    results = run_batch(paths, settings, out, backend_factory="flowkit:answer_backend", global_limit=None)
+    assert [r.status for r in results] == ["ok", "ok", "ok"]
+    assert flowkit.CALLS == ["ask:6"]  # one shared window: 3 documents x 2 pages
+    assert all(r.answer is not None and r.answer.data.answer == "Every document has pages." for r in results)
+    assert all(r.answer is not None and r.answer.documents == [str(p) for p in paths] for r in results)
+    assert len(_lines(out)) == 3

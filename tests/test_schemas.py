@@ -193,3 +193,28 @@ def test_unsupported_json_schema_files_are_refused(tmp_path: Path, content: str,
     path.write_text(content)
     with pytest.raises(SchemaNotFound, match=fragment):
         get_schema(str(path))
+
+
+def test_bind_pages_limits_page_fields_to_the_window() -> None:
+    from schemas import Invoice, bind_pages, decoder_schema
+
+    bound = bind_pages(decoder_schema(Invoice), [3, 4, 5])
+    found: list[dict[str, Any]] = []
+
+    def collect(node: Any) -> None:
+        if isinstance(node, dict):
+            for name, sub in (node.get("properties") or {}).items():
+                if name in ("page", "pages"):
+                    found.append(sub)
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    collect(bound)
+    assert found
+    text = json.dumps(found)
+    assert '"minimum": 3' in text and '"maximum": 5' in text
+    assert '"maximum": 100000' not in text
+    assert bind_pages(decoder_schema(Invoice), []) == decoder_schema(Invoice)
