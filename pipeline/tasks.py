@@ -20,7 +20,16 @@ from pipeline.backends.base import GenerationRequest
 from pipeline.errors import UsageError
 from pipeline.prompt import Turn
 from pipeline.settings import Settings, TaskName
-from schemas import Answer, DocumentSummary, bind_pages, decoder_schema, get_schema, max_reply_tokens, schema_name, schema_version
+from schemas import (
+    Answer,
+    DocumentSummary,
+    bind_pages,
+    decoder_schema,
+    get_schema,
+    max_reply_tokens,
+    schema_name,
+    schema_version,
+)
 
 CITE = (
     "Cite pages by the number in their <page N> marker. Copy any quote verbatim from the page. "

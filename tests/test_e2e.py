@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import flowkit
 import jsonschema
 import pytest
 
-import flowkit
 from pipeline.analyze import analyze_document
 from pipeline.api import counter_for
 from pipeline.backends.openai_backend import OpenAIBackend
@@ -84,10 +84,13 @@ def test_openai_backend_against_local_server_matches_plan(
     assert envelope.usage.input_tokens == planned_tokens(capsys, args)
 
 
-def test_summary_and_extraction_share_one_prefill(backend: TransformersBackend, tiny_model_dir: Path,
-                                                  samples: Path) -> None:
+def test_summary_and_extraction_share_one_prefill(tiny_model_dir: Path, samples: Path) -> None:
     settings = Settings(model=str(tiny_model_dir), tasks=("summary", "extract"), schema_name="invoice")
-    envelope = analyze_document(samples / "invoice.pdf", settings, backend, counter_for(settings))
+    fresh = TransformersBackend(str(tiny_model_dir))  # no prefix cached from other tests
+    try:
+        envelope = analyze_document(samples / "invoice.pdf", settings, fresh, counter_for(settings))
+    finally:
+        fresh.close()
     check_record(envelope.model_dump(mode="json"))
     assert envelope.summary is not None and envelope.extraction is not None
     assert envelope.timings.prefills == 1
@@ -102,7 +105,7 @@ def test_long_book_runs_map_reduce_to_one_valid_result(backend: TransformersBack
     # The whole 352-page book, with a small window so it needs several (the default window holds ~160
     # of its pages; a 258k-token prefill is GPU work, not a CPU unit test).
     settings = Settings(model=str(tiny_model_dir), include_text=False, max_pixels=64 * 1024,
-                        min_pixels=16 * 1024, context_window=16_384, max_output_tokens=4_096)
+                        min_pixels=16 * 1024, context_window=12_288, max_output_tokens=4_096)
     envelope = analyze_document(corpus / "good/freeculture_book_352p.pdf", settings, backend, counter_for(settings))
     check_record(envelope.model_dump(mode="json"))
     assert envelope.source.pages == 352

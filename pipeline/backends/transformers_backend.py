@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -94,8 +95,13 @@ class TransformersBackend:
         on_cuda = self.device.startswith("cuda")
         self.dtype = dtype or (torch.bfloat16 if on_cuda else torch.float32)
         attn = "flash_attention_2" if on_cuda and importlib.util.find_spec("flash_attn") else "sdpa"
-        self.processor = load_processor(model, local_files_only=True)
         model_dir = resolve_model_dir(model)
+        if model_dir is None and not os.environ.get("HF_HUB_OFFLINE"):
+            # A hub id not on disk yet: fetch it once (weights only; no document leaves this machine).
+            log.warning("%s is not on disk: downloading it from the Hugging Face hub (the 8B model is 17.5 GB); "
+                        "set HF_HUB_OFFLINE=1 to never download", model)
+            model_dir = resolve_model_dir(model, local_files_only=False)
+        self.processor = load_processor(model, local_files_only=True)
         try:
             loaded: Any = Qwen3VLForConditionalGeneration.from_pretrained(
                 str(model_dir), dtype=self.dtype, attn_implementation=attn, local_files_only=True
