@@ -17,7 +17,6 @@ by renaming it away first (only one renamer wins), so a run killed mid-document 
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import json
 import os
 import socket
@@ -29,6 +28,7 @@ from typing import Any
 import httpx
 
 from flows.store import atomic_write_json
+from pipeline.backends.openai_backend import retry_after_s
 
 LEDGER_DIR = ".docvl-ledger"
 
@@ -138,20 +138,8 @@ class WebhookResult:
     status_code: int | None = None
     error: str | None = None
 
-
-def retry_after_s(value: str | None, default: float, cap: float = 300.0) -> float:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date); ``default`` when absent/bad."""
-    if not value:
-        return default
-    try:
-        return min(max(float(value), 0.0), cap)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return default
-    return min(max(when.timestamp() - time.time(), 0.0), cap)
+#: A Retry-After longer than this is capped (a webhook should not stall deliveries for hours).
+MAX_RETRY_AFTER_S = 300.0
 
 
 def post_record(url: str, record: dict[str, Any], *, attempts: int = 5, backoff_s: float = 1.0,
@@ -176,7 +164,8 @@ def post_record(url: str, record: dict[str, Any], *, attempts: int = 5, backoff_
                                      error=response.text[:200])
                 if response.status_code not in (408, 429) and response.status_code < 500:
                     return last
-                delay = retry_after_s(response.headers.get("Retry-After"), delay)
+                after = retry_after_s(response.headers.get("Retry-After"))
+                delay = delay if after is None else min(after, MAX_RETRY_AFTER_S)
             if attempt < attempts:
                 sleep(delay)
         return last

@@ -4,6 +4,7 @@ or ``<repo>/../shared/corpus``. A missing corpus fails the tests that need it, l
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,10 +14,6 @@ REPO = Path(__file__).resolve().parent.parent
 
 def corpus_path() -> Path:
     return Path(os.environ.get("DOCVL_CORPUS", REPO.parent / "shared" / "corpus"))
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: slower tests (LibreOffice, long documents); run by default")
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +40,22 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from pipeline.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen3-vl"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One temporary Prefect server for every in-process flow test (starting one costs 6-30 s)."""
+    import flowkit
+
+    with flowkit.harness():
+        yield
+
+
+@pytest.fixture
+def flowkit_reset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fresh scripted-backend counters and no leftover test knobs in the environment."""
+    import flowkit
+
+    flowkit.reset()
+    for var in ("DOCVL_TEST_CALL_LOG", "DOCVL_TEST_DELAY_S", "DOCVL_TEST_FAIL_FIRST"):
+        monkeypatch.delenv(var, raising=False)

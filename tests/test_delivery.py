@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flows.delivery import Ledger, deliver, output_name, post_record, retry_after_s, write_manifest
+from flows.delivery import MAX_RETRY_AFTER_S, Ledger, deliver, output_name, post_record, write_manifest
 from flows.store import atomic_write_jsonl
 
 
@@ -105,9 +105,12 @@ def test_webhook_gives_up_after_attempts() -> None:
     assert not result.ok and result.attempts == 3 and sleeps == [1, 2]
 
 
-def test_retry_after_parsing() -> None:
-    assert retry_after_s("12", 1.0) == 12.0
-    assert retry_after_s(None, 1.5) == 1.5
-    assert retry_after_s("soon", 2.0) == 2.0
-    assert retry_after_s("99999", 1.0, cap=60) == 60
-    assert retry_after_s("Wed, 21 Oct 2015 07:28:00 GMT", 3.0) == 0.0  # in the past: go now
+def test_webhook_honours_and_caps_retry_after() -> None:
+    seen: list[httpx.Request] = []
+    sleeps: list[float] = []
+    replies = [httpx.Response(429, headers={"Retry-After": "7"}), httpx.Response(503, headers={"Retry-After": "99999"}),
+               httpx.Response(429, headers={"Retry-After": "soon"}), httpx.Response(200)]
+    result = post_record("http://hook/x", {}, attempts=4, backoff_s=1, client=_client(replies, seen),
+                         sleep=sleeps.append)
+    assert result.ok and result.attempts == 4
+    assert sleeps == [7.0, MAX_RETRY_AFTER_S, 4]  # header, capped header, unreadable header: backoff

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import flowkit
 import jsonschema
 import pytest
 
@@ -48,6 +47,7 @@ def check_record(record: dict[str, Any]) -> ResultEnvelope:
     return ResultEnvelope.model_validate(record)
 
 
+@pytest.mark.usefixtures("prefect_harness")
 def test_cli_run_extract_invoice_matches_plan(
     tiny_model_dir: Path, samples: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
@@ -55,8 +55,7 @@ def test_cli_run_extract_invoice_matches_plan(
     monkeypatch.chdir(tmp_path)  # the result cache goes to ./.docvl-cache
     args = [str(samples / "invoice.pdf"), "--task", "extract", "--schema", "invoice", "--model", str(tiny_model_dir)]
     out = tmp_path / "invoice.jsonl"
-    with flowkit.harness():
-        assert main(["run", *args, "--out", str(out), "--no-progress"]) == 0
+    assert main(["run", *args, "--out", str(out), "--no-progress"]) == 0
     [line] = out.read_text().splitlines()
     envelope = check_record(json.loads(line))
     assert envelope.status == "ok" and envelope.extraction is not None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import flowkit
@@ -19,17 +18,7 @@ from pipeline.result import ResultEnvelope, Source
 FACTORY = "flowkit:scripted_backend"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _prefect() -> Iterator[None]:
-    with flowkit.harness():
-        yield
-
-
-@pytest.fixture(autouse=True)
-def _reset(monkeypatch: pytest.MonkeyPatch) -> None:
-    flowkit.reset()
-    for var in ("DOCVL_TEST_CALL_LOG", "DOCVL_TEST_DELAY_S", "DOCVL_TEST_FAIL_FIRST"):
-        monkeypatch.delenv(var, raising=False)
+pytestmark = pytest.mark.usefixtures("prefect_harness", "flowkit_reset")
 
 
 def _lines(path: Path) -> list[dict[str, object]]:

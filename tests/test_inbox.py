@@ -5,7 +5,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextvars
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import flowkit
@@ -19,17 +18,7 @@ from pipeline.errors import UsageError
 FACTORY = "flowkit:scripted_backend"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _prefect() -> Iterator[None]:
-    with flowkit.harness():
-        yield
-
-
-@pytest.fixture(autouse=True)
-def _reset(monkeypatch: pytest.MonkeyPatch) -> None:
-    flowkit.reset()
-    for var in ("DOCVL_TEST_CALL_LOG", "DOCVL_TEST_DELAY_S", "DOCVL_TEST_FAIL_FIRST"):
-        monkeypatch.delenv(var, raising=False)
+pytestmark = pytest.mark.usefixtures("prefect_harness", "flowkit_reset")
 
 
 def _run(inbox: Path, outbox: Path, cache: Path, **kw: object) -> dict[str, int]:
