@@ -32,6 +32,7 @@ def _task_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--backend", choices=["transformers", "openai"], help="model backend")
     g.add_argument("--base-url", help="OpenAI-compatible server (vLLM, SGLang, OpenRouter); API key from env")
     g.add_argument("--password", help="password for encrypted PDFs")
+    g.add_argument("--max-concurrency", type=int, help="model calls at once (default 4)")
     g.add_argument("--share-windows", action="store_true", default=None,
                    help="pack several documents into shared windows (questions across documents)")
     r = p.add_argument_group("rendering and budget")
@@ -49,7 +50,7 @@ def _task_options(p: argparse.ArgumentParser) -> None:
 
 
 SETTING_ARGS = (
-    "tasks", "schema_name", "question", "model", "backend", "base_url", "password", "share_windows",
+    "tasks", "schema_name", "question", "model", "backend", "base_url", "password", "share_windows", "max_concurrency",
     "renderer", "dpi", "min_pixels", "max_pixels", "include_text", "context_window", "max_output_tokens",
     "max_images_per_request", "price_input_per_mtok", "price_output_per_mtok",
 )
@@ -80,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("paths", nargs="+", type=Path)
     r.add_argument("--out", default="-", help="output JSONL file, or - for stdout (default)")
     r.add_argument("--no-progress", dest="progress", action="store_false")
+    r.add_argument("--global-limit", metavar="NAME",
+                   help="also hold a slot of this Prefect global concurrency limit per model call (shared by "
+                        "every process on the Prefect server; created with --max-concurrency slots if missing)")
     _task_options(r)
 
     s = sub.add_parser("schemas", help="built-in schemas and the result envelope")
@@ -98,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     when.add_argument("--interval", type=float)
     sv.add_argument("--webhook", help="POST each record to this URL")
     sv.add_argument("--name", default="docvl-inbox", help="deployment name")
+    sv.add_argument("--global-limit", metavar="NAME", help="Prefect global concurrency limit for model calls")
     _task_options(sv)
 
     t = sub.add_parser("trigger", help="start a run of a served or deployed flow on a Prefect server")
@@ -154,7 +159,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     out = None if args.out == "-" else Path(args.out)
-    results = run_batch(list(args.paths), settings, out, progress=args.progress and out is not None)
+    results = run_batch(list(args.paths), settings, out, progress=args.progress and out is not None,
+                        global_limit=args.global_limit)
     if out is None:
         for record in results:
             print(record.model_dump_json())
@@ -183,7 +189,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from flows.inbox import serve_inbox
 
     serve_inbox(settings_from(args), args.inbox, args.outbox, cron=args.cron, interval=args.interval,
-                webhook_url=args.webhook, name=args.name)
+                webhook_url=args.webhook, name=args.name, global_limit=args.global_limit)
     return EXIT_OK
 
 
@@ -217,6 +223,8 @@ COMMANDS = {"plan": cmd_plan, "run": cmd_run, "schemas": cmd_schemas, "serve": c
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Progress bars, not Prefect's per-task INFO lines; PREFECT_LOGGING_LEVEL=INFO brings them back.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
