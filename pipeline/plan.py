@@ -68,7 +68,7 @@ class Plan(BaseModel):
     #: True when counts come from the model's tokenizer, False for the documented estimate.
     exact_tokens: bool
     #: Largest framing (system prompt, chat template, instruction) over the tasks.
-    instruction_tokens: int
+    framing_tokens: int
     documents: list[DocumentPlan]
 
 
@@ -161,7 +161,7 @@ def plan_loaded(
             continue
         _assign_windows(plans, packed, [f - framing for f in framings], settings)
     return Plan(context_window=settings.context_window, max_output_tokens=settings.max_output_tokens,
-                exact_tokens=counter.exact, instruction_tokens=framing, documents=plans)
+                exact_tokens=counter.exact, framing_tokens=framing, documents=plans)
 
 
 def _assign_windows(

@@ -46,6 +46,10 @@ def flatten(windows: list[PackedWindow]) -> list[tuple[int, int]]:
 @given(documents(), st.integers(450, 2000), st.integers(0, 40), st.integers(1, 10))
 def test_pack_invariants(docs: tuple[list[PackItem], list[int]], budget: int, framing: int, max_images: int) -> None:
     items, headers = docs
+    if any(framing + headers[i.doc] + i.tokens > budget for i in items):  # a page no window can hold
+        with pytest.raises(DocumentTooLarge):
+            pack(items, budget=budget, framing=framing, header_tokens=headers, max_images=max_images)
+        return
     windows = pack(items, budget=budget, framing=framing, header_tokens=headers, max_images=max_images)
     # every page exactly once, in reading order
     assert flatten(windows) == [(i.doc, i.page) for i in items]

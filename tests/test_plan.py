@@ -55,7 +55,7 @@ def test_long_document_splits_into_minimal_ordered_windows(tmp_path: Path) -> No
     assert pages == list(range(1, 61))
     assert all(w.input_tokens <= settings.context_window - settings.max_output_tokens for w in doc.windows)
     per_page = doc.page_tokens[0].image + doc.page_tokens[0].text
-    content = settings.context_window - settings.max_output_tokens - plan.instruction_tokens - 30
+    content = settings.context_window - settings.max_output_tokens - plan.framing_tokens - 30
     assert len(doc.windows) <= -(-60 // (content // per_page))
 
 
