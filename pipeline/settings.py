@@ -29,7 +29,8 @@ class Settings(BaseSettings):
     min_pixels: int = Field(64 * PIXELS_PER_TOKEN, ge=PIXELS_PER_TOKEN)
     max_pixels: int = Field(1280 * PIXELS_PER_TOKEN, ge=PIXELS_PER_TOKEN)
     render_workers: int = Field(2, ge=1, le=64)
-    slide_timeout_s: float = Field(120.0, gt=0)
+    #: LibreOffice converts about one slide per second on a 2-core machine (a 48-slide deck: 56 s).
+    slide_timeout_s: float = Field(300.0, gt=0)
     password: str | None = Field(None, repr=False, exclude=True)
 
     # --- prompt / plan -------------------------------------------------------------------------
