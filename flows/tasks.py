@@ -7,6 +7,10 @@
   versions + window index, so a rerun after a crash or a backend failure recomputes only missing windows.
   The backend and the loaded document are never part of a key (they are passed ``quote``-d).
 * Whole documents are skipped earlier, by the flow, from the record store (see :mod:`flows.store`).
+* Every task that calls the model carries the tag :data:`MODEL_TAG`. A tag concurrency limit set on the
+  Prefect server (``prefect concurrency-limit create docvl-model 8``) then caps model calls across every
+  process and worker of that server (at no measurable cost when no limit is set; a process reads the
+  limit on its first model call, so create it before starting workers).
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ if TYPE_CHECKING:
 
     from pipeline.backends.base import ModelBackend
     from pipeline.count import TokenCounter
+
+MODEL_TAG = "docvl-model"
 
 #: Error codes after which a document is worth running again (its record is not final).
 RERUN_CODES = frozenset({BackendError.code, BackendUnavailable.code, "internal_error"})
@@ -95,7 +101,7 @@ def prepare_task(path: Path, settings: Settings, counter: TokenCounter) -> Any:
     return prepared
 
 
-@task(name="window", persist_result=True, cache_key_fn=window_cache_key, retries=2,
+@task(name="window", tags=[MODEL_TAG], persist_result=True, cache_key_fn=window_cache_key, retries=2,
       retry_delay_seconds=exponential_backoff(backoff_factor=2), retry_condition_fn=retry_backend_errors)
 def window_task(prepared: Any, window_index: int, sha256: str, settings: Settings, schema_version: str,
                 backend: ModelBackend) -> Any:
@@ -110,7 +116,7 @@ def window_task(prepared: Any, window_index: int, sha256: str, settings: Setting
     return result
 
 
-@task(name="finish", persist_result=False, retries=2,
+@task(name="finish", tags=[MODEL_TAG], persist_result=False, retries=2,
       retry_delay_seconds=exponential_backoff(backoff_factor=2), retry_condition_fn=retry_backend_errors)
 def finish_task(prepared: Any, window_results: list[Any], settings: Settings, backend: ModelBackend) -> ResultEnvelope:
     """Merge the windows (may call the model for a reduce step) into the document's envelope."""
@@ -120,7 +126,7 @@ def finish_task(prepared: Any, window_results: list[Any], settings: Settings, ba
     return envelope
 
 
-@task(name="ask-across-documents", persist_result=False, retries=2,
+@task(name="ask-across-documents", tags=[MODEL_TAG], persist_result=False, retries=2,
       retry_delay_seconds=exponential_backoff(backoff_factor=2), retry_condition_fn=retry_backend_errors)
 def shared_task(paths: list[Path], settings: Settings, backend: ModelBackend,
                 counter: TokenCounter) -> list[ResultEnvelope]:

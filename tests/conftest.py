@@ -47,6 +47,8 @@ def prefect_harness() -> Iterator[None]:
     """One temporary Prefect server for every in-process flow test (starting one costs 6-30 s)."""
     import flowkit
 
+    # A task over a tag concurrency limit retries after this long (30 s by default).
+    os.environ.setdefault("PREFECT_SERVER_TASKS_TAG_CONCURRENCY_SLOT_WAIT_SECONDS", "1")
     with flowkit.harness():
         yield
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import flowkit
@@ -151,3 +153,34 @@ def test_question_across_documents_shares_windows(tmp_path: Path) -> None:
     assert all(r.answer is not None and r.answer.data.answer == "Every document has pages." for r in results)
     assert all(r.answer is not None and r.answer.documents == [str(p) for p in paths] for r in results)
     assert len(_lines(out)) == 3
+
+
+TAG_LIMIT_SCRIPT = """
+import os, sys, tempfile
+from pathlib import Path
+import flowkit
+from prefect.client.orchestration import get_client
+from flows.analyze import run_batch
+from flows.tasks import MODEL_TAG
+
+tmp = Path(tempfile.mkdtemp())
+with flowkit.harness():
+    with get_client(sync_client=True) as client:  # before the first model call of this process
+        client.create_concurrency_limit(tag=MODEL_TAG, concurrency_limit=1)
+    results = run_batch(flowkit.make_pdfs(tmp / "in", 3), flowkit.test_settings(tmp / "cache"), tmp / "o.jsonl",
+                        backend_factory="flowkit:scripted_backend", global_limit=None)
+    print("RESULT", [r.status for r in results], flowkit.ACTIVE["peak"], len(flowkit.CALLS))
+"""
+
+
+@pytest.mark.slow
+def test_tag_concurrency_limit_caps_model_calls_across_the_server(tmp_path: Path) -> None:
+    # A fresh process: Prefect clients look a tag's limit up once, so it must exist before the first call.
+    env = flowkit.prefect_env(tmp_path / "home") | {"DOCVL_TEST_DELAY_S": "0.5",
+                                                     "PREFECT_SERVER_TASKS_TAG_CONCURRENCY_SLOT_WAIT_SECONDS": "1"}
+    done = subprocess.run([sys.executable, "-c", TAG_LIMIT_SCRIPT], env=env, capture_output=True, text=True,
+                          timeout=300, cwd=Path(__file__).parent)
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT")), None)
+    assert line is not None, done.stderr[-2000:]
+    # 4 local slots, 3 documents: only the server-side tag limit keeps the peak at one model call
+    assert line == "RESULT ['ok', 'ok', 'ok'] 1 3"
