@@ -24,6 +24,7 @@ from prefect import flow, get_run_logger
 from flows.analyze import localize, process_documents, thread_runner
 from flows.delivery import Ledger, deliver, post_record, write_manifest
 from flows.limits import DEFAULT_LIMIT_NAME
+from flows.server import api_server
 from flows.store import record_key, sha256_file
 from flows.tasks import is_final
 from pipeline.errors import UsageError
@@ -151,8 +152,9 @@ def serve_inbox(settings: Settings, inbox: Path | str, outbox: Path | str, cron:
     params: dict[str, Any] = {"inbox": str(in_dir), "outbox": str(out_dir),
                               "settings": settings.model_dump(mode="json"), "webhook_url": webhook_url,
                               "backend_factory": backend_factory, "global_limit": global_limit}
-    inbox_flow.serve(name=name or "docvl-inbox", cron=cron, interval=interval, parameters=params,
-                     description=f"docvl: {in_dir} -> {out_dir}", limit=limit)
+    with api_server():  # schedules need a real API server: the configured one, else a local one
+        inbox_flow.serve(name=name or "docvl-inbox", cron=cron, interval=interval, parameters=params,
+                         description=f"docvl: {in_dir} -> {out_dir}", limit=limit)
 
 
 def main(argv: list[str] | None = None) -> None:

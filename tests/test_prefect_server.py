@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -155,3 +156,31 @@ def test_sigkill_mid_batch_then_rerun_recomputes_only_unfinished(server: dict[st
     rows = [json.loads(line) for line in out.read_text().splitlines()]  # every line parses: none torn
     assert [r["source"]["path"] for r in rows] == [str(d) for d in docs]
     assert len({r["source"]["sha256"] for r in rows}) == 6 and all(r["status"] == "ok" for r in rows)
+
+
+@pytest.mark.slow
+def test_serve_without_a_configured_server_starts_its_own(tmp_path: Path) -> None:
+    """No PREFECT_API_URL: the ephemeral server runs no scheduler, so serve starts and stops a local one."""
+    inbox, outbox = tmp_path / "in", tmp_path / "out"
+    inbox.mkdir()
+    for pdf in flowkit.make_pdfs(tmp_path / "staging", 2):
+        os.replace(pdf, inbox / pdf.name)
+    env = _docvl_env(flowkit.prefect_env(tmp_path / "home"), tmp_path, PREFECT_RUNNER_POLL_FREQUENCY="2")
+    assert "PREFECT_API_URL" not in env
+    serve_log = (tmp_path / "serve.log").open("wb")
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "flows.inbox", "--inbox", str(inbox), "--outbox", str(outbox), "--interval", "3",
+         "--backend-factory", "flowkit:scripted_backend"],
+        cwd=REPO, env=env, stdout=serve_log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait(lambda: len(list(outbox.glob("*.json"))) == 2, 240, "2 results in the outbox", step=1)
+        assert sorted(json.loads(p.read_text())["status"] for p in outbox.glob("*.json")) == ["ok", "ok"]
+    finally:
+        _stop(serve, timeout=60)
+        serve_log.close()
+    log = (tmp_path / "serve.log").read_text()
+    match = re.search(r"started a local Prefect server at (\S+)", log)
+    assert match is not None, log[-2000:]
+    assert serve.returncode is not None
+    with pytest.raises(httpx.HTTPError):  # the local server stopped with it
+        httpx.get(f"{match.group(1)}/health", timeout=2)
