@@ -61,10 +61,20 @@ def settings_from(args: argparse.Namespace) -> Settings:
     if "tasks" in overrides:
         overrides["tasks"] = tuple(dict.fromkeys(overrides["tasks"]))
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise UsageError(problems) from None
+    return settings
+
+
+def model_settings_from(args: argparse.Namespace) -> Settings:
+    """Settings for commands that call the model: refuse what can never work before touching a file."""
+    from pipeline.backends.factory import check_settings
+
+    settings = settings_from(args)
+    check_settings(settings)
+    return settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,7 +167,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from flows.analyze import run_batch
 
-    settings = settings_from(args)
+    settings = model_settings_from(args)
     out = None if args.out == "-" else Path(args.out)
     results = run_batch(list(args.paths), settings, out, progress=args.progress and out is not None,
                         global_limit=args.global_limit)
@@ -188,7 +198,7 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from flows.inbox import serve_inbox
 
-    serve_inbox(settings_from(args), args.inbox, args.outbox, cron=args.cron, interval=args.interval,
+    serve_inbox(model_settings_from(args), args.inbox, args.outbox, cron=args.cron, interval=args.interval,
                 webhook_url=args.webhook, name=args.name, global_limit=args.global_limit)
     return EXIT_OK
 

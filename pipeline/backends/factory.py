@@ -24,11 +24,7 @@ def make_backend(settings: Settings, **options: Any) -> ModelBackend:
 
         return TransformersBackend(settings.model, device=settings.device, **options)
     if settings.backend == "openai":
-        if not settings.base_url:
-            raise UsageError(
-                "--backend openai needs --base-url (e.g. http://localhost:8000/v1 for vLLM, "
-                "https://openrouter.ai/api/v1 for OpenRouter); nothing is sent anywhere without it"
-            )
+        check_settings(settings)
         from pipeline.backends.openai_backend import OpenAIBackend
 
         return OpenAIBackend(settings, **options)
@@ -38,3 +34,12 @@ def make_backend(settings: Settings, **options: Any) -> ModelBackend:
         options.setdefault("model_id", settings.model)
         return ScriptedBackend(**options)
     raise UsageError(f"unknown backend {settings.backend!r}")
+
+
+def check_settings(settings: Settings) -> None:
+    """Fail early (before any document is touched) on backend settings that can never work."""
+    if settings.backend == "openai" and not settings.base_url:
+        raise UsageError(
+            "--backend openai needs --base-url (e.g. http://localhost:8000/v1 for vLLM, "
+            "https://openrouter.ai/api/v1 for OpenRouter); nothing is sent anywhere without it"
+        )
