@@ -20,8 +20,8 @@ class PageInfo:
     """One page as loaded: geometry after /Rotate and its text layer. ``page`` counts from 1."""
 
     page: int
-    #: Size in PDF points after rotation (for images: pixels at 72 dpi, i.e. the pixel size * 72 / dpi
-    #: is NOT applied; see ``LoadedDocument.kind``).
+    #: Size in PDF points after /Rotate; for an image document, its size in pixels (the budget then
+    #: scales it without a DPI factor, see ``tokens.page_pixels``).
     width_pt: float
     height_pt: float
     text: str = ""
