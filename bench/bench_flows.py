@@ -1,4 +1,4 @@
-"""Batch of small documents with and without Prefect: plain loop over ``pipeline.analyze.analyze_document``
+"""Batch of small documents with and without Prefect: plain loop over ``pipeline.engine.stages.analyze_document``
 vs the ``analyze_batch`` flow (ephemeral server), scripted backend (no model), optional simulated latency.
 
     .venv/bin/python bench/bench_flows.py [--docs 50] [--pages 2] [--latency 0.0 0.1] [--concurrency 4]
@@ -38,8 +38,8 @@ def main() -> None:
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from flows.analyze import analyze_batch
-    from pipeline.analyze import analyze_document
-    from pipeline.count import TokenCounter
+    from pipeline.engine import Engine
+    from pipeline.plan.count import TokenCounter
 
     work = Path(tempfile.mkdtemp(prefix="docvl-bench-"))
     paths = flowkit.make_pdfs(work / "in", args.docs, pages=args.pages)
@@ -60,7 +60,7 @@ def main() -> None:
             counter = TokenCounter(None)
             flowkit.reset()
             t0 = time.perf_counter()
-            plain = [analyze_document(p, settings, backend, counter) for p in paths]
+            plain = [Engine(settings, backend, counter).analyze([p])[0] for p in paths]
             base = time.perf_counter() - t0
             assert all(r.status == "ok" for r in plain), [r.errors for r in plain if r.status != "ok"][:1]
             rows.append((f"plain loop, latency {latency}s", base, 1.0, len(flowkit.CALLS)))

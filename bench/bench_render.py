@@ -31,10 +31,10 @@ import pymupdf  # noqa: E402
 from pdf2image import convert_from_path  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from pipeline.load import load_document  # noqa: E402
-from pipeline.render import PARALLEL_MIN_PAGES, encode_image, iter_rendered  # noqa: E402
+from pipeline.ingest.geometry import page_pixels  # noqa: E402
+from pipeline.ingest.load import load_document  # noqa: E402
+from pipeline.ingest.render import PARALLEL_MIN_PAGES, encode_image, iter_rendered  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
-from pipeline.tokens import page_pixels  # noqa: E402
 
 DOCS = [
     "good/freeculture_book_352p.pdf",
@@ -104,7 +104,7 @@ def throughput(corpus: Path, pdf2image_pages: int) -> list[list[str]]:
 
 def parallel_threshold(corpus: Path) -> list[list[str]]:
     """Forced parallel rendering of the first k book pages vs one process (first page latency incl.)."""
-    from pipeline import render
+    from pipeline.ingest import render
 
     path = corpus / BOOK
     doc = load_document(path, Settings())

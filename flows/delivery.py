@@ -27,8 +27,8 @@ from typing import Any
 
 import httpx
 
-from flows.store import atomic_write_json
-from pipeline.backends.openai_backend import retry_after_s
+from flows.store import atomic_write_json, atomic_write_jsonl
+from pipeline.model.http import retry_after_s
 
 LEDGER_DIR = ".docvl-ledger"
 
@@ -124,8 +124,6 @@ def deliver(outbox: Path, input_path: Path, sha256: str, record: dict[str, Any])
 
 
 def write_manifest(outbox: Path, run_id: str, rows: list[dict[str, Any]]) -> Path:
-    from flows.store import atomic_write_jsonl
-
     target = outbox / "manifests" / f"{run_id}.jsonl"
     atomic_write_jsonl(target, rows)
     return target

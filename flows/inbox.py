@@ -13,6 +13,7 @@ Run it without the CLI (tests, debugging)::
 # No `from __future__ import annotations`: Prefect resolves flow parameter types (Settings) at load time.
 
 import argparse
+import importlib
 import logging
 import time
 import uuid
@@ -20,14 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
 
-from flows.analyze import localize, process_documents, thread_runner
+from flows.analyze import Runner, thread_runner
 from flows.delivery import Ledger, deliver, post_record, write_manifest
 from flows.limits import DEFAULT_LIMIT_NAME
+from flows.options import RunOptions
 from flows.server import api_server
-from flows.store import record_key, sha256_file
-from flows.tasks import is_final
-from pipeline.errors import UsageError
+from pipeline.engine import Unit
+from pipeline.engine.prepare import sha256_file
+from pipeline.errors import UsageError, is_final
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,10 +61,10 @@ def _hashes(ledger: Ledger, files: list[Path]) -> dict[Path, str]:
         if hit and hit[:3] == stamp:
             out[path] = str(hit[3])
         else:
-            try:
-                out[path] = sha256_file(path)
-            except OSError:
+            sha = sha256_file(path)
+            if sha is None:
                 continue
+            out[path] = sha
         fresh[str(path)] = [*stamp, out[path]]
     if fresh != cache:
         ledger.save_stat_cache(fresh)
@@ -69,17 +72,15 @@ def _hashes(ledger: Ledger, files: list[Path]) -> dict[Path, str]:
 
 
 def _run_id() -> str:
-    from prefect.runtime import flow_run
-
     return str(flow_run.id or f"local-{uuid.uuid4()}")
 
 
 @flow(name="docvl-inbox", task_runner=thread_runner(16))
 def inbox_flow(inbox: str, outbox: str, settings: Settings, webhook_url: str | None = None,
-               backend_factory: str | None = None, global_limit: str | None = None,
-               min_age_s: float = 1.0, claim_ttl_s: float = 6 * 3600) -> dict[str, int]:
+               options: RunOptions | None = None, min_age_s: float = 1.0,
+               claim_ttl_s: float = 6 * 3600) -> dict[str, int]:
     logger = get_run_logger()
-    settings = localize(settings)
+    runner = Runner(settings, options or RunOptions())
     in_dir, out_dir = Path(inbox), Path(outbox)
     ledger = Ledger(out_dir, ttl_s=claim_ttl_s)
     run_id = _run_id()
@@ -88,7 +89,8 @@ def inbox_flow(inbox: str, outbox: str, settings: Settings, webhook_url: str | N
     skipped_duplicates: list[dict[str, Any]] = []
     seen_keys: set[str] = set()
     for path, sha in hashes.items():
-        key = record_key(sha, settings)
+        [key] = runner.engine.record_keys(Unit((path,), (sha,)))
+        assert key is not None
         if ledger.done(key) is not None:
             continue
         if key in seen_keys:  # same content twice in this scan: processed once, noted once
@@ -103,11 +105,10 @@ def inbox_flow(inbox: str, outbox: str, settings: Settings, webhook_url: str | N
     rows: list[dict[str, Any]] = []
     delivered = retry = 0
     try:
-        envelopes, _ = process_documents([p for p, _, _ in picked], settings, backend_factory=backend_factory,
-                                         global_limit=global_limit)
+        envelopes, _ = runner.run([p for p, _, _ in picked])
         for (path, sha, key), env in zip(picked, envelopes, strict=True):
             row: dict[str, Any] = {"input": str(path), "sha256": sha, "status": env.status}
-            if not is_final(env):  # backend trouble: leave it for the next scheduled run
+            if not is_final(env.errors):  # backend trouble: leave it for the next scheduled run
                 row["delivered"] = None
                 retry += 1
                 rows.append(row)
@@ -133,7 +134,7 @@ def inbox_flow(inbox: str, outbox: str, settings: Settings, webhook_url: str | N
 
 def serve_inbox(settings: Settings, inbox: Path | str, outbox: Path | str, cron: str | None = None,
                 interval: float | None = None, webhook_url: str | None = None, name: str | None = None, *,
-                backend_factory: str | None = None, global_limit: str | None = None, limit: int | None = 1) -> None:
+                options: RunOptions | None = None, limit: int | None = 1) -> None:
     """Serve ``docvl-inbox/<name>`` on a cron or interval schedule; blocks until interrupted (SIGINT/SIGTERM).
 
     Each run executes in a subprocess of this one (Prefect runner). The encryption password is not stored
@@ -151,7 +152,7 @@ def serve_inbox(settings: Settings, inbox: Path | str, outbox: Path | str, cron:
     settings = settings.model_copy(update={"cache_dir": Path(settings.cache_dir).resolve()})
     params: dict[str, Any] = {"inbox": str(in_dir), "outbox": str(out_dir),
                               "settings": settings.model_dump(mode="json"), "webhook_url": webhook_url,
-                              "backend_factory": backend_factory, "global_limit": global_limit}
+                              "options": (options or RunOptions()).model_dump(mode="json")}
     with api_server():  # schedules need a real API server: the configured one, else a local one
         inbox_flow.serve(name=name or "docvl-inbox", cron=cron, interval=interval, parameters=params,
                          description=f"docvl: {in_dir} -> {out_dir}", limit=limit)
@@ -170,11 +171,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--global-limit", help=f"Prefect global concurrency limit for model calls ({DEFAULT_LIMIT_NAME})")
     args = p.parse_args(argv)
     serve_inbox(Settings(**{}), args.inbox, args.outbox, cron=args.cron, interval=args.interval,
-                webhook_url=args.webhook, name=args.name, backend_factory=args.backend_factory,
-                global_limit=args.global_limit)
+                webhook_url=args.webhook, name=args.name,
+                options=RunOptions(backend_factory=args.backend_factory, global_limit=args.global_limit))
 
 
 if __name__ == "__main__":
-    from flows.inbox import main as _main  # the importable module, so the deployment's entrypoint resolves
-
-    _main()
+    # Run main() of the importable module (flows.inbox, not __main__), so the deployment's
+    # entrypoint resolves to it.
+    importlib.import_module("flows.inbox").main()

@@ -18,8 +18,8 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 
-from pipeline.backends.base import Generation, GenerationRequest, ModelBackend
-from pipeline.prompt import Part
+from pipeline.model.base import Generation, GenerationRequest, ModelBackend
+from pipeline.plan.prompt import Part
 
 DEFAULT_LIMIT_NAME = "docvl-model"
 log = logging.getLogger(__name__)

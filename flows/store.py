@@ -9,7 +9,6 @@ exist.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -18,16 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.settings import Settings
-
-CHUNK = 1 << 20
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -66,13 +55,8 @@ def atomic_write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> int:
     return len(lines)
 
 
-def record_key(sha256: str, settings: Settings) -> str:
-    """Identity of one result: the document's content and every result-relevant setting."""
-    return f"{sha256}-{settings.fingerprint()}"
-
-
 class RecordStore:
-    """One JSON file per finished document, ``<root>/<sha256>-<fingerprint>.json``."""
+    """One JSON file per finished document, ``<root>/<key>.json`` (keys: ``Engine.record_keys``)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root

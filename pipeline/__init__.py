@@ -1,4 +1,4 @@
 """docvl's pipeline: sniff → load → render → plan/pack → backend → tasks → result.
 
-The Python API lives in :mod:`pipeline.api`.
+The Python API lives in :mod:`docvl.api`.
 """

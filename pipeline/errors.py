@@ -21,10 +21,15 @@ BackendError                backend_error           the model call failed (retry
 ValidationFailed            validation_failed       no schema-valid reply after all re-asks
 SchemaNotFound              schema_not_found        --schema names nothing loadable
 UsageError                  usage_error             bad command-line or API arguments
+InternalError               internal_error          a bug in docvl (reported, never final)
 ==========================  ======================  ==========================================
+
+What a runner does with each error is declared once, in :data:`FAILURE_POLICY` (see :func:`policy_of`).
 """
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 from pydantic import BaseModel
 
@@ -38,6 +43,8 @@ class ErrorRecord(BaseModel):
 
 
 class DocvlError(Exception):
+    """Base of every docvl error. Raised by the stages; runners turn it into an :class:`ErrorRecord`."""
+
     code = "docvl_error"
     #: True when trying the same thing again may succeed (backend hiccups), never for bad input.
     retryable = False
@@ -58,55 +65,76 @@ class InputError(DocvlError):
 
 
 class UnsupportedFormat(InputError):
+    """Raised by sniffing when the bytes are not a PDF, PPTX, PPT or an image."""
+
     code = "unsupported_format"
 
 
 class EmptyFile(InputError):
+    """Raised by loading for a file of zero bytes."""
+
     code = "empty_file"
 
 
 class CorruptDocument(InputError):
+    """Raised by loading when the parser cannot open or read the file."""
+
     code = "corrupt_document"
 
 
 class EmptyDocument(InputError):
+    """Raised by loading when the file opens but has no pages or slides."""
+
     code = "empty_document"
 
 
 class PasswordRequired(InputError):
+    """Raised by loading for an encrypted PDF when no password was given."""
+
     code = "password_required"
 
 
 class WrongPassword(InputError):
+    """Raised by loading when the given password does not open the PDF."""
+
     code = "wrong_password"
 
 
 class ConversionFailed(InputError):
+    """Raised by slide loading when LibreOffice fails or times out."""
+
     code = "conversion_failed"
 
 
 class RenderFailed(InputError):
+    """Raised by rendering when the renderer rejects a page of the document."""
+
     code = "render_failed"
 
 
 class DocumentTooLarge(InputError):
+    """Raised by packing when a single page does not fit an empty window."""
+
     code = "document_too_large"
 
 
 class BackendUnavailable(DocvlError):
-    """The model cannot be reached or loaded at all (config problem: not retried)."""
+    """Raised by a backend when the model cannot be reached or loaded at all (weights missing, server
+    down, HTTP 401/404): a configuration problem, not retried in the run, never final."""
 
     code = "backend_unavailable"
 
 
 class BackendError(DocvlError):
-    """A model call failed in a way that may pass on retry (timeouts, 429, 5xx)."""
+    """Raised by a backend when a call failed in a way that may pass on retry (timeouts, 429, 5xx)."""
 
     code = "backend_error"
     retryable = True
 
 
 class ValidationFailed(DocvlError):
+    """Raised by the re-ask loop when no reply validated against the schema."""
+
     code = "validation_failed"
 
     def __init__(self, message: str, *, raw: str, attempts: int, page: int | None = None) -> None:
@@ -116,8 +144,62 @@ class ValidationFailed(DocvlError):
 
 
 class UsageError(DocvlError):
+    """Raised before any slow work for bad command-line or API arguments (exit code 2)."""
+
     code = "usage_error"
 
 
 class SchemaNotFound(UsageError):
+    """Raised when ``--schema`` names no built-in schema, module:Class or JSON Schema file."""
+
     code = "schema_not_found"
+
+
+class InternalError(DocvlError):
+    """A bug in docvl (an unexpected exception in a stage). Reported, never cached as final."""
+
+    code = "internal_error"
+
+
+class Policy(StrEnum):
+    #: Bad input or a settled outcome: the record is final and cached; rerunning cannot change it.
+    FINAL = "final"
+    #: The backend failed: never cached, so the next run tries again. Errors whose class says
+    #: ``retryable`` (BackendError) are also retried within the run (``RunOptions.retries``);
+    #: BackendUnavailable (weights missing, server down) is not: the setup must change first.
+    RETRYABLE = "retryable"
+    #: A bug: reported, never retried, never cached.
+    INTERNAL = "internal"
+
+
+#: The one failure-policy table: what every runner does with each error code.
+FAILURE_POLICY: dict[str, Policy] = {
+    **{cls.code: Policy.FINAL for cls in (
+        UnsupportedFormat, EmptyFile, CorruptDocument, EmptyDocument, PasswordRequired,
+        WrongPassword, ConversionFailed, RenderFailed, DocumentTooLarge, InputError,
+        ValidationFailed, UsageError, SchemaNotFound)},
+    BackendError.code: Policy.RETRYABLE,
+    BackendUnavailable.code: Policy.RETRYABLE,
+    InternalError.code: Policy.INTERNAL,
+}
+
+
+def policy_of(code: str) -> Policy:
+    """The policy for an error code; an unknown code is treated as a bug (never final)."""
+    return FAILURE_POLICY.get(code, Policy.INTERNAL)
+
+
+def is_final(records: list[ErrorRecord]) -> bool:
+    """True when none of ``records`` could change on a rerun (so a result holding them may be cached)."""
+    return all(policy_of(r.code) is Policy.FINAL for r in records)
+
+
+def retried_in_run(code: str) -> bool:
+    """True for the codes a runner retries within the run (``DocvlError.retryable``: BackendError)."""
+    stack: list[type[DocvlError]] = [DocvlError]
+    while stack:
+        cls = stack.pop()
+        if cls.code == code:
+            return cls.retryable
+        stack.extend(cls.__subclasses__())
+    return False

@@ -19,7 +19,8 @@ from pydantic import BaseModel, Field
 from pipeline.errors import ErrorRecord
 from schemas import Answer, DocumentSummary
 
-ENVELOPE_VERSION = "1.0"
+#: 1.1: ``plan.windows[]`` is the plan's window type and gained ``spans``.
+ENVELOPE_VERSION = "1.1"
 Status = Literal["ok", "partial", "failed", "skipped"]
 GroundingStatus = Literal["grounded", "ungrounded", "unverifiable"]
 
@@ -59,12 +60,29 @@ class ModelInfo(BaseModel):
     context_window: int
 
 
-class WindowSummary(BaseModel):
+class Span(BaseModel):
+    """Pages ``first_page..last_page`` (1-based, inclusive) of document ``doc`` (its index in the plan)."""
+
+    doc: int
+    first_page: int
+    last_page: int
+
+
+class Window(BaseModel):
+    """One prompt: the one window type from the packer through the plan to the result envelope.
+
+    ``first_page``/``last_page`` are the pages of the document whose plan or record holds the window;
+    ``spans`` lists every document's pages in it (several when windows are shared across documents).
+    """
+
     index: int
     first_page: int
     last_page: int
+    #: Input tokens the model receives: framing, instruction, headers and pages (of every document in
+    #: it), summed over the tasks when several share the window's prefill.
     input_tokens: int
     images: int = 0
+    spans: list[Span] = Field(default_factory=list)
     #: Tasks run on this window.
     tasks: list[str] = Field(default_factory=list)
     #: Other documents whose pages share this window (cross-document questions), by path.
@@ -75,7 +93,7 @@ class PlanSummary(BaseModel):
     exact_tokens: bool | None = None
     input_tokens: int = 0
     estimated_cost_usd: float = 0.0
-    windows: list[WindowSummary] = Field(default_factory=list)
+    windows: list[Window] = Field(default_factory=list)
 
 
 class GroundingItem(BaseModel):
@@ -169,14 +187,3 @@ def envelope_json_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "docvl result"
     return schema
-
-
-def failed_envelope(path: str, errors: list[ErrorRecord], *, model: ModelInfo | None = None,
-                    total_s: float = 0.0) -> ResultEnvelope:
-    return ResultEnvelope(source=Source(path=path), status="failed", errors=errors, model=model,
-                          timings=Timings(total=round(total_s, 6)))
-
-
-def skipped_envelope(path: str, reason: str, *, sha256: str | None = None) -> ResultEnvelope:
-    """For callers that skip a document (cache hit elsewhere, filtered out); ``reason`` goes to warnings."""
-    return ResultEnvelope(source=Source(path=path, sha256=sha256), status="skipped", warnings=[reason])

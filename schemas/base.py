@@ -4,7 +4,7 @@ Every field is bounded (string ``max_length``, number ``ge``/``le``, list ``max_
 forbids extra keys, so the JSON Schema sent to a constrained decoder describes a finite language (see
 ``schemas.decoder``). Validation itself stays with pydantic.
 
-Provenance convention (what :mod:`pipeline.grounding` and :mod:`pipeline.reduce` rely on): every extracted
+Provenance convention (what :mod:`pipeline.tasks.grounding` and :mod:`pipeline.tasks.reduce` rely on): every extracted
 record carries ``page`` (or ``pages``) with the 1-based page number(s) from the ``<page N>`` markers, and
 optionally ``quote``, a short verbatim excerpt of the page that supports it. Scalar document-level fields
 are :class:`SourcedText` / :class:`SourcedAmount` objects for the same reason.
@@ -38,7 +38,7 @@ class Strict(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    #: Fields that identify a record when lists from several windows are merged (``pipeline.reduce``).
+    #: Fields that identify a record when lists from several windows are merged (``pipeline.tasks.reduce``).
     #: Empty: every field except provenance (page, pages, quote).
     dedup_keys: ClassVar[tuple[str, ...]] = ()
 

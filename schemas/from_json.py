@@ -6,7 +6,7 @@ boolean / null and lists of them, ``properties``, ``required``, ``additionalProp
 ``description``, ``default`` and the bounds ``maxLength``, ``minLength``, ``pattern``, ``minimum``,
 ``maximum``, ``exclusiveMinimum``, ``exclusiveMaximum``, ``multipleOf``, ``minItems``, ``maxItems``.
 Anything else (``allOf``, remote references, recursion, tuple ``prefixItems``...) is refused with a
-:class:`~pipeline.errors.SchemaNotFound` naming the keyword and where it is, rather than silently ignored.
+:class:`~schemas.errors.SchemaError` naming the keyword and where it is, rather than silently ignored.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from pipeline.errors import SchemaNotFound
+from schemas.errors import SchemaError
 
 _IGNORED = {"title", "description", "default", "examples", "$schema", "$id", "$comment", "format",
             "readOnly", "writeOnly", "deprecated"}
@@ -32,17 +32,17 @@ def model_from_json_schema_file(path: Path) -> type[BaseModel]:
     try:
         schema = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise SchemaNotFound(f"cannot read schema file {path}: {exc.strerror or exc}") from exc
+        raise SchemaError(f"cannot read schema file {path}: {exc.strerror or exc}") from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SchemaNotFound(f"schema file {path} is not valid JSON: {exc}") from exc
+        raise SchemaError(f"schema file {path} is not valid JSON: {exc}") from exc
     return model_from_json_schema(schema, name=_class_name(path.stem), origin=str(path))
 
 
 def model_from_json_schema(schema: Any, *, name: str = "CustomSchema", origin: str = "schema") -> type[BaseModel]:
     if not isinstance(schema, dict):
-        raise SchemaNotFound(f"{origin}: a JSON Schema must be an object, got {type(schema).__name__}")
+        raise SchemaError(f"{origin}: a JSON Schema must be an object, got {type(schema).__name__}")
     if schema.get("type") != "object" or not isinstance(schema.get("properties"), dict):
-        raise SchemaNotFound(f"{origin}: the top level must be {{\"type\": \"object\", \"properties\": {{...}}}}")
+        raise SchemaError(f"{origin}: the top level must be {{\"type\": \"object\", \"properties\": {{...}}}}")
     converter = _Converter(schema, origin)
     model = converter.object_model(schema, name, "#")
     model.__doc__ = str(schema.get("description") or f"Schema loaded from {origin}.")
@@ -61,8 +61,8 @@ class _Converter:
         self.origin = origin
         self.resolving: list[str] = []
 
-    def fail(self, where: str, why: str) -> SchemaNotFound:
-        return SchemaNotFound(f"{self.origin}: unsupported JSON Schema at {where}: {why}")
+    def fail(self, where: str, why: str) -> SchemaError:
+        return SchemaError(f"{self.origin}: unsupported JSON Schema at {where}: {why}")
 
     def object_model(self, node: dict[str, Any], name: str, where: str) -> type[BaseModel]:
         props = node.get("properties", {})

@@ -4,7 +4,7 @@
 * a built-in name (``invoice``; see :func:`list_schemas`);
 * ``package.module:ClassName`` naming a pydantic ``BaseModel`` subclass importable from ``sys.path``;
 * a path to a ``.json`` file holding a JSON Schema (converted by :mod:`schemas.from_json`).
-Anything else raises :class:`~pipeline.errors.SchemaNotFound` saying what was tried.
+Anything else raises :class:`~schemas.errors.SchemaError` saying what was tried.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from pipeline.errors import SchemaNotFound
 from schemas.commerce import Invoice, PurchaseOrder, Receipt
 from schemas.documents import FormData, ScientificPaper, SlideDeck, Tables
+from schemas.errors import SchemaError
 from schemas.from_json import model_from_json_schema_file
 from schemas.summary import Answer, DocumentSummary
 
@@ -63,7 +63,7 @@ def get_schema(name: str) -> type[BaseModel]:
     """A schema model by built-in name, ``module:Class`` or path to a JSON Schema file."""
     ref = name.strip()
     if not ref:
-        raise SchemaNotFound("empty schema name; use one of: " + ", ".join(sorted(BUILTIN)))
+        raise SchemaError("empty schema name; use one of: " + ", ".join(sorted(BUILTIN)))
     key = ref.lower().replace("-", "_")
     key = ALIASES.get(key, key)
     if key in BUILTIN:
@@ -71,11 +71,11 @@ def get_schema(name: str) -> type[BaseModel]:
     if ref.endswith(".json") or Path(ref).is_file():
         path = Path(ref).expanduser()
         if not path.is_file():
-            raise SchemaNotFound(f"schema file {ref} does not exist")
+            raise SchemaError(f"schema file {ref} does not exist")
         return model_from_json_schema_file(path)
     if ":" in ref:
         return _import_model(ref)
-    raise SchemaNotFound(
+    raise SchemaError(
         f"unknown schema {ref!r}: use a built-in name ({', '.join(sorted(BUILTIN))}), "
         "'package.module:ClassName' or a path to a .json JSON Schema file"
     )
@@ -84,18 +84,18 @@ def get_schema(name: str) -> type[BaseModel]:
 def _import_model(ref: str) -> type[BaseModel]:
     module_name, _, attr = ref.partition(":")
     if not module_name or not attr:
-        raise SchemaNotFound(f"schema {ref!r}: expected 'package.module:ClassName'")
+        raise SchemaError(f"schema {ref!r}: expected 'package.module:ClassName'")
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # any import failure is a bad --schema
-        raise SchemaNotFound(f"schema {ref!r}: cannot import module {module_name!r}: {exc}") from exc
+        raise SchemaError(f"schema {ref!r}: cannot import module {module_name!r}: {exc}") from exc
     obj: object = module
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise SchemaNotFound(f"schema {ref!r}: module {module_name!r} has no attribute {attr!r}")
+            raise SchemaError(f"schema {ref!r}: module {module_name!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
     if not (isinstance(obj, type) and issubclass(obj, BaseModel)):
-        raise SchemaNotFound(f"schema {ref!r}: {attr} is not a pydantic BaseModel subclass")
+        raise SchemaError(f"schema {ref!r}: {attr} is not a pydantic BaseModel subclass")
     return obj
 
 

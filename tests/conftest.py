@@ -37,7 +37,7 @@ def samples() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny random Qwen3-VL checkpoint (real architecture, processor and template), built once."""
-    from pipeline.tiny import build_tiny_model
+    from pipeline.dev.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen3-vl"), seed=0)
 

@@ -20,11 +20,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.backends.base import Generation, GenerationRequest
-from pipeline.backends.scripted import ScriptedBackend
-from pipeline.count import TokenCounter
+from pipeline.engine import Engine, Unit
+from pipeline.engine.prepare import sha256_file
 from pipeline.errors import BackendError
-from pipeline.prompt import ImagePart, Part, TextPart
+from pipeline.model.base import Generation, GenerationRequest
+from pipeline.model.scripted import ScriptedBackend
+from pipeline.plan.count import TokenCounter
+from pipeline.plan.prompt import ImagePart, Part, TextPart
 from pipeline.settings import Settings
 
 CALLS: list[str] = []
@@ -154,3 +156,9 @@ def answer_reply(content: Sequence[Part], request: GenerationRequest) -> str:
 
 def answer_backend(settings: Settings) -> ScriptedBackend:
     return ScriptedBackend(answer_reply, model_id=settings.model)
+
+
+def record_key(path: Path, settings: Settings) -> str | None:
+    """The key the runner stores ``path``'s record under (see ``Engine.record_keys``)."""
+    engine = Engine(settings, ScriptedBackend(), TokenCounter())
+    return engine.record_keys(Unit((path,), (sha256_file(path),)))[0]

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pymupdf
 import pytest
 
-from pipeline.analyze import WindowResult, analyze_document, analyze_many, finish, prepare, run_window
-from pipeline.backends.base import GenerationRequest
-from pipeline.backends.scripted import ScriptedBackend
-from pipeline.count import TokenCounter
+from pipeline.engine import Engine, WindowResult
 from pipeline.errors import EmptyFile, UsageError
-from pipeline.prompt import ImagePart, Part, TextPart
+from pipeline.model.base import GenerationRequest, ModelBackend
+from pipeline.model.scripted import ScriptedBackend
+from pipeline.plan.count import TokenCounter
+from pipeline.plan.prompt import ImagePart, Part, TextPart
 from pipeline.result import ResultEnvelope
 from pipeline.settings import Settings
 
@@ -25,9 +25,15 @@ QUESTION = "What is the total?"
 
 @pytest.fixture(scope="module")
 def counter() -> TokenCounter:
-    from pipeline.tiny import build_tokenizer
+    from pipeline.dev.tiny import build_tokenizer
 
     return TokenCounter(build_tokenizer())
+
+
+def analyze_document(path: Path, settings: Settings, backend: ModelBackend,
+                     counter: TokenCounter) -> ResultEnvelope:
+    [envelope] = Engine(settings, backend, counter).analyze([path])
+    return envelope
 
 
 def make_pdf(path: Path, pages: int, label: str = "Item") -> Path:
@@ -133,13 +139,16 @@ def test_long_document_map_reduce_check(tmp_path: Path, counter: TokenCounter) -
 def test_stages_one_by_one_and_window_result_is_json(tmp_path: Path, counter: TokenCounter) -> None:
     settings = Settings(**SETTINGS)
     backend = ScriptedBackend(reply, tokenizer=counter.tokenizer)
-    prepared = prepare(make_pdf(tmp_path / "s.pdf", 2), settings, counter)
+    engine = Engine(settings, backend, counter)
+    [unit], _ = engine.units([make_pdf(tmp_path / "s.pdf", 2)])
+    prepared = engine.prepare(unit)
     try:
-        result = run_window(prepared, 0, backend, settings)
+        assert prepared.jobs == [(0, 0)]
+        result = engine.run_window(prepared, (0, 0))
         again = WindowResult.model_validate_json(result.model_dump_json())
         assert again == result and [t.task for t in result.tasks] == ["summary", "ask", "extract"]
-        assert result.usage.input_tokens == result.planned_input_tokens
-        envelope = finish(prepared, [again], backend, settings)
+        assert result.usage.input_tokens == result.window.input_tokens
+        [envelope] = engine.finish(prepared, [again])
     finally:
         prepared.close()
     assert envelope.status == "ok" and envelope.usage.input_tokens == envelope.plan.input_tokens
@@ -152,10 +161,11 @@ def test_failures_become_envelopes(tmp_path: Path, counter: TokenCounter) -> Non
     envelope = analyze_document(empty, Settings(**SETTINGS), backend, counter)
     assert envelope.status == "failed" and envelope.errors[0].code == EmptyFile.code and not backend.calls
     roundtrip(envelope)
-    with pytest.raises(EmptyFile):
-        prepare(empty, Settings(**SETTINGS), counter)
-    bad = analyze_document(make_pdf(tmp_path / "b.pdf", 1), Settings(tasks=("ask",)), backend, counter)
-    assert bad.status == "failed" and bad.errors[0].code == UsageError.code
+    engine = Engine(Settings(**SETTINGS), backend, counter)
+    prepared = engine.prepare(engine.units([empty])[0][0])
+    assert prepared.errors[0][0].code == EmptyFile.code and prepared.passes == []
+    with pytest.raises(UsageError):  # a usage mistake, before any document is touched
+        Engine(Settings(tasks=("ask",)), backend, counter)
     broken = analyze_document(make_pdf(tmp_path / "c.pdf", 1), Settings(**{**SETTINGS, "max_attempts": 1}),
                               ScriptedBackend(lambda c, r: "no json"), counter)
     assert broken.status == "failed" and {e.code for e in broken.errors} == {"validation_failed"}
@@ -170,8 +180,7 @@ def test_cross_document_question_shares_windows(tmp_path: Path, counter: TokenCo
     paths = [make_pdf(tmp_path / "x.pdf", 2, "Apple"), make_pdf(tmp_path / "y.pdf", 1, "Pear"),
              tmp_path / "missing.pdf"]
     backend = ScriptedBackend(reply, tokenizer=counter.tokenizer)
-    envelopes: Iterator[ResultEnvelope] = analyze_many(paths, settings, backend, counter)
-    x, y, missing = list(envelopes)
+    x, y, missing = Engine(settings, backend, counter).analyze(paths)
     assert missing.status == "failed"
     shared = [c for c in backend.calls if "Answer schema" in c.request.instruction]
     assert len(shared) == 1 and pages_in(shared[0].content) == [(0, 1), (0, 2), (1, 1)]

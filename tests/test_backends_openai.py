@@ -19,14 +19,15 @@ import httpx
 import pytest
 from modelkit import Summary, summary_schema, two_pages
 
-from pipeline.backends.base import GenerationRequest
-from pipeline.backends.factory import make_backend
-from pipeline.backends.openai_backend import OpenAIBackend, retry_after_s
-from pipeline.backends.transformers_backend import TransformersBackend
-from pipeline.count import TokenCounter
-from pipeline.devserver import ServerHandle, serve
+from pipeline.dev.server import ServerHandle, serve
 from pipeline.errors import BackendError, BackendUnavailable, UsageError
-from pipeline.prompt import Turn
+from pipeline.model.base import GenerationRequest
+from pipeline.model.factory import make_backend
+from pipeline.model.http import retry_after_s
+from pipeline.model.openai_backend import OpenAIBackend
+from pipeline.model.transformers_backend import TransformersBackend
+from pipeline.plan.count import TokenCounter
+from pipeline.plan.prompt import Turn
 from pipeline.settings import Settings
 
 OK_BODY: dict[str, Any] = {

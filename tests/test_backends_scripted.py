@@ -6,11 +6,11 @@ from collections.abc import Sequence
 
 import pytest
 
-from pipeline.backends.base import GenerationRequest, ModelBackend
-from pipeline.backends.factory import make_backend
-from pipeline.backends.scripted import ScriptedBackend
-from pipeline.count import TokenCounter
-from pipeline.prompt import ImagePart, Part, TextPart, Turn
+from pipeline.model.base import GenerationRequest, ModelBackend
+from pipeline.model.factory import make_backend
+from pipeline.model.scripted import ScriptedBackend
+from pipeline.plan.count import TokenCounter
+from pipeline.plan.prompt import ImagePart, Part, TextPart, Turn
 from pipeline.settings import Settings
 
 CONTENT: list[Part] = [TextPart("<page 1>\n"), ImagePart(1, 1, 320, 256), TextPart("Text layer:\nhello\n")]

@@ -9,12 +9,12 @@ import pytest
 import torch
 from modelkit import Summary, summary_schema, two_pages
 
-from pipeline.backends.base import GenerationRequest, ModelBackend
-from pipeline.backends.factory import make_backend
-from pipeline.backends.transformers_backend import TransformersBackend
-from pipeline.count import TokenCounter
 from pipeline.errors import BackendUnavailable
-from pipeline.prompt import ImagePart, Part, TextPart, Turn
+from pipeline.model.base import GenerationRequest, ModelBackend
+from pipeline.model.factory import make_backend
+from pipeline.model.transformers_backend import TransformersBackend
+from pipeline.plan.count import TokenCounter
+from pipeline.plan.prompt import ImagePart, Part, TextPart, Turn
 from pipeline.settings import Settings
 
 pytestmark = pytest.mark.model

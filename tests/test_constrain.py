@@ -12,8 +12,8 @@ import pytest
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.constrain import JsonConstrainer, json_grammar
-from pipeline.qwen import eos_token_ids, load_tokenizer
+from pipeline.model.constrain import JsonConstrainer, json_grammar
+from pipeline.model.qwen import eos_token_ids, load_tokenizer
 
 pytestmark = pytest.mark.model
 

@@ -8,9 +8,16 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from pipeline.count import TokenCounter
-from pipeline.prompt import ImagePart, Part, document_header, hf_messages, page_marker, page_text
-from pipeline.qwen import load_processor, load_tokenizer
+from pipeline.model.qwen import load_processor, load_tokenizer
+from pipeline.plan.count import TokenCounter
+from pipeline.plan.prompt import (
+    ImagePart,
+    Part,
+    document_header,
+    hf_messages,
+    page_marker,
+    page_text,
+)
 
 INSTRUCTION = "Summarise the document as JSON with a title, a summary and key points citing pages."
 

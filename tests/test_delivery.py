@@ -12,7 +12,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flows.delivery import MAX_RETRY_AFTER_S, Ledger, deliver, output_name, post_record, write_manifest
+from flows.delivery import (
+    MAX_RETRY_AFTER_S,
+    Ledger,
+    deliver,
+    output_name,
+    post_record,
+    write_manifest,
+)
 from flows.store import atomic_write_jsonl
 
 

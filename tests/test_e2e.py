@@ -15,12 +15,12 @@ from typing import Any
 import jsonschema
 import pytest
 
-from pipeline.analyze import analyze_document
-from pipeline.api import counter_for
-from pipeline.backends.openai_backend import OpenAIBackend
-from pipeline.backends.transformers_backend import TransformersBackend
-from pipeline.cli import main
-from pipeline.devserver import ServerHandle, serve
+from docvl.api import counter_for
+from docvl.cli import main
+from pipeline.dev.server import ServerHandle, serve
+from pipeline.engine import Engine
+from pipeline.model.openai_backend import OpenAIBackend
+from pipeline.model.transformers_backend import TransformersBackend
 from pipeline.result import ResultEnvelope, envelope_json_schema
 from pipeline.settings import Settings
 from schemas import Invoice
@@ -72,7 +72,7 @@ def test_openai_backend_against_local_server_matches_plan(
         settings = Settings(backend="openai", base_url=handle.url, model=str(tiny_model_dir), tasks=("extract",),
                             schema_name="invoice")
         client = OpenAIBackend(settings)
-        envelope = analyze_document(samples / "invoice.pdf", settings, client, counter_for(settings))
+        envelope = Engine(settings, client, counter_for(settings)).analyze([samples / "invoice.pdf"])[0]
         client.close()
     finally:
         handle.stop()
@@ -87,7 +87,7 @@ def test_summary_and_extraction_share_one_prefill(tiny_model_dir: Path, samples:
     settings = Settings(model=str(tiny_model_dir), tasks=("summary", "extract"), schema_name="invoice")
     fresh = TransformersBackend(str(tiny_model_dir))  # no prefix cached from other tests
     try:
-        envelope = analyze_document(samples / "invoice.pdf", settings, fresh, counter_for(settings))
+        envelope = Engine(settings, fresh, counter_for(settings)).analyze([samples / "invoice.pdf"])[0]
     finally:
         fresh.close()
     check_record(envelope.model_dump(mode="json"))
@@ -105,7 +105,7 @@ def test_long_book_runs_map_reduce_to_one_valid_result(backend: TransformersBack
     # of its pages; a 258k-token prefill is GPU work, not a CPU unit test).
     settings = Settings(model=str(tiny_model_dir), include_text=False, max_pixels=64 * 1024,
                         min_pixels=16 * 1024, context_window=12_288, max_output_tokens=4_096)
-    envelope = analyze_document(corpus / "good/freeculture_book_352p.pdf", settings, backend, counter_for(settings))
+    envelope = Engine(settings, backend, counter_for(settings)).analyze([corpus / "good/freeculture_book_352p.pdf"])[0]
     check_record(envelope.model_dump(mode="json"))
     assert envelope.source.pages == 352
     windows = envelope.plan.windows

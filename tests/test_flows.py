@@ -12,12 +12,14 @@ import pytest
 
 import flows  # noqa: F401  (offline env defaults before prefect is imported)
 from flows.analyze import analyze_batch, run_batch
-from flows.store import RecordStore, record_key, sha256_file
-from flows.tasks import is_final
-from pipeline.errors import ErrorRecord
+from flows.options import RunOptions
+from flows.store import RecordStore
+from pipeline.engine import Engine, Prepared, Unit
+from pipeline.errors import ErrorRecord, is_final
 from pipeline.result import ResultEnvelope, Source
 
 FACTORY = "flowkit:scripted_backend"
+OPTIONS = RunOptions(backend_factory=FACTORY)
 
 
 pytestmark = pytest.mark.usefixtures("prefect_harness", "flowkit_reset")
@@ -33,7 +35,7 @@ def test_batch_writes_jsonl_and_records(tmp_path: Path) -> None:
     bad.write_bytes(b"%PDF-1.7\nthis is not a pdf")
     settings = flowkit.test_settings(tmp_path / "cache")
     out = tmp_path / "out.jsonl"
-    results = run_batch([*paths, bad], settings, out, backend_factory=FACTORY, global_limit=None)
+    results = run_batch([*paths, bad], settings, out, options=OPTIONS)
     rows = _lines(out)
     assert [r["source"]["path"] for r in rows] == [str(p) for p in [*paths, bad]]  # type: ignore[index]
     assert [r.status for r in results] == ["ok", "ok", "ok", "failed"]
@@ -41,28 +43,28 @@ def test_batch_writes_jsonl_and_records(tmp_path: Path) -> None:
     assert len(flowkit.CALLS) == 3
     store = RecordStore.for_settings(settings)
     for p in [*paths, bad]:
-        assert store.get(record_key(sha256_file(p), settings)) is not None
+        assert store.get(flowkit.record_key(p, settings)) is not None
     assert not list(out.parent.glob(".out.jsonl.*"))  # no temp files left behind
 
 
 def test_rerun_hits_record_store_then_window_cache(tmp_path: Path) -> None:
     paths = flowkit.make_pdfs(tmp_path / "in", 3)
     settings = flowkit.test_settings(tmp_path / "cache")
-    first = run_batch(paths, settings, tmp_path / "a.jsonl", backend_factory=FACTORY, global_limit=None)
+    first = run_batch(paths, settings, tmp_path / "a.jsonl", options=OPTIONS)
     assert len(flowkit.CALLS) == 3
     flowkit.reset()
-    second = run_batch(paths, settings, tmp_path / "b.jsonl", backend_factory=FACTORY, global_limit=None)
+    second = run_batch(paths, settings, tmp_path / "b.jsonl", options=OPTIONS)
     assert flowkit.CALLS == []
     assert [r.model_dump() for r in second] == [r.model_dump() for r in first]
     assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "b.jsonl").read_text()
     # Without the records the Prefect window cache (persisted results) still answers every window.
     for f in RecordStore.for_settings(settings).root.glob("*.json"):
         f.unlink()
-    run_batch(paths, settings, tmp_path / "c.jsonl", backend_factory=FACTORY, global_limit=None)
+    run_batch(paths, settings, tmp_path / "c.jsonl", options=OPTIONS)
     assert flowkit.CALLS == []
     # A result-relevant setting changes the key: everything is recomputed.
     changed = flowkit.test_settings(tmp_path / "cache", include_text=False)
-    run_batch(paths, changed, tmp_path / "d.jsonl", backend_factory=FACTORY, global_limit=None)
+    run_batch(paths, changed, tmp_path / "d.jsonl", options=OPTIONS)
     assert len(flowkit.CALLS) == 3
 
 
@@ -71,51 +73,47 @@ def test_same_content_twice_in_a_batch_runs_once(tmp_path: Path) -> None:
     copy = tmp_path / "in" / "copy.pdf"
     copy.write_bytes(p.read_bytes())
     out = tmp_path / "o.jsonl"
-    results = run_batch([p, copy], flowkit.test_settings(tmp_path / "c"), out, backend_factory=FACTORY,
-                        global_limit=None)
+    results = run_batch([p, copy], flowkit.test_settings(tmp_path / "c"), out, options=OPTIONS)
     assert len(flowkit.CALLS) == 1
     assert [r.source.path for r in results] == [str(p), str(copy)]
 
 
 def test_retries_backend_errors_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     paths = flowkit.make_pdfs(tmp_path / "in", 2)
-    settings = flowkit.test_settings(tmp_path / "cache", max_attempts=3)
+    settings = flowkit.test_settings(tmp_path / "cache")
     monkeypatch.setenv("DOCVL_TEST_FAIL_FIRST", "2")
-    results = analyze_batch([str(p) for p in paths], settings, backend_factory=FACTORY, global_limit=None,
-                            retry_delay_s=0.01, artifacts=False)
+    options = RunOptions(backend_factory=FACTORY, retries=2, retry_delay_s=0.01, artifacts=False)
+    results = analyze_batch([str(p) for p in paths], settings, options=options)
     assert [r.status for r in results] == ["ok", "ok"]
     assert len(flowkit.CALLS) == 2 + 2  # two failed attempts retried, nothing else repeated
 
     # Bad input is never retried: prepare runs once per bad file.
-    from pipeline import analyze as stage
-
     prepares: list[Path] = []
-    real = stage.prepare
+    real = Engine.prepare
 
-    def counting(path: Path, *args: object) -> object:
-        prepares.append(path)
-        return real(path, *args)  # type: ignore[arg-type]
+    def counting(engine: Engine, unit: Unit) -> Prepared:
+        prepares.extend(unit.paths)
+        return real(engine, unit)
 
-    monkeypatch.setattr(stage, "prepare", counting)
+    monkeypatch.setattr(Engine, "prepare", counting)
     empty = tmp_path / "in" / "empty.pdf"
     empty.write_bytes(b"")
-    [res] = analyze_batch([str(empty)], settings, backend_factory=FACTORY, global_limit=None, retry_delay_s=0.01,
-                          artifacts=False)
+    [res] = analyze_batch([str(empty)], settings, options=RunOptions(backend_factory=FACTORY, retry_delay_s=0.01, artifacts=False))
     assert res.status == "failed" and prepares == [empty]
 
 
 def test_exhausted_retries_leave_a_non_final_record_that_reruns(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     [p] = flowkit.make_pdfs(tmp_path / "in", 1)
-    settings = flowkit.test_settings(tmp_path / "cache", max_attempts=2)
+    settings = flowkit.test_settings(tmp_path / "cache")
     monkeypatch.setenv("DOCVL_TEST_FAIL_FIRST", "2")
-    [res] = analyze_batch([str(p)], settings, backend_factory=FACTORY, global_limit=None, retry_delay_s=0.01,
-                          artifacts=False)
+    [res] = analyze_batch([str(p)], settings, options=RunOptions(
+        backend_factory=FACTORY, retries=1, retry_delay_s=0.01, artifacts=False))
     assert res.status != "ok" and any(e.code == "backend_error" for e in res.errors)
-    assert not is_final(res)
+    assert not is_final(res.errors)
     monkeypatch.setenv("DOCVL_TEST_FAIL_FIRST", "0")
     flowkit.reset()
-    [res] = analyze_batch([str(p)], settings, backend_factory=FACTORY, global_limit=None, artifacts=False)
+    [res] = analyze_batch([str(p)], settings, options=RunOptions(backend_factory=FACTORY, artifacts=False))
     assert res.status == "ok" and len(flowkit.CALLS) == 1
 
 
@@ -125,8 +123,8 @@ def test_concurrency_limit_respected(tmp_path: Path, monkeypatch: pytest.MonkeyP
     paths = flowkit.make_pdfs(tmp_path / "in", 6, pages=1)
     settings = flowkit.test_settings(tmp_path / "cache", max_concurrency=2)
     monkeypatch.setenv("DOCVL_TEST_DELAY_S", "0.3")
-    results = analyze_batch([str(p) for p in paths], settings, backend_factory=FACTORY,
-                            global_limit="docvl-test-model", artifacts=False)
+    results = analyze_batch([str(p) for p in paths], settings, options=RunOptions(backend_factory=FACTORY, global_limit="docvl-test-model",
+                                               artifacts=False))
     assert all(r.status == "ok" for r in results)
     assert flowkit.ACTIVE["peak"] == 2  # parallel, and never above the limit
     with get_client(sync_client=True) as client:  # created on demand with max_concurrency slots
@@ -139,7 +137,7 @@ def test_is_final() -> None:
                                errors=[ErrorRecord(code="corrupt_document", message="x")])
     backend = ResultEnvelope(source=Source(path="a"), status="partial",
                              errors=[ErrorRecord(code="backend_error", message="x")])
-    assert is_final(ok) and is_final(bad_input) and not is_final(backend)
+    assert is_final(ok.errors) and is_final(bad_input.errors) and not is_final(backend.errors)
 
 
 def test_question_across_documents_shares_windows(tmp_path: Path) -> None:
@@ -147,7 +145,7 @@ def test_question_across_documents_shares_windows(tmp_path: Path) -> None:
     settings = flowkit.test_settings(tmp_path / "cache").model_copy(
         update={"tasks": ("ask",), "question": "Do they have pages?", "share_windows": True})
     out = tmp_path / "ask.jsonl"
-    results = run_batch(paths, settings, out, backend_factory="flowkit:answer_backend", global_limit=None)
+    results = run_batch(paths, settings, out, options=RunOptions(backend_factory="flowkit:answer_backend"))
     assert [r.status for r in results] == ["ok", "ok", "ok"]
     assert flowkit.CALLS == ["ask:6"]  # one shared window: 3 documents x 2 pages
     assert all(r.answer is not None and r.answer.data.answer == "Every document has pages." for r in results)
@@ -161,6 +159,7 @@ from pathlib import Path
 import flowkit
 from prefect.client.orchestration import get_client
 from flows.analyze import run_batch
+from flows.options import RunOptions
 from flows.tasks import MODEL_TAG
 
 tmp = Path(tempfile.mkdtemp())
@@ -168,7 +167,7 @@ with flowkit.harness():
     with get_client(sync_client=True) as client:  # before the first model call of this process
         client.create_concurrency_limit(tag=MODEL_TAG, concurrency_limit=1)
     results = run_batch(flowkit.make_pdfs(tmp / "in", 3), flowkit.test_settings(tmp / "cache"), tmp / "o.jsonl",
-                        backend_factory="flowkit:scripted_backend", global_limit=None)
+                        options=RunOptions(backend_factory="flowkit:scripted_backend"))
     print("RESULT", [r.status for r in results], flowkit.ACTIVE["peak"], len(flowkit.CALLS))
 """
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pymupdf
 import pytest
 
-from pipeline.document import PageInfo
-from pipeline.grounding import ground, iter_records, normalize, number_forms, text_contains
-from pipeline.load import load_document
+from pipeline.ingest.document import PageInfo
+from pipeline.ingest.load import load_document
 from pipeline.settings import Settings
+from pipeline.tasks.grounding import ground, iter_records, normalize, number_forms, text_contains
 
 PAGE1 = ["ACME Corporation", "Invoice number: INV-2024-001", "Consulting services for the migra-",
          "tion project 1,234.50 EUR", "Total due: 1,234.50 EUR"]

@@ -13,6 +13,7 @@ import pytest
 import flows  # noqa: F401
 from flows.delivery import LEDGER_DIR
 from flows.inbox import inbox_flow, scan, serve_inbox
+from flows.options import RunOptions
 from pipeline.errors import UsageError
 
 FACTORY = "flowkit:scripted_backend"
@@ -23,7 +24,8 @@ pytestmark = pytest.mark.usefixtures("prefect_harness", "flowkit_reset")
 
 def _run(inbox: Path, outbox: Path, cache: Path, **kw: object) -> dict[str, int]:
     result: dict[str, int] = inbox_flow(str(inbox), str(outbox), flowkit.test_settings(cache, max_attempts=1),
-                                        backend_factory=FACTORY, global_limit=None, min_age_s=0.0, **kw)
+                                        options=RunOptions(backend_factory=FACTORY, retries=0),
+                                        min_age_s=0.0, **kw)
     return result
 
 

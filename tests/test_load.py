@@ -10,9 +10,9 @@ import pymupdf
 import pytest
 from PIL import Image
 
-from pipeline.document import DocKind
 from pipeline.errors import DocvlError, PasswordRequired, UnsupportedFormat, WrongPassword
-from pipeline.load import load_document, password_candidates, saslprep
+from pipeline.ingest.document import DocKind
+from pipeline.ingest.load import load_document, password_candidates, saslprep
 from pipeline.settings import Settings
 
 #: Rows whose MANIFEST 'pages' column is not the outcome docvl defines for them.

@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import DocumentTooLarge
-from pipeline.pack import PackedWindow, PackItem, pack
+from pipeline.plan.pack import PackItem, pack
+from pipeline.result import Window
 
 
 def brute_force_min_windows(items: list[PackItem], budget: int, framing: int, headers: list[int],
@@ -38,7 +39,7 @@ def documents(draw: st.DrawFn) -> tuple[list[PackItem], list[int]]:
     return items, headers
 
 
-def flatten(windows: list[PackedWindow]) -> list[tuple[int, int]]:
+def flatten(windows: list[Window]) -> list[tuple[int, int]]:
     return [(s.doc, p) for w in windows for s in w.spans for p in range(s.first_page, s.last_page + 1)]
 
 
@@ -55,19 +56,19 @@ def test_pack_invariants(docs: tuple[list[PackItem], list[int]], budget: int, fr
     assert flatten(windows) == [(i.doc, i.page) for i in items]
     by_key = {(i.doc, i.page): i.tokens for i in items}
     for w in windows:
-        assert w.tokens <= budget
+        assert w.input_tokens <= budget
         assert w.images <= max_images
         expected = framing + sum(headers[s.doc] for s in w.spans) + sum(
             by_key[(s.doc, p)] for s in w.spans for p in range(s.first_page, s.last_page + 1)
         )
-        assert w.tokens == expected
+        assert w.input_tokens == expected
     assert len(windows) == brute_force_min_windows(items, budget, framing, headers, max_images)
 
 
 def test_single_window_when_everything_fits() -> None:
     items = [PackItem(0, p, 100) for p in range(1, 11)]
     [window] = pack(items, budget=2000, framing=50, header_tokens=[10], max_images=100)
-    assert window.tokens == 50 + 10 + 1000
+    assert window.input_tokens == 50 + 10 + 1000
     assert window.spans[0].first_page == 1 and window.spans[0].last_page == 10
 
 

@@ -122,10 +122,11 @@ BATCH = textwrap.dedent("""
     import sys
     from pathlib import Path
     from flows.analyze import run_batch
+    from flows.options import RunOptions
     from pipeline.settings import Settings
     paths = sorted(Path(sys.argv[1]).glob("*.pdf"))
     res = run_batch(paths, Settings(max_concurrency=1), Path(sys.argv[2]),
-                    backend_factory="flowkit:scripted_backend", global_limit=None)
+                    options=RunOptions(backend_factory="flowkit:scripted_backend"))
     print(sum(r.status == "ok" for r in res))
 """)
 

@@ -1,4 +1,4 @@
-"""pipeline.tokens' image-token accounting against the real transformers processor classes and settings."""
+"""pipeline.ingest.geometry' image-token accounting against the real transformers processor classes and settings."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from pipeline.document import DocKind, PageInfo
-from pipeline.qwen import REAL_PREPROCESSOR, images_kwargs, load_processor
+from pipeline.dev.tiny import build_tiny_model
+from pipeline.ingest.document import DocKind, PageInfo
+from pipeline.ingest.geometry import clamp_aspect, image_tokens, page_pixels, smart_resize
+from pipeline.model.qwen import REAL_PREPROCESSOR, images_kwargs, load_processor
 from pipeline.settings import Settings
-from pipeline.tiny import build_tiny_model
-from pipeline.tokens import clamp_aspect, image_tokens, page_pixels, smart_resize
 
 REAL_MIN = REAL_PREPROCESSOR["size"]["shortest_edge"]
 REAL_MAX = REAL_PREPROCESSOR["size"]["longest_edge"]

@@ -9,13 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline import reduce as reduce_mod
-from pipeline.backends.base import GenerationRequest
-from pipeline.backends.scripted import ScriptedBackend
-from pipeline.prompt import ImagePart, Part, TextPart
-from pipeline.reduce import complete, merge_partials, reduce_with_model, uncited_pages
+from pipeline.model.base import GenerationRequest
+from pipeline.model.scripted import ScriptedBackend
+from pipeline.plan.prompt import ImagePart, Part, TextPart
 from pipeline.settings import Settings
-from pipeline.tasks import task_specs
+from pipeline.tasks import reduce as reduce_mod
+from pipeline.tasks.reduce import complete, merge_partials, reduce_with_model, uncited_pages
+from pipeline.tasks.specs import task_specs
 from schemas import DocumentSummary, FormData, Invoice
 
 
@@ -70,7 +70,7 @@ def test_model_based_summary_reduce_is_text_only() -> None:
     backend = ScriptedBackend([json.dumps(final)])
     partials = [(f"pages {a}-{b}", DocumentSummary(summary=f"part {a}")) for a, b in ((1, 40), (41, 80))]
     outcome = reduce_with_model(backend, spec, partials, settings)
-    assert outcome.value == DocumentSummary.model_validate(final)
+    assert outcome.data == DocumentSummary.model_validate(final).model_dump(mode="json")
     [call] = backend.calls
     assert not any(isinstance(p, ImagePart) for p in call.content)
     texts = [p.text for p in call.content if isinstance(p, TextPart)]
@@ -91,7 +91,7 @@ def test_reduce_goes_hierarchical_above_the_fan_in(monkeypatch: pytest.MonkeyPat
 
     partials = [(f"pages {i}-{i}", DocumentSummary(summary=str(i))) for i in range(1, 6)]
     outcome = reduce_with_model(ScriptedBackend(reply), spec, partials, settings)
-    assert outcome.value is not None and outcome.usage.requests == len(labels) == 4
+    assert outcome.data is not None and outcome.usage.requests == len(labels) == 4
     assert labels == [["<partial 1: pages 1-1>", "<partial 2: pages 2-2>"],
                       ["<partial 1: pages 3-3>", "<partial 2: pages 4-4>"],
                       ["<partial 1: pages 1-2>", "<partial 2: pages 3-4>"],
@@ -103,7 +103,7 @@ def test_reduce_failure_is_an_outcome_error() -> None:
     [spec] = task_specs(settings)
     partials = [("pages 1-1", DocumentSummary(summary="a")), ("pages 2-2", DocumentSummary(summary="b"))]
     outcome = reduce_with_model(ScriptedBackend(["bad", "bad"]), spec, partials, settings)
-    assert outcome.value is None and outcome.error is not None and outcome.usage.requests == 2
+    assert outcome.data is None and outcome.error is not None and outcome.usage.requests == 2
 
 
 def test_completeness_reasks_uncited_pages_per_window_and_merges() -> None:

@@ -8,13 +8,13 @@ import pymupdf
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from pipeline import render
-from pipeline.document import LoadedDocument
 from pipeline.errors import RenderFailed, UsageError
-from pipeline.load import load_document
-from pipeline.render import RenderedPage, encode_image, iter_rendered
+from pipeline.ingest import render
+from pipeline.ingest.document import LoadedDocument
+from pipeline.ingest.geometry import page_pixels
+from pipeline.ingest.load import load_document
+from pipeline.ingest.render import RenderedPage, encode_image, iter_rendered
 from pipeline.settings import Settings
-from pipeline.tokens import page_pixels
 
 RENDERERS = ["pymupdf", "pdf2image"]
 

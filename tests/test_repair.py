@@ -7,13 +7,19 @@ from collections.abc import Sequence
 
 import pytest
 
-from pipeline.backends.base import Generation, GenerationRequest
-from pipeline.backends.scripted import ScriptedBackend
 from pipeline.errors import BackendError
-from pipeline.prompt import Part, TextPart
-from pipeline.repair import RepairFailed, looks_repetitive, next_temperature, repair, run_tasks
+from pipeline.model.base import Generation, GenerationRequest
+from pipeline.model.scripted import ScriptedBackend
+from pipeline.plan.prompt import Part, TextPart
 from pipeline.settings import Settings
-from pipeline.tasks import task_specs
+from pipeline.tasks.repair import (
+    RepairFailed,
+    looks_repetitive,
+    next_temperature,
+    repair,
+    run_tasks,
+)
+from pipeline.tasks.specs import task_specs
 from schemas import Answer, DocumentSummary
 
 CONTENT: list[Part] = [TextPart("<document 1: a.pdf, 1 pages>\n"), TextPart("<page 1>\n"),
@@ -42,7 +48,7 @@ def test_invalid_reply_is_reasked_with_the_errors_then_accepted() -> None:
     settings = Settings()
     backend = CountingBackend(['{"title": "T", "summary": 5}', SUMMARY])
     outcome = run_tasks(backend, CONTENT, [summary_spec(settings)], settings)[0]
-    assert outcome.ok and isinstance(outcome.value, DocumentSummary)
+    assert outcome.ok and DocumentSummary.model_validate(outcome.data)
     assert outcome.attempts == 2 and outcome.usage.requests == 2
     second = backend.requests[1]
     [turn] = second.turns
@@ -104,7 +110,7 @@ def test_several_tasks_share_one_first_call_and_reask_alone() -> None:
     outcomes = run_tasks(backend, CONTENT, specs, settings)
     assert [o.ok for o in outcomes] == [True, True]
     assert backend.invocations == [2, 1]
-    assert isinstance(outcomes[1].value, Answer) and outcomes[1].attempts == 2
+    assert Answer.model_validate(outcomes[1].data) and outcomes[1].attempts == 2
 
 
 def test_run_tasks_records_failures_instead_of_raising() -> None:

@@ -10,16 +10,15 @@ import pymupdf
 import pytest
 from test_analyze import SETTINGS, reply
 
-from pipeline.analyze import analyze_document
-from pipeline.backends.scripted import ScriptedBackend
-from pipeline.count import TokenCounter
+from pipeline.engine import Engine
 from pipeline.errors import ErrorRecord
+from pipeline.model.scripted import ScriptedBackend
+from pipeline.plan.count import TokenCounter
 from pipeline.result import (
     ResultEnvelope,
+    Source,
     Usage,
     envelope_json_schema,
-    failed_envelope,
-    skipped_envelope,
 )
 from pipeline.settings import Settings
 
@@ -77,11 +76,14 @@ def test_every_produced_record_validates(tmp_path: Path) -> None:
     doc.close()
     counter = TokenCounter()
     records = [
-        analyze_document(pdf, Settings(**SETTINGS), ScriptedBackend(reply), counter),
-        analyze_document(pdf, Settings(**{**SETTINGS, "max_attempts": 1}), ScriptedBackend(lambda c, r: "x"), counter),
-        analyze_document(tmp_path / "nope.pdf", Settings(**SETTINGS), ScriptedBackend(reply), counter),
-        failed_envelope("a.pdf", [ErrorRecord(code="corrupt_document", message="bad xref", page=3)]),
-        skipped_envelope("b.pdf", "unchanged since last run", sha256="0" * 64),
+        Engine(Settings(**SETTINGS), ScriptedBackend(reply), counter).analyze([pdf])[0],
+        Engine(Settings(**{**SETTINGS, "max_attempts": 1}), ScriptedBackend(lambda c, r: "x"),
+               counter).analyze([pdf])[0],
+        Engine(Settings(**SETTINGS), ScriptedBackend(reply), counter).analyze([tmp_path / "nope.pdf"])[0],
+        ResultEnvelope(source=Source(path="a.pdf"), status="failed",
+                       errors=[ErrorRecord(code="corrupt_document", message="bad xref", page=3)]),
+        ResultEnvelope(source=Source(path="b.pdf", sha256="0" * 64), status="skipped",
+                       warnings=["unchanged since last run"]),
     ]
     assert [r.status for r in records] == ["ok", "failed", "failed", "failed", "skipped"]
     schema = envelope_json_schema()

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from pipeline.errors import SchemaNotFound
 from schemas import (
     BUILTIN,
     Answer,
@@ -22,6 +21,7 @@ from schemas import (
     schema_name,
     schema_version,
 )
+from schemas.errors import SchemaError
 
 
 def walk(node: Any) -> list[dict[str, Any]]:
@@ -144,7 +144,7 @@ def test_registry_names_aliases_and_module_refs() -> None:
     ("missing.json", "does not exist"),
 ])
 def test_bad_schema_refs_raise_schema_not_found(ref: str, fragment: str) -> None:
-    with pytest.raises(SchemaNotFound, match=fragment):
+    with pytest.raises(SchemaError, match=fragment):
         get_schema(ref)
 
 
@@ -191,7 +191,7 @@ def test_json_schema_file_becomes_a_validating_model(tmp_path: Path) -> None:
 def test_unsupported_json_schema_files_are_refused(tmp_path: Path, content: str, fragment: str) -> None:
     path = tmp_path / "s.json"
     path.write_text(content)
-    with pytest.raises(SchemaNotFound, match=fragment):
+    with pytest.raises(SchemaError, match=fragment):
         get_schema(str(path))
 
 

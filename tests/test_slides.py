@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.document import DocKind
 from pipeline.errors import ConversionFailed, EmptyDocument
-from pipeline.load import load_document
+from pipeline.ingest.document import DocKind
+from pipeline.ingest.load import load_document
+from pipeline.ingest.slides import find_soffice
+from pipeline.ingest.sniff import sniff
 from pipeline.settings import Settings
-from pipeline.slides import find_soffice
-from pipeline.sniff import sniff
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from pipeline.document import DocKind
 from pipeline.errors import CorruptDocument, DocvlError, EmptyFile, UnsupportedFormat, UsageError
-from pipeline.sniff import OLE_MAGIC, sniff, sniff_details
+from pipeline.ingest.document import DocKind
+from pipeline.ingest.sniff import OLE_MAGIC, sniff, sniff_details
 
 
 @pytest.mark.parametrize(

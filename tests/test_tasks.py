@@ -6,7 +6,7 @@ import pytest
 
 from pipeline.errors import SchemaNotFound, UsageError
 from pipeline.settings import Settings
-from pipeline.tasks import task_specs
+from pipeline.tasks.specs import task_specs
 from schemas import Answer, DocumentSummary, Invoice
 
 

@@ -10,15 +10,21 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from pipeline.dev.tiny import (
+    CHAT_TEMPLATE_PATH,
+    MARKER,
+    SPECIAL_TOKENS,
+    build_tiny_model,
+    is_tiny_model,
+)
 from pipeline.errors import BackendUnavailable
-from pipeline.qwen import (
+from pipeline.model.qwen import (
     REAL_PREPROCESSOR,
     apply_chat_template,
     eos_token_ids,
     load_processor,
     load_tokenizer,
 )
-from pipeline.tiny import CHAT_TEMPLATE_PATH, MARKER, SPECIAL_TOKENS, build_tiny_model, is_tiny_model
 
 #: sha256 of the real Qwen3-VL-8B-Instruct chat template (chat_template.json's string): catches edits.
 REAL_TEMPLATE_SHA256 = "3636d0f0bd6bef02"

@@ -1,0 +1,173 @@
+"""Stage 1 of the engine: from input files to units of work, then to loaded, planned passes.
+
+* A :class:`Unit` is the input files analysed together: one document, or every document of a
+  cross-document question (``settings.share_windows`` with the ``ask`` task). The same content under
+  two names is one unit (:func:`make_units`).
+* :func:`prepare` loads and plans a unit into :class:`Pass` es: a set of tasks over a set of documents,
+  packed into windows. One document: one pass with every task. A cross-document question: one shared
+  pass for ``ask`` over every document (their pages share windows) plus one pass per document for
+  its other tasks. A file that cannot be loaded or planned gets an error record, never an exception.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.errors import DocvlError, ErrorRecord
+from pipeline.ingest.document import LoadedDocument
+from pipeline.ingest.load import load_document
+from pipeline.plan.count import TokenCounter
+from pipeline.plan.planner import DocumentPlan, plan_loaded
+from pipeline.result import Window
+from pipeline.settings import Settings
+from pipeline.tasks.specs import TaskSpec
+
+CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str | None:
+    """The file's content hash, or None when it cannot be read (loading then says why)."""
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(CHUNK), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Unit:
+    """Input files analysed together, with their content hashes (None: unreadable)."""
+
+    paths: tuple[Path, ...]
+    shas: tuple[str | None, ...]
+
+
+def shares_windows(settings: Settings, specs: Sequence[TaskSpec], n_paths: int) -> bool:
+    """A question across documents: their pages share windows for the ``ask`` task."""
+    return settings.share_windows and n_paths > 1 and any(s.name == "ask" for s in specs)
+
+
+def make_units(paths: Sequence[Path], settings: Settings, specs: Sequence[TaskSpec]
+               ) -> tuple[list[Unit], list[int]]:
+    """The units of a batch, and for each input path the unit that holds it.
+
+    Without shared windows each distinct content is one unit, analysed once: a second path with the
+    same bytes gets a copy of its record. Unreadable files are units of their own.
+    """
+    shas = [sha256_file(Path(p)) for p in paths]
+    if shares_windows(settings, specs, len(paths)):
+        return [Unit(tuple(Path(p) for p in paths), tuple(shas))], [0] * len(paths)
+    units: list[Unit] = []
+    owner: dict[str, int] = {}
+    of_path: list[int] = []
+    for path, sha in zip(paths, shas, strict=True):
+        if sha is not None and sha in owner:
+            of_path.append(owner[sha])
+            continue
+        if sha is not None:
+            owner[sha] = len(units)
+        of_path.append(len(units))
+        units.append(Unit((Path(path),), (sha,)))
+    return units, of_path
+
+
+@dataclass
+class Pass:
+    """Tasks over documents, planned together. ``docs`` are unit indices; spans in ``windows`` and
+    ``plans`` index the pass's own document list (``docs[span.doc]``)."""
+
+    specs: list[TaskSpec]
+    docs: list[int]
+    plans: list[DocumentPlan]
+    #: The distinct windows to run, in order (a shared window appears once).
+    windows: list[Window]
+    shared: bool = False
+
+
+@dataclass
+class Prepared:
+    """A loaded, planned unit. Holds the open documents: call :meth:`close` when done."""
+
+    unit: Unit
+    docs: list[LoadedDocument | None]
+    passes: list[Pass]
+    exact_tokens: bool
+    #: Load or plan failures per unit document (the document's record then says so).
+    errors: dict[int, list[ErrorRecord]] = field(default_factory=dict)
+    #: Seconds per unit document: ``load``, ``plan``.
+    timings: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def jobs(self) -> list[tuple[int, int]]:
+        """Every (pass, window) to run."""
+        return [(p, w) for p, ps in enumerate(self.passes) for w in range(len(ps.windows))]
+
+    def loaded(self, pass_: Pass) -> list[LoadedDocument]:
+        return [d for d in (self.docs[i] for i in pass_.docs) if d is not None]
+
+    def close(self) -> None:
+        for doc in self.docs:
+            if doc is not None:
+                doc.close()
+
+
+def prepare(unit: Unit, settings: Settings, counter: TokenCounter, specs: Sequence[TaskSpec]
+            ) -> Prepared:
+    """Load and plan a unit. Bad input becomes error records; only bugs raise."""
+    docs: list[LoadedDocument | None] = []
+    prepared = Prepared(unit=unit, docs=docs, passes=[], exact_tokens=counter.exact)
+    try:
+        for i, path in enumerate(unit.paths):
+            t0 = time.perf_counter()
+            try:
+                docs.append(load_document(path, settings))
+            except DocvlError as exc:
+                docs.append(None)
+                prepared.errors[i] = [exc.record()]
+            prepared.timings.append({"load": round(time.perf_counter() - t0, 6)})
+        shared = shares_windows(settings, specs, len(unit.paths))
+        own = [s for s in specs if not (shared and s.name == "ask")]
+        if shared:
+            _add_pass(prepared, [s for s in specs if s.name == "ask"], settings, counter,
+                      [i for i, d in enumerate(docs) if d is not None], shared=True)
+        for i, doc in enumerate(docs):
+            if doc is not None and (own or not shared):
+                _add_pass(prepared, own, settings.model_copy(update={"share_windows": False}),
+                          counter, [i])
+    except BaseException:
+        prepared.close()
+        raise
+    return prepared
+
+
+def _add_pass(prepared: Prepared, specs: list[TaskSpec], settings: Settings, counter: TokenCounter,
+              members: list[int], *, shared: bool = False) -> None:
+    if not members:
+        return
+    t0 = time.perf_counter()
+    plan = plan_loaded([d for d in (prepared.docs[i] for i in members) if d is not None], settings, counter, {s.name: s.instruction for s in specs})
+    prepared.exact_tokens = plan.exact_tokens
+    plans = plan.documents
+    for unit_index, doc_plan in zip(members, plans, strict=True):
+        if doc_plan.error is not None:
+            prepared.errors.setdefault(unit_index, []).append(doc_plan.error)
+    seen: set[tuple[tuple[int, int, int], ...]] = set()
+    windows: list[Window] = []
+    for doc_plan in plans:
+        for w in doc_plan.windows:
+            key = tuple((s.doc, s.first_page, s.last_page) for s in w.spans)
+            if key not in seen:
+                seen.add(key)
+                windows.append(w)
+    prepared.passes.append(Pass(specs=specs, docs=members, plans=plans, windows=windows, shared=shared))
+    seconds = round(time.perf_counter() - t0, 6)
+    for i in members:
+        timing = prepared.timings[i]
+        timing["plan"] = round(timing.get("plan", 0.0) + seconds, 6)

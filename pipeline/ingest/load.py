@@ -1,0 +1,191 @@
+"""Open a document (by content), check it, and collect per-page geometry and text.
+
+``load_document`` never returns a half-usable document and never lets a library exception out: bad
+input becomes one of the typed errors of :mod:`pipeline.errors`.
+
+Passwords: ``settings.password`` is tried as given, then SASLprep-normalised (RFC 4013), which is what
+AES-256 (PDF 2.0, R6) requires: a password typed in decomposed form (``"pa\\u0308sswort"``) or with a
+no-break space only authenticates after normalisation. The password that worked is kept on the
+``LoadedDocument`` so the renderer (and poppler) can reopen the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import stringprep
+import unicodedata
+import warnings as pywarnings
+from pathlib import Path
+
+import pymupdf
+from PIL import Image
+
+from pipeline.errors import (
+    CorruptDocument,
+    EmptyDocument,
+    PasswordRequired,
+    UnsupportedFormat,
+    WrongPassword,
+)
+from pipeline.ingest import textlayer
+from pipeline.ingest.document import DocKind, LoadedDocument, PageInfo
+from pipeline.ingest.slides import load_slides
+from pipeline.ingest.sniff import sniff_details
+from pipeline.settings import Settings
+
+# MuPDF prints its errors to stdout, which would corrupt `--json` and JSONL output; its messages stay
+# in the warning store instead (load copies them into the document's warnings).
+pymupdf.TOOLS.mupdf_display_errors(False)
+pymupdf.TOOLS.mupdf_display_warnings(False)
+
+#: MuPDF warnings copied into the document's warnings, at most.
+MAX_MUPDF_WARNINGS = 5
+
+
+def load_document(path: Path, settings: Settings) -> LoadedDocument:
+    """Sniff ``path`` by content and load it as a PDF, slide deck or image."""
+    path = Path(path)
+    sniffed = sniff_details(path)
+    digest = file_sha256(path)
+    if sniffed.kind is DocKind.PDF:
+        doc = load_pdf(path, settings, digest)
+    elif sniffed.kind is DocKind.IMAGE:
+        doc = load_image(path, digest)
+    else:
+        doc = load_slides(path, sniffed.kind, settings, digest)
+    doc.warnings[:0] = sniffed.notes
+    return doc
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --- PDF -------------------------------------------------------------------------------------------
+
+
+def load_pdf(path: Path, settings: Settings, digest: str) -> LoadedDocument:
+    pymupdf.TOOLS.mupdf_warnings(reset=True)
+    doc, password = open_pdf(path, settings.password)
+    try:
+        if doc.page_count == 0:
+            raise EmptyDocument(f"{path.name}: the PDF has no pages (truncated or damaged beyond repair)")
+        pages, warnings = textlayer.extract_pages(doc)
+        warnings = textlayer.document_warnings(doc) + warnings
+        if doc.is_repaired:
+            warnings.insert(0, "the file is damaged; MuPDF repaired its structure")
+    finally:
+        doc.close()
+    warnings += mupdf_messages()
+    return LoadedDocument(path=path, kind=DocKind.PDF, sha256=digest, render_path=path, pages=pages,
+                          warnings=warnings, password=password)
+
+
+def open_pdf(path: Path, password: str | None) -> tuple[pymupdf.Document, str | None]:
+    """Open and authenticate a PDF. Returns the document and the password that worked (or None)."""
+    try:
+        doc = pymupdf.open(path, filetype="pdf")
+    except pymupdf.EmptyFileError as exc:
+        raise CorruptDocument(f"{path.name}: MuPDF sees no PDF data ({exc})") from exc
+    except Exception as exc:
+        raise CorruptDocument(f"{path.name}: cannot be opened as a PDF ({type(exc).__name__}: {exc})") from exc
+    try:
+        if not doc.is_pdf:
+            fmt = (doc.metadata or {}).get("format")
+            raise UnsupportedFormat(f"{path.name}: not a PDF (MuPDF reads it as {fmt!r})")
+        if not doc.needs_pass:
+            return doc, None
+        if password is None:
+            raise PasswordRequired(f"{path.name}: the PDF is encrypted; give its password (DOCVL_PASSWORD)")
+        for candidate in password_candidates(password):
+            if doc.authenticate(candidate):
+                return doc, candidate
+        raise WrongPassword(f"{path.name}: the password does not open this PDF")
+    except BaseException:
+        doc.close()
+        raise
+
+
+def password_candidates(password: str) -> list[str]:
+    """The password as given, then its SASLprep form when that differs and is valid."""
+    out = [password]
+    try:
+        prepped = saslprep(password)
+    except ValueError:
+        return out
+    if prepped != password:
+        out.append(prepped)
+    return out
+
+
+def saslprep(value: str) -> str:
+    """RFC 4013 SASLprep (stringprep profile, query mode: unassigned code points allowed).
+
+    Raises ValueError on prohibited characters or a bidi violation.
+    """
+    mapped = "".join(
+        " " if stringprep.in_table_c12(c) else c for c in value if not stringprep.in_table_b1(c)
+    )
+    result = unicodedata.normalize("NFKC", mapped)
+    prohibited = (
+        stringprep.in_table_c12, stringprep.in_table_c21, stringprep.in_table_c22,
+        stringprep.in_table_c3, stringprep.in_table_c4, stringprep.in_table_c5,
+        stringprep.in_table_c6, stringprep.in_table_c7, stringprep.in_table_c8,
+        stringprep.in_table_c9,
+    )
+    for ch in result:
+        if any(table(ch) for table in prohibited):
+            raise ValueError(f"SASLprep: prohibited character U+{ord(ch):04X}")
+    if any(stringprep.in_table_d1(ch) for ch in result):
+        if any(stringprep.in_table_d2(ch) for ch in result):
+            raise ValueError("SASLprep: mixes right-to-left and left-to-right characters")
+        if not (stringprep.in_table_d1(result[0]) and stringprep.in_table_d1(result[-1])):
+            raise ValueError("SASLprep: right-to-left text must start and end with RTL characters")
+    return result
+
+
+def mupdf_messages() -> list[str]:
+    text = pymupdf.TOOLS.mupdf_warnings(reset=True)
+    seen: list[str] = []
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if line and line not in seen:
+            seen.append(line)
+    extra = len(seen) - MAX_MUPDF_WARNINGS
+    out = [f"MuPDF: {line}" for line in seen[:MAX_MUPDF_WARNINGS]]
+    if extra > 0:
+        out.append(f"MuPDF: {extra} more message(s)")
+    return out
+
+
+# --- images ----------------------------------------------------------------------------------------
+
+
+def load_image(path: Path, digest: str) -> LoadedDocument:
+    """One page; width/height are the pixel size after EXIF orientation (see ``tokens.page_pixels``:
+    images use scale 1). PIL's decompression-bomb guard stays on."""
+    warnings: list[str] = []
+    try:
+        with pywarnings.catch_warnings(record=True) as caught:
+            pywarnings.simplefilter("always", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                frames = getattr(im, "n_frames", 1)
+                width, height = im.size
+                orientation = im.getexif().get(0x0112, 1)
+                if orientation in (5, 6, 7, 8):
+                    width, height = height, width
+                im.load()  # decode the first frame now: a truncated image fails here, not mid-render
+        warnings += [f"image: {w.message}" for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+    except Image.DecompressionBombError as exc:
+        raise CorruptDocument(f"{path.name}: refused by the decompression-bomb guard ({exc})") from exc
+    except Exception as exc:
+        raise CorruptDocument(f"{path.name}: the image cannot be decoded ({type(exc).__name__}: {exc})") from exc
+    if frames > 1:
+        warnings.append(f"image has {frames} frames; only the first is used")
+    page = PageInfo(page=1, width_pt=float(width), height_pt=float(height), text="", has_text_layer=False)
+    return LoadedDocument(path=path, kind=DocKind.IMAGE, sha256=digest, render_path=path, pages=[page],
+                          warnings=warnings)

@@ -1,0 +1,248 @@
+"""PowerPoint decks (.pptx and legacy .ppt): LibreOffice makes the PDF we render, python-pptx gives
+the text.
+
+* Conversion: ``soffice --headless --convert-to pdf`` with a fresh profile directory per conversion
+  (two runs sharing a profile fail silently), in its own process group, killed as a group when it
+  runs past ``settings.slide_timeout_s``. Hidden slides are exported too (``ExportHiddenSlides``), so
+  page N of the PDF is always slide N of the deck; the loader warns which slides are hidden.
+* Text (.pptx): per slide, every shape's text, tables as ``a | b | c`` rows, chart series, picture
+  alt text, then ``Notes: ...`` from the speaker notes. Errors are isolated per shape: a shape that
+  python-pptx cannot classify (``NotImplementedError``) or a 3-D chart (``ValueError``) becomes a
+  warning naming the slide and shape.
+* Text (.ppt, or a .pptx python-pptx cannot parse but LibreOffice can): from the converted PDF.
+* Geometry always comes from the converted PDF.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pymupdf
+from pptx import Presentation
+from pptx.enum.shapes import MSO_SHAPE_TYPE
+from pptx.exc import PackageNotFoundError
+
+from pipeline.errors import ConversionFailed, CorruptDocument, EmptyDocument
+from pipeline.ingest.document import DocKind, LoadedDocument, PageInfo
+from pipeline.ingest.textlayer import text_is_usable
+from pipeline.settings import Settings
+
+PDF_FILTER = 'pdf:impress_pdf_Export:{"ExportHiddenSlides":{"type":"boolean","value":"true"}}'
+INSTALL_HINT = "install LibreOffice Impress (apt-get install -y --no-install-recommends libreoffice-impress)"
+
+
+def load_slides(path: Path, kind: DocKind, settings: Settings, digest: str) -> LoadedDocument:
+    """Convert a deck to PDF (inside a workdir the returned document owns) and collect its pages."""
+    warnings: list[str] = []
+    texts: list[tuple[str, bool]] | None = None
+    if kind is DocKind.PPTX:
+        texts = pptx_slide_texts(path, warnings)
+    workdir = Path(tempfile.mkdtemp(prefix="docvl-slides-"))
+    try:
+        pdf = convert_to_pdf(path, kind, workdir, settings.slide_timeout_s)
+        pages = _pages_from_pdf(pdf, texts, warnings, path.name)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    return LoadedDocument(path=path, kind=kind, sha256=digest, render_path=pdf, pages=pages,
+                          warnings=warnings, workdir=workdir)
+
+
+# --- text from python-pptx -------------------------------------------------------------------------
+
+
+def pptx_slide_texts(path: Path, warnings: list[str]) -> list[tuple[str, bool]] | None:
+    """(text, has_text_layer) per slide, or None when python-pptx cannot parse the deck (then the
+    PDF text is used). ``has_text_layer`` judges the slide's own text only: picture alt text (often
+    machine-generated) and speaker notes do not make an image-only slide a text slide."""
+    try:
+        prs = Presentation(str(path))
+        slides = list(prs.slides)
+    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, EOFError) as exc:
+        raise CorruptDocument(f"{path.name}: the PowerPoint package is damaged ({type(exc).__name__}: {exc})") from exc
+    except Exception as exc:
+        warnings.append(f"python-pptx cannot read the deck ({type(exc).__name__}: {exc}); "
+                        "slide text comes from the converted PDF")
+        return None
+    if not slides:
+        raise EmptyDocument(f"{path.name}: the presentation has no slides")
+    texts: list[tuple[str, bool]] = []
+    hidden: list[int] = []
+    for number, slide in enumerate(slides, 1):
+        if slide._element.get("show") in ("0", "false"):
+            hidden.append(number)
+        parts: list[str] = []
+        for shape in slide.shapes:
+            parts += _shape_texts(shape, number, warnings)
+        body = "\n".join(p for p in parts if p.strip() and not p.startswith("[Image: "))
+        notes = _notes_text(slide, number, warnings)
+        if notes:
+            parts.append("Notes: " + notes)
+        texts.append(("\n".join(p for p in parts if p.strip()), text_is_usable(body)))
+    if hidden:
+        warnings.append("hidden slides included: " + ", ".join(map(str, hidden)))
+    return texts
+
+
+def _shape_texts(shape: Any, slide_no: int, warnings: list[str]) -> list[str]:
+    label = f"slide {slide_no}, shape {getattr(shape, 'shape_id', '?')} {getattr(shape, 'name', '')!r}"
+    out: list[str] = []
+    try:
+        if shape.has_text_frame and shape.text_frame.text.strip():
+            out.append(shape.text_frame.text.strip())
+    except Exception as exc:
+        warnings.append(f"{label}: text unreadable ({type(exc).__name__}: {exc}); skipped")
+    try:
+        if getattr(shape, "has_table", False) and shape.has_table:
+            out.append(_table_text(shape.table))
+        elif getattr(shape, "has_chart", False) and shape.has_chart:
+            out.append(_chart_text(shape.chart))
+        else:
+            shape_type = shape.shape_type  # raises NotImplementedError for unknown shapes
+            if shape_type == MSO_SHAPE_TYPE.GROUP:
+                for sub in shape.shapes:
+                    out += _shape_texts(sub, slide_no, warnings)
+            elif shape_type == MSO_SHAPE_TYPE.PICTURE:
+                alt = _alt_text(shape._element._nvXxPr.cNvPr.get("descr") or "")
+                if alt:
+                    out.append(f"[Image: {alt}]")
+    except Exception as exc:
+        warnings.append(f"{label}: {type(exc).__name__}: {exc}; only its text was kept")
+    return out
+
+
+def _alt_text(descr: str) -> str:
+    """Picture alt text on one line, without Office's 'Description generated with ... confidence'."""
+    lines = [ln.strip() for ln in descr.splitlines()]
+    return " ".join(ln for ln in lines if ln and not ln.startswith("Description generated with"))
+
+
+def _table_text(table: Any) -> str:
+    rows = []
+    for row in table.rows:
+        cells = [" ".join(cell.text.split()) for cell in row.cells]
+        rows.append(" | ".join(cells))
+    return "\n".join(rows)
+
+
+def _chart_text(chart: Any) -> str:
+    lines = []
+    if chart.has_title and chart.chart_title.has_text_frame:
+        lines.append("Chart: " + chart.chart_title.text_frame.text.strip())
+    else:
+        lines.append("Chart:")
+    for plot in chart.plots:
+        categories = [str(c) for c in plot.categories]
+        for series in plot.series:
+            values = list(series.values)
+            if categories and len(categories) == len(values):
+                pairs = ", ".join(f"{c}={_num(v)}" for c, v in zip(categories, values, strict=True))
+            else:
+                pairs = ", ".join(_num(v) for v in values)
+            lines.append(f"{series.name}: {pairs}")
+    return "\n".join(lines)
+
+
+def _num(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return "" if value is None else str(value)
+
+
+def _notes_text(slide: Any, slide_no: int, warnings: list[str]) -> str:
+    try:
+        if not slide.has_notes_slide:
+            return ""
+        frame = slide.notes_slide.notes_text_frame
+        return " ".join(frame.text.split()) if frame is not None else ""
+    except Exception as exc:
+        warnings.append(f"slide {slide_no}: speaker notes unreadable ({type(exc).__name__}: {exc})")
+        return ""
+
+
+# --- conversion ------------------------------------------------------------------------------------
+
+
+def find_soffice() -> str:
+    exe = shutil.which("soffice") or shutil.which("libreoffice")
+    if exe is None:
+        raise ConversionFailed(f"LibreOffice (soffice) is not on PATH: {INSTALL_HINT}")
+    return exe
+
+
+def convert_to_pdf(src: Path, kind: DocKind, workdir: Path, timeout_s: float) -> Path:
+    """Convert a deck to ``workdir/out/input.pdf``; the process group is killed on timeout."""
+    exe = find_soffice()
+    staged = workdir / ("input.pptx" if kind is DocKind.PPTX else "input.ppt")
+    try:
+        staged.symlink_to(src.resolve())
+    except OSError:
+        shutil.copyfile(src, staged)
+    profile = workdir / "lo-profile"
+    outdir = workdir / "out"
+    cmd = [exe, f"-env:UserInstallation={profile.as_uri()}", "--headless", "--norestore", "--nolockcheck",
+           "--convert-to", PDF_FILTER, "--outdir", str(outdir), str(staged)]
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    except OSError as exc:
+        raise ConversionFailed(f"cannot start LibreOffice ({exc}): {INSTALL_HINT}") from exc
+    try:
+        output, _ = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        _kill_group(proc)
+        raise ConversionFailed(
+            f"{src.name}: LibreOffice did not finish within {timeout_s:g} s (DOCVL_SLIDE_TIMEOUT_S)"
+        ) from exc
+    except BaseException:
+        _kill_group(proc)
+        raise
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    pdf = outdir / "input.pdf"
+    if proc.returncode != 0 or not pdf.is_file() or pdf.stat().st_size == 0:
+        tail = output.decode("utf-8", "replace").strip()[-400:] if output else "no output"
+        raise ConversionFailed(f"{src.name}: LibreOffice could not convert the deck "
+                               f"(exit {proc.returncode}): {tail}")
+    return pdf
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(Exception):
+        proc.communicate(timeout=10)
+
+
+def _pages_from_pdf(pdf: Path, texts: list[tuple[str, bool]] | None, warnings: list[str],
+                    name: str) -> list[PageInfo]:
+    try:
+        doc = pymupdf.open(pdf, filetype="pdf")
+    except Exception as exc:
+        raise ConversionFailed(f"{name}: LibreOffice produced an unreadable PDF ({exc})") from exc
+    try:
+        if doc.page_count == 0:
+            raise EmptyDocument(f"{name}: the presentation has no slides")
+        if texts is not None and len(texts) != doc.page_count:
+            warnings.append(f"{len(texts)} slides but LibreOffice made {doc.page_count} pages; "
+                            "slide text is matched by position")
+        pages: list[PageInfo] = []
+        for index in range(doc.page_count):
+            page = doc.load_page(index)
+            if texts is not None and index < len(texts):
+                text, usable = texts[index]
+            else:
+                text = page.get_text("text")
+                usable = text_is_usable(text)
+            pages.append(PageInfo(index + 1, float(page.rect.width), float(page.rect.height), text, usable))
+        return pages
+    finally:
+        doc.close()

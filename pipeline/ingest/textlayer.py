@@ -1,0 +1,205 @@
+"""Per-page text layers and document warnings for PDFs opened with PyMuPDF.
+
+Nothing here executes or evaluates anything found in the file: JavaScript is only *detected* (by
+looking for ``/S /JavaScript`` actions and a ``/Names /JavaScript`` tree) and reported as a warning.
+
+Text-layer heuristic (``text_is_usable``), deliberately simple:
+
+* at least ``MIN_CHARS`` (16) non-whitespace characters — scans and photos have none, a lone page
+  number is not a text layer;
+* letters and digits make up at least half of the non-punctuation characters (dingbat rules, symbol
+  soup and binary garbage from broken font encodings fail this);
+* at least ``MIN_WORD_RATIO`` (60 %) of the tokens that contain letters look like words (letters,
+  optionally with edge punctuation or a hyphen/apostrophe inside). OCR soup such as ``t>. ."5/0-``
+  fails this.
+
+Mediocre but readable OCR (corpus ``scanned/old_book_scan_bad_ocr.pdf``, ~90 % word-like tokens) is
+kept as a text layer: the page image is always sent too, so the model can correct it.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import pymupdf
+
+from pipeline.ingest.document import PageInfo
+
+MIN_CHARS = 16
+MIN_ALNUM_RATIO = 0.5
+MIN_WORD_RATIO = 0.6
+#: Form values appended to a page's text, at most this many per page.
+MAX_FORM_VALUES = 200
+
+_EDGE_PUNCT = "\"'()[]{}<>.,;:!?\u2018\u2019\u201c\u201d\u00ab\u00bb\u2026*\u2013\u2014-/"
+_INNER_OK = re.compile(r"^[^\W\d_]+(?:[-'\u2019.\u00ad][^\W\d_]+)*$")
+_JS_MARK = re.compile(rb"/S\s*/JavaScript|/JS\b")
+_REF = re.compile(r"(\d+)\s+0\s+R")
+
+
+def text_is_usable(text: str) -> bool:
+    """True when ``text`` is worth giving the model as a page's text layer (see module doc)."""
+    chars = [c for c in text if not c.isspace()]
+    if len(chars) < MIN_CHARS:
+        return False
+    alnum = sum(1 for c in chars if c.isalnum())
+    non_punct = sum(1 for c in chars if not unicodedata.category(c).startswith("P"))
+    if non_punct and alnum / non_punct < MIN_ALNUM_RATIO:
+        return False
+    lettered = [t for t in text.split() if any(c.isalpha() for c in t)]
+    if not lettered:
+        return True  # numbers-only pages (tables of figures) are a fine text layer
+    wordlike = sum(1 for t in lettered if _INNER_OK.match(t.strip(_EDGE_PUNCT) or "-"))
+    return wordlike / len(lettered) >= MIN_WORD_RATIO
+
+
+def form_values(page: pymupdf.Page) -> list[str]:
+    """``name: value`` lines for the filled form fields of a page (their values are not page text)."""
+    lines: list[str] = []
+    for widget in page.widgets():
+        value = widget.field_value
+        if value in (None, "", "Off", False) or len(lines) >= MAX_FORM_VALUES:
+            continue
+        name = widget.field_label or (widget.field_name or "field").rsplit(".", 1)[-1]
+        lines.append(f"{name}: {value}")
+    return lines
+
+
+def extract_pages(doc: pymupdf.Document) -> tuple[list[PageInfo], list[str]]:
+    """PageInfo for every page (geometry after /Rotate, text, usability flag) and warnings.
+
+    ``page.rect`` in PyMuPDF is already the rotated, cropped page (a /Rotate 90 Letter page is
+    792 x 612), which is the orientation the renderer produces.
+    """
+    pages: list[PageInfo] = []
+    warnings: list[str] = []
+    last_size = (612.0, 792.0)
+    for index in range(doc.page_count):
+        number = index + 1
+        try:
+            page = doc.load_page(index)
+            rect = page.rect
+            size = (float(rect.width), float(rect.height))
+        except Exception as exc:
+            warnings.append(f"page {number}: cannot be read ({exc}); it may fail to render")
+            pages.append(PageInfo(number, last_size[0], last_size[1], "", False))
+            continue
+        if size[0] <= 0 or size[1] <= 0:
+            warnings.append(f"page {number}: empty page box; using the previous page's size")
+            size = last_size
+        last_size = size
+        try:
+            text = page.get_text("text")
+        except Exception as exc:
+            warnings.append(f"page {number}: text extraction failed ({exc})")
+            text = ""
+        try:
+            fields = form_values(page)
+        except Exception as exc:
+            warnings.append(f"page {number}: form fields unreadable ({exc})")
+            fields = []
+        usable = text_is_usable(text)
+        if fields:
+            text = text.rstrip("\n") + "\nForm fields:\n" + "\n".join(fields) + "\n"
+            usable = usable or len(fields) > 0
+        pages.append(PageInfo(number, size[0], size[1], text, usable))
+    return pages, warnings
+
+
+def document_warnings(doc: pymupdf.Document) -> list[str]:
+    """JavaScript, form fields and permission restrictions of an opened (authenticated) PDF."""
+    warnings: list[str] = []
+    js = _javascript_places(doc)
+    if js:
+        warnings.append("contains JavaScript (" + ", ".join(js[:8]) + (", ..." if len(js) > 8 else "")
+                        + "); it is never executed")
+    try:
+        fields = doc.is_form_pdf
+    except Exception:
+        fields = False
+    if fields:
+        warnings.append("interactive form (AcroForm): filled field values are appended to the page text "
+                        "under 'Form fields:'")
+    restricted = _restricted_permissions(doc)
+    if restricted:
+        warnings.append("document permissions restrict " + ", ".join(restricted)
+                        + "; it is read for analysis only")
+    return warnings
+
+
+_PERMISSIONS = (
+    ("PDF_PERM_PRINT", "printing"),
+    ("PDF_PERM_MODIFY", "modification"),
+    ("PDF_PERM_COPY", "copying text"),
+    ("PDF_PERM_ANNOTATE", "annotation"),
+    ("PDF_PERM_FORM", "form filling"),
+    ("PDF_PERM_ACCESSIBILITY", "accessibility extraction"),
+    ("PDF_PERM_ASSEMBLE", "assembly"),
+    ("PDF_PERM_PRINT_HQ", "high-quality printing"),
+)
+
+
+def _restricted_permissions(doc: pymupdf.Document) -> list[str]:
+    try:
+        if not (doc.metadata or {}).get("encryption"):
+            return []
+        perms = int(doc.permissions)
+    except Exception:
+        return []
+    return [label for attr, label in _PERMISSIONS if not perms & int(getattr(pymupdf, attr))]
+
+
+def _javascript_places(doc: pymupdf.Document) -> list[str]:
+    """Where JavaScript actions sit: document names tree, open action, document/page/annotation
+    additional actions. Only action dictionaries reachable from those keys are inspected."""
+    places: list[str] = []
+    try:
+        catalog = doc.pdf_catalog()
+    except Exception:
+        return places
+    if doc.xref_get_key(catalog, "Names/JavaScript")[0] != "null":
+        places.append("document names tree")
+    for key, label, depth in (("OpenAction", "open action", 1), ("AA", "document actions", 2)):
+        if _key_has_js(doc, catalog, key, depth):
+            places.append(label)
+    for index in range(doc.page_count):
+        try:
+            page = doc.load_page(index)
+            if _key_has_js(doc, page.xref, "AA", 2):
+                places.append(f"page {index + 1} actions")
+            for annot_xref, _type, _id in page.annot_xrefs():
+                if _key_has_js(doc, annot_xref, "A", 1) or _key_has_js(doc, annot_xref, "AA", 2):
+                    places.append(f"page {index + 1} annotation/field")
+                    break
+        except Exception:
+            continue
+    return places
+
+
+def _key_has_js(doc: pymupdf.Document, xref: int, key: str, depth: int) -> bool:
+    kind, value = doc.xref_get_key(xref, key)
+    if kind == "null":
+        return False
+    if kind == "xref":
+        return _object_has_js(doc, int(value.split()[0]), depth, set())
+    return _text_has_js(doc, value, depth, set())
+
+
+def _object_has_js(doc: pymupdf.Document, xref: int, depth: int, seen: set[int]) -> bool:
+    if xref in seen or depth < 0 or not 0 < xref < doc.xref_length():
+        return False
+    seen.add(xref)
+    try:
+        text = doc.xref_object(xref, compressed=True)
+    except Exception:
+        return False
+    return _text_has_js(doc, text, depth, seen)
+
+
+def _text_has_js(doc: pymupdf.Document, text: str, depth: int, seen: set[int]) -> bool:
+    if _JS_MARK.search(text.encode("latin-1", "replace")):
+        return True
+    if depth <= 0:
+        return False
+    return any(_object_has_js(doc, int(ref), depth - 1, seen) for ref in _REF.findall(text)[:32])

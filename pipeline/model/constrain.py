@@ -1,0 +1,130 @@
+"""Constrained JSON decoding for transformers ``generate``: llguidance as a ``LogitsProcessor``.
+
+:class:`JsonConstrainer` wraps a Hugging Face tokenizer once (building llguidance's tokenizer costs about a
+second) and hands out a fresh :class:`LLGuidanceLogitsProcessor` per ``generate`` call. Each step it asks the
+matcher for the allowed-token bitmask (``llguidance.numpy.fill_next_token_bitmask``), masks the logits with
+plain torch ops (not ``llguidance.torch.apply_token_bitmask_inplace``, whose ``torch.compile`` is slow and
+fragile on CPU) and feeds the sampled token back with ``consume_token``.
+
+The grammar allows no free whitespace (``whitespace_flexible: false``), and once the JSON value is complete
+the matcher allows only the end-of-turn token, so ``generate`` stops right after the closing brace.
+For a model to terminate (random weights above all), bound every field of the schema: string
+``maxLength``, number ``minimum``/``maximum``, array ``maxItems``, ``additionalProperties: false``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+
+from pipeline.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
+
+#: Options applied after the schema's own ``x-guidance``: never free whitespace between JSON tokens.
+GRAMMAR_OVERRIDES: dict[str, Any] = {"whitespace_flexible": False}
+
+
+@lru_cache(maxsize=64)
+def _grammar(schema_json: str) -> str:
+    import llguidance
+
+    return str(llguidance.LLMatcher.grammar_from_json_schema(schema_json, overrides=cast(Any, GRAMMAR_OVERRIDES)))
+
+
+def json_grammar(schema: Mapping[str, Any]) -> str:
+    """The llguidance grammar for a JSON Schema (cached by its JSON; key order matters: it is the output order)."""
+    return _grammar(json.dumps(schema))
+
+
+class LLGuidanceLogitsProcessor:
+    """Masks every token the grammar forbids. Batch size 1; one instance per ``generate`` call.
+
+    A transformers logits processor by protocol (``__call__(input_ids, scores)``), so importing this
+    module stays free of torch and transformers until a processor is built.
+    """
+
+    def __init__(self, matcher: Any, vocab_size: int) -> None:
+        import torch
+
+        self.matcher = matcher
+        self.vocab_size = vocab_size
+        self._bitmask = np.full((1, (vocab_size + 31) // 32), -1, dtype=np.int32)
+        self._prompt_len: int | None = None
+        self._bits = torch.arange(32, dtype=torch.int32)
+
+    def _consume_new(self, input_ids: torch.LongTensor) -> None:
+        seq_len = int(input_ids.shape[1])
+        if self._prompt_len is None:
+            self._prompt_len = seq_len
+            return
+        # Exactly one new token per step (no speculative decoding here).
+        token = int(input_ids[0, -1])
+        if not self.matcher.consume_token(token):
+            raise RuntimeError(f"llguidance rejected token {token}: {self.matcher.get_error()}")
+
+    def allowed_mask(self) -> torch.Tensor:
+        """Boolean ``(vocab_size,)`` tensor of the tokens the grammar allows next."""
+        import torch
+        from llguidance.numpy import fill_next_token_bitmask
+
+        fill_next_token_bitmask(self.matcher, self._bitmask, 0)
+        words = torch.from_numpy(self._bitmask[0])
+        bits = (words.unsqueeze(-1) >> self._bits) & 1
+        return bits.reshape(-1)[: self.vocab_size].bool()
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        import torch
+
+        if input_ids.shape[0] != 1:
+            raise ValueError("LLGuidanceLogitsProcessor supports batch size 1 only")
+        self._consume_new(input_ids)
+        if self.matcher.is_error():
+            raise RuntimeError(f"llguidance matcher error: {self.matcher.get_error()}")
+        allowed = self.allowed_mask().to(scores.device)
+        n = min(int(scores.shape[-1]), int(allowed.shape[0]))
+        masked = torch.full_like(scores, float("-inf"))
+        masked[:, :n] = torch.where(allowed[:n], scores[:, :n], masked[:, :n])
+        return masked  # type: ignore[return-value]
+
+
+class JsonConstrainer:
+    """Turns JSON Schemas into logits processors for one tokenizer.
+
+    ``eos_token_ids``: the tokens that end a reply (``<|im_end|>`` first); the grammar forces them at the end.
+    ``vocab_size``: the width of the model's logits (the model pads its vocabulary beyond the tokenizer's).
+    """
+
+    def __init__(self, tokenizer: Any, eos_token_ids: Sequence[int], vocab_size: int | None = None) -> None:
+        import llguidance.hf
+
+        self.eos_token_ids = list(eos_token_ids)
+        if not self.eos_token_ids:
+            raise ValueError("no end-of-reply token ids")
+        self.ll_tokenizer = llguidance.hf.from_tokenizer(
+            tokenizer, n_vocab=vocab_size, eos_token=self.eos_token_ids[0]
+        )
+        self.vocab_size = int(vocab_size or self.ll_tokenizer.vocab_size)
+
+    def matcher(self, schema: Mapping[str, Any]) -> Any:
+        import llguidance
+
+        matcher = llguidance.LLMatcher(self.ll_tokenizer, json_grammar(schema), log_level=0)
+        if matcher.is_error():
+            raise UsageError(f"JSON schema not supported by the constrained decoder: {matcher.get_error()}")
+        return matcher
+
+    def processor(self, schema: Mapping[str, Any]) -> LLGuidanceLogitsProcessor:
+        """A fresh processor for one ``generate`` call (they are stateful)."""
+        return LLGuidanceLogitsProcessor(self.matcher(schema), self.vocab_size)
+
+    def validate(self, schema: Mapping[str, Any], text: str) -> bool:
+        """Whether ``text`` is a complete reply the grammar accepts (for tests and diagnostics)."""
+        matcher = self.matcher(schema)
+        tokens = self.ll_tokenizer.tokenize_str(text)
+        return bool(matcher.consume_tokens(tokens) and matcher.is_accepting())

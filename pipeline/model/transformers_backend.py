@@ -1,0 +1,281 @@
+"""In-process Qwen3-VL with transformers: one prefill of the page content for several requests.
+
+How one prefill serves several requests (and re-asks on the same content):
+
+1. The content is rendered once with an empty instruction (the *probe*) through the real processor, which
+   gives ``pixel_values``, ``image_grid_thw`` and the probe's ``input_ids``.
+2. Each request's full prompt is rendered as text, its ``<|image_pad|>`` placeholders are expanded with the
+   probe's grid (exactly what the processor does) and tokenized: no image is processed twice.
+3. The shared prefix is the longest common token prefix of the probe and every request (system + content;
+   the instruction starts after it). It runs through the model ONCE, with the images, into a
+   ``DynamicCache``. That forward also sets the model's M-RoPE ``rope_deltas`` (text positions after the
+   images are shifted by it), which are stored with the cache.
+4. Each request then calls ``generate`` with its FULL ``input_ids``/``attention_mask``/``mm_token_type_ids``
+   and the prefix cache: ``generate`` prefills only the uncached suffix, and since the suffix holds no vision
+   tokens, Qwen3-VL computes its positions from the stored ``rope_deltas``. Afterwards the cache is cropped
+   back to the prefix, ready for the next request. The last prefix stays cached (keyed by the content, image
+   bytes included), so a re-ask on the same content skips the image processing and the prefill too.
+
+Greedy outputs are identical to an uncached ``generate`` (tests/test_backends_transformers.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.errors import BackendUnavailable, UsageError
+from pipeline.model.base import FinishReason, Generation, GenerationRequest
+from pipeline.model.constrain import JsonConstrainer
+from pipeline.model.qwen import (
+    apply_chat_template,
+    eos_token_ids,
+    load_processor,
+    resolve_model_dir,
+)
+from pipeline.plan.prompt import ImagePart, Part, TextPart, hf_messages
+from pipeline.settings import DEFAULT_MODEL, Settings
+
+log = logging.getLogger(__name__)
+
+#: Qwen3-VL-Instruct model card sampling (used when temperature > 0).
+TOP_P = 0.8
+TOP_K = 20
+_HELP = (
+    "Download the weights on a machine with hub access (`huggingface-cli download Qwen/Qwen3-VL-8B-Instruct "
+    "--local-dir DIR`) and pass `--model DIR`; or use a served model with `--backend openai --base-url URL`; "
+    "or build a tiny random model for a smoke test with `docvl dev tiny-model DIR`."
+)
+
+
+def content_key(content: Sequence[Part]) -> str:
+    """Digest of what the model sees: texts and image pixels (not doc/page numbers, which are not rendered)."""
+    digest = hashlib.sha256()
+    for part in content:
+        if isinstance(part, TextPart):
+            digest.update(b"T" + part.text.encode("utf-8") + b"\0")
+        else:
+            digest.update(f"I{part.height}x{part.width}\0".encode())
+            if part.image is not None:
+                digest.update(f"{part.image.mode}{part.image.size}".encode() + part.image.tobytes())
+    return digest.hexdigest()
+
+
+def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+@dataclass
+class _Prefix:
+    key: str
+    ids: list[int]
+    cache: Any  # DynamicCache holding exactly len(ids) tokens between requests
+    rope_deltas: Any
+    image_grid_thw: Any
+
+
+class TransformersBackend:
+    """Qwen3-VL on local weights. Thread-safe (one generate at a time)."""
+
+    name = "transformers"
+
+    def __init__(self, model: str = DEFAULT_MODEL, *, device: str | None = None, dtype: Any = None) -> None:
+        import torch
+        from transformers import Qwen3VLForConditionalGeneration
+
+
+        self.model_id = model
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        on_cuda = self.device.startswith("cuda")
+        self.dtype = dtype or (torch.bfloat16 if on_cuda else torch.float32)
+        attn = "flash_attention_2" if on_cuda and importlib.util.find_spec("flash_attn") else "sdpa"
+        model_dir = resolve_model_dir(model)
+        if model_dir is None and not os.environ.get("HF_HUB_OFFLINE"):
+            # A hub id not on disk yet: fetch it once (weights only; no document leaves this machine).
+            log.warning("%s is not on disk: downloading it from the Hugging Face hub (the 8B model is 17.5 GB); "
+                        "set HF_HUB_OFFLINE=1 to never download", model)
+            model_dir = resolve_model_dir(model, local_files_only=False)
+        self.processor = load_processor(model, local_files_only=True)
+        try:
+            loaded: Any = Qwen3VLForConditionalGeneration.from_pretrained(
+                str(model_dir), dtype=self.dtype, attn_implementation=attn, local_files_only=True
+            )
+        except (OSError, ValueError) as exc:
+            raise BackendUnavailable(f"Cannot load the weights of {model!r} from {model_dir}: {exc}. {_HELP}") from exc
+        self.model: Any = loaded.to(self.device).eval()
+        self.tokenizer = self.processor.tokenizer
+        self.eos_ids = eos_token_ids(self.tokenizer)
+        self.image_pad = str(self.processor.image_token)
+        self.merge = int(self.processor.image_processor.merge_size)
+        self._constrainer: Any = None
+        self._prefix: _Prefix | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TransformersBackend:
+        return cls(settings.model, device=settings.device)
+
+    # --- inputs -------------------------------------------------------------------------------
+    def render(self, content: Sequence[Part], request: GenerationRequest) -> str:
+        return apply_chat_template(self.processor, hf_messages(content, request.instruction, request.turns))
+
+    def _tokenize(self, text: str, image_grid_thw: Any) -> list[int]:
+        """Token ids of a rendered prompt with each image pad expanded (the processor's own rule)."""
+        pieces = text.split(self.image_pad)
+        counts = [int(g.prod()) // self.merge**2 for g in image_grid_thw] if image_grid_thw is not None else []
+        if len(pieces) - 1 != len(counts):
+            raise UsageError(f"prompt has {len(pieces) - 1} image placeholders for {len(counts)} images")
+        expanded = pieces[0] + "".join(self.image_pad * n + rest for n, rest in zip(counts, pieces[1:], strict=True))
+        return list(self.tokenizer(expanded, add_special_tokens=False)["input_ids"])
+
+    def processor_inputs(self, content: Sequence[Part], request: GenerationRequest) -> Any:
+        """The processor's own output for a full prompt (what an uncached ``generate`` gets)."""
+        images = _images(content)
+        return self.processor(text=[self.render(content, request)], images=images or None, return_tensors="pt")
+
+    # --- prefix cache -------------------------------------------------------------------------
+    def _build_prefix(self, key: str, content: Sequence[Part], prompts: Sequence[str]) -> tuple[_Prefix, float]:
+        import torch
+        from transformers import DynamicCache
+
+        self._prefix = None  # free the old cache first
+        start = time.perf_counter()
+        probe = self.processor(
+            text=[self.render(content, GenerationRequest(instruction=""))],
+            images=_images(content) or None,
+            return_tensors="pt",
+        )
+        grid = probe.get("image_grid_thw")
+        probe_ids = probe["input_ids"][0].tolist()
+        n = len(probe_ids)
+        for text in prompts:
+            ids = self._tokenize(text, grid)
+            n = min(n, common_prefix_len(probe_ids, ids), len(ids) - 1)
+        ids_t = probe["input_ids"][:, :n].to(self.device)
+        cache = DynamicCache(config=self.model.config)
+        kwargs: dict[str, Any] = {"mm_token_type_ids": probe["mm_token_type_ids"][:, :n].to(self.device)}
+        if grid is not None:
+            kwargs["pixel_values"] = probe["pixel_values"].to(self.device, self.dtype)
+            kwargs["image_grid_thw"] = grid.to(self.device)
+        self.model.model.rope_deltas = None
+        with torch.inference_mode():
+            self.model(input_ids=ids_t, attention_mask=torch.ones_like(ids_t), cache=cache, use_cache=True,
+                       logits_to_keep=1, **kwargs)
+        rope_deltas = self.model.model.rope_deltas
+        if rope_deltas is None:  # text only: positions are plain
+            rope_deltas = torch.zeros((1, 1), dtype=torch.long, device=self.device)
+        prefix = _Prefix(key, probe_ids[:n], cache, rope_deltas, grid)
+        self._prefix = prefix
+        return prefix, time.perf_counter() - start
+
+    def _rewind(self, prefix: _Prefix) -> None:
+        extra = prefix.cache.get_seq_length() - len(prefix.ids)
+        if extra > 0:
+            prefix.cache.crop(-extra)
+
+    # --- generation ---------------------------------------------------------------------------
+    def generate(self, content: Sequence[Part], requests: Sequence[GenerationRequest]) -> list[Generation]:
+        if not requests:
+            return []
+        with self._lock:
+            return self._generate(content, requests)
+
+    def _generate(self, content: Sequence[Part], requests: Sequence[GenerationRequest]) -> list[Generation]:
+        key = content_key(content)
+        prompts = [self.render(content, r) for r in requests]
+        prefix = self._prefix if self._prefix is not None and self._prefix.key == key else None
+        fresh_s = 0.0
+        all_ids: list[list[int]] = []
+        if prefix is not None:
+            all_ids = [self._tokenize(p, prefix.image_grid_thw) for p in prompts]
+            n = len(prefix.ids)
+            if any(len(ids) <= n or ids[:n] != prefix.ids for ids in all_ids):
+                prefix = None
+        reused = prefix is not None
+        if prefix is None:
+            prefix, fresh_s = self._build_prefix(key, content, prompts)
+            all_ids = [self._tokenize(p, prefix.image_grid_thw) for p in prompts]
+        results = []
+        for i, (request, ids) in enumerate(zip(requests, all_ids, strict=True)):
+            cached = len(prefix.ids) if reused or i > 0 else 0
+            prefill_s = fresh_s if i == 0 else 0.0
+            results.append(self._generate_one(prefix, request, ids, cached, prefill_s))
+        return results
+
+    def _generate_one(
+        self, prefix: _Prefix, request: GenerationRequest, ids: list[int], cached: int, prefill_s: float
+    ) -> Generation:
+        import torch
+        from transformers import GenerationConfig, LogitsProcessorList
+
+        ids_t = torch.tensor([ids], dtype=torch.long, device=self.device)
+        mm = torch.tensor(self.processor.create_mm_token_type_ids([ids]), dtype=torch.long, device=self.device)
+        sample = request.temperature > 0
+        config = GenerationConfig(
+            max_new_tokens=request.max_new_tokens, do_sample=sample,
+            # Greedy: the neutral values, so the checkpoint's sampling defaults are not merged in.
+            temperature=request.temperature if sample else 1.0,
+            top_p=TOP_P if sample else 1.0, top_k=TOP_K if sample else 50,
+            eos_token_id=self.eos_ids,
+            pad_token_id=self.eos_ids[-1] if self.tokenizer.pad_token_id is None else self.tokenizer.pad_token_id,
+        )
+        processors = LogitsProcessorList()
+        if request.json_schema is not None:
+            processors.append(self.constrainer().processor(request.json_schema))
+        kwargs: dict[str, Any] = {"mm_token_type_ids": mm}
+        if prefix.image_grid_thw is not None:
+            kwargs["image_grid_thw"] = prefix.image_grid_thw.to(self.device)
+        start = time.perf_counter()
+        try:
+            self.model.model.rope_deltas = prefix.rope_deltas
+            with torch.inference_mode():
+                out = self.model.generate(
+                    input_ids=ids_t, attention_mask=torch.ones_like(ids_t), cache=prefix.cache,
+                    generation_config=config, logits_processor=processors, **kwargs,
+                )
+        finally:
+            self._rewind(prefix)
+        decode_s = time.perf_counter() - start
+        new = out[0, len(ids):].tolist()
+        finish: FinishReason = "length"
+        if new and new[-1] in self.eos_ids:
+            new, finish = new[:-1], "stop"
+        elif len(new) < request.max_new_tokens:
+            finish = "stop"
+        text = self.tokenizer.decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        return Generation(
+            text=text, finish_reason=finish, input_tokens=len(ids), output_tokens=len(new), cached_tokens=cached,
+            timings={"prefill_s": prefill_s, "decode_s": decode_s},
+        )
+
+    def constrainer(self) -> Any:
+        if self._constrainer is None:
+            vocab = int(self.model.get_output_embeddings().weight.shape[0])
+            self._constrainer = JsonConstrainer(self.tokenizer, self.eos_ids, vocab_size=vocab)
+        return self._constrainer
+
+    def close(self) -> None:
+        self._prefix = None
+        self.model = None
+
+
+def _images(content: Sequence[Part]) -> list[Any]:
+    images = []
+    for part in content:
+        if isinstance(part, ImagePart):
+            if part.image is None:
+                raise UsageError(f"page {part.page} of document {part.doc} has no rendered image")
+            images.append(part.image)
+    return images

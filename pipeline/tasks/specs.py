@@ -1,0 +1,148 @@
+"""Task specifications: what each task asks the model, in which schema, with what output budget.
+
+Instructions are deterministic functions of the settings (the planner counts their tokens before any
+model call), start with a letter and end with a newline (see :mod:`pipeline.plan.prompt`). Each one names the
+schema to fill, shows it as compact JSON Schema and asks for page citations from the ``<page N>`` markers.
+
+The planner gets them with ``[spec.instruction for spec in task_specs(settings)]``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from pipeline.errors import SchemaNotFound, UsageError
+from pipeline.model.base import GenerationRequest
+from pipeline.plan.prompt import Turn
+from pipeline.settings import Settings, TaskName
+from schemas import (
+    Answer,
+    DocumentSummary,
+    bind_pages,
+    decoder_schema,
+    get_schema,
+    max_reply_tokens,
+    schema_name,
+    schema_version,
+)
+from schemas.errors import SchemaError
+
+CITE = (
+    "Cite pages by the number in their <page N> marker. Copy any quote verbatim from the page. "
+    "Use null for what the pages do not show; never invent values."
+)
+JSON_ONLY = "Reply with one JSON object that follows this JSON Schema, and nothing else:"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: TaskName
+    #: The pydantic model replies are validated against.
+    model: type[BaseModel]
+    #: The full task instruction (goes last in the prompt).
+    instruction: str
+    #: Bounded JSON Schema for constrained decoding (``schemas.decoder_schema``).
+    json_schema: dict[str, Any] = field(repr=False)
+    max_new_tokens: int
+    schema_name: str
+    schema_version: str
+    question: str | None = None
+
+    def request(self, temperature: float, turns: Sequence[Turn] = (), pages: Sequence[int] = ()) -> GenerationRequest:
+        """The request for one attempt; ``pages`` (the pages in the prompt) bound the decoder's page fields."""
+        return GenerationRequest(instruction=self.instruction, json_schema=bind_pages(self.json_schema, list(pages)),
+                                 max_new_tokens=self.max_new_tokens, temperature=temperature, turns=tuple(turns))
+
+
+def prompt_schema(model: type[BaseModel]) -> str:
+    """The model's JSON Schema as shown to the model: compact, ``$defs`` kept, titles dropped."""
+    return json.dumps(_strip_titles(model.model_json_schema()), separators=(",", ":"), ensure_ascii=False)
+
+
+def _strip_titles(node: Any, in_properties: bool = False) -> Any:
+    if isinstance(node, dict):
+        return {k: _strip_titles(v, k in ("properties", "$defs"))
+                for k, v in node.items() if in_properties or k != "title"}
+    if isinstance(node, list):
+        return [_strip_titles(v) for v in node]
+    return node
+
+
+def summary_instruction() -> str:
+    return (
+        "Task: summarize the document(s) above into the DocumentSummary schema: a title, a faithful summary "
+        "and up to 12 key points, each with the pages it comes from. " + CITE + "\n"
+        + JSON_ONLY + "\n" + prompt_schema(DocumentSummary) + "\n"
+    )
+
+
+def ask_instruction(question: str) -> str:
+    return (
+        "Task: answer the question below from the document(s) above into the Answer schema. Put the pages "
+        "the answer rests on in \"pages\" and up to 8 supporting quotes in \"quotes\". If the pages do not "
+        "contain the answer, set \"found\" to false and say so in \"answer\". " + CITE + "\n"
+        "Question: " + " ".join(question.split()) + "\n"
+        + JSON_ONLY + "\n" + prompt_schema(Answer) + "\n"
+    )
+
+
+def extract_instruction(name: str, model: type[BaseModel]) -> str:
+    doc = " ".join((model.__doc__ or "").split())
+    about = f" ({doc})" if doc else ""
+    return (
+        f"Task: extract the data of the document(s) above into the {name!r} schema{about}. Give every record "
+        "the page it was read from and, where possible, a short verbatim quote. List every record on "
+        "the pages, in page order. " + CITE + "\n"
+        + JSON_ONLY + "\n" + prompt_schema(model) + "\n"
+    )
+
+
+def make_spec(name: TaskName, model: type[BaseModel], instruction: str, settings: Settings,
+              question: str | None = None) -> TaskSpec:
+    schema = decoder_schema(model)
+    return TaskSpec(name=name, model=model, instruction=instruction, json_schema=schema,
+                    max_new_tokens=max_reply_tokens(schema, settings.max_output_tokens),
+                    schema_name=schema_name(model), schema_version=schema_version(model), question=question)
+
+
+def load_schema(ref: str) -> type[BaseModel]:
+    """The pydantic model a schema reference names (see :func:`schemas.get_schema`).
+
+    Raises SchemaNotFound (the contracts layer's ``SchemaError`` as a docvl error).
+    """
+    try:
+        return get_schema(ref)
+    except SchemaError as exc:
+        raise SchemaNotFound(str(exc)) from None
+
+
+def task_specs(settings: Settings) -> list[TaskSpec]:
+    """One spec per task in ``settings.tasks`` (in that order, duplicates dropped).
+
+    Raises UsageError for ``ask`` without a question or ``extract`` without a schema, and
+    SchemaNotFound for a schema that cannot be loaded.
+    """
+    if not settings.tasks:
+        raise UsageError("no task given: use summary, ask and/or extract")
+    specs: list[TaskSpec] = []
+    for task in dict.fromkeys(settings.tasks):
+        if task == "summary":
+            specs.append(make_spec("summary", DocumentSummary, summary_instruction(), settings))
+        elif task == "ask":
+            question = (settings.question or "").strip()
+            if not question:
+                raise UsageError("the ask task needs a question (--question)")
+            specs.append(make_spec("ask", Answer, ask_instruction(question), settings, question=question))
+        elif task == "extract":
+            if not settings.schema_name:
+                raise UsageError("the extract task needs a schema (--schema NAME, module:Class or file.json)")
+            model = load_schema(settings.schema_name)
+            specs.append(make_spec("extract", model, extract_instruction(schema_name(model), model), settings))
+        else:  # pragma: no cover - TaskName is a Literal
+            raise UsageError(f"unknown task {task!r}")
+    return specs
