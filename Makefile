@@ -24,8 +24,10 @@ test: setup lint
 	$(VENV)/bin/pytest
 
 lint:
-	$(VENV)/bin/ruff check pipeline flows schemas tests bench scripts
+	$(VENV)/bin/ruff check docvl pipeline flows schemas tests bench scripts
+	$(VENV)/bin/ruff format --check docvl pipeline flows schemas tests bench scripts
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 samples: setup
 	$(VENV)/bin/python scripts/make_samples.py

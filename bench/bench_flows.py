@@ -55,28 +55,43 @@ def main() -> None:
         rows: list[tuple[str, float, float, int]] = []
         for latency in args.latency:
             os.environ["DOCVL_TEST_DELAY_S"] = str(latency)
-            settings = flowkit.test_settings(work / f"cache-{latency}", max_concurrency=args.concurrency)
+            settings = flowkit.test_settings(
+                work / f"cache-{latency}", max_concurrency=args.concurrency
+            )
             backend = flowkit.scripted_backend(settings)
             counter = TokenCounter(None)
             flowkit.reset()
             t0 = time.perf_counter()
             plain = [Engine(settings, backend, counter).analyze([p])[0] for p in paths]
             base = time.perf_counter() - t0
-            assert all(r.status == "ok" for r in plain), [r.errors for r in plain if r.status != "ok"][:1]
+            assert all(r.status == "ok" for r in plain), [
+                r.errors for r in plain if r.status != "ok"
+            ][:1]
             rows.append((f"plain loop, latency {latency}s", base, 1.0, len(flowkit.CALLS)))
-            for label, limit, cache in (("flow cold, local limit", None, "a"),
-                                        ("flow cold, + global limit", "docvl-bench", "b"),
-                                        ("flow rerun (records)", None, "a")):
-                run_settings = settings.model_copy(update={"cache_dir": work / f"cache-{latency}-{cache}"})
+            for label, limit, cache in (
+                ("flow cold, local limit", None, "a"),
+                ("flow cold, + global limit", "docvl-bench", "b"),
+                ("flow rerun (records)", None, "a"),
+            ):
+                run_settings = settings.model_copy(
+                    update={"cache_dir": work / f"cache-{latency}-{cache}"}
+                )
                 flowkit.reset()
                 t0 = time.perf_counter()
-                res = analyze_batch([str(p) for p in paths], run_settings, str(work / "out.jsonl"),
-                                    backend_factory="flowkit:scripted_backend", global_limit=limit)
+                res = analyze_batch(
+                    [str(p) for p in paths],
+                    run_settings,
+                    str(work / "out.jsonl"),
+                    backend_factory="flowkit:scripted_backend",
+                    global_limit=limit,
+                )
                 dt = time.perf_counter() - t0
                 assert all(r.status == "ok" for r in res)
                 rows.append((f"{label}, latency {latency}s", dt, dt / base, len(flowkit.CALLS)))
-    print(f"{args.docs} documents x {args.pages} pages, max_concurrency {args.concurrency}, "
-          f"{os.cpu_count()} CPUs; Prefect server startup (excluded): {startup:.1f} s\n")
+    print(
+        f"{args.docs} documents x {args.pages} pages, max_concurrency {args.concurrency}, "
+        f"{os.cpu_count()} CPUs; Prefect server startup (excluded): {startup:.1f} s\n"
+    )
     print("| run | seconds | docs/s | vs plain loop | model calls |")
     print("|---|---|---|---|---|")
     for label, dt, ratio, calls in rows:

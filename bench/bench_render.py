@@ -67,14 +67,18 @@ def bare_pymupdf(path: Path, targets: list[tuple[int, int]]) -> int:
     with pymupdf.open(path) as pdoc:
         for index, (height, width) in enumerate(targets):
             page = pdoc[index]
-            pix = page.get_pixmap(matrix=pymupdf.Matrix(width / page.rect.width, height / page.rect.height))
+            pix = page.get_pixmap(
+                matrix=pymupdf.Matrix(width / page.rect.width, height / page.rect.height)
+            )
             Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
     return len(targets)
 
 
 def bare_pdf2image(path: Path, target: tuple[int, int], count: int) -> int:
     height, width = target
-    images = convert_from_path(path, size=(width, height), first_page=1, last_page=count, use_cropbox=True)
+    images = convert_from_path(
+        path, size=(width, height), first_page=1, last_page=count, use_cropbox=True
+    )
     return len(images)
 
 
@@ -95,9 +99,21 @@ def throughput(corpus: Path, pdf2image_pages: int) -> list[list[str]]:
         ours_p2i = timed(lambda: docvl(path, Settings(renderer="pdf2image"), p2i))  # noqa: B023
         bare_p2i = timed(lambda: bare_pdf2image(path, targets[0], len(p2i)))  # noqa: B023
         size = f"{targets[min(5, n_pages - 1)][1]}x{targets[min(5, n_pages - 1)][0]}"
-        rows.append([Path(rel).name, str(n_pages), size, f"{ours1:.1f}", f"{ours2:.1f}", f"{ours_jpeg:.1f}",
-                     f"{bare:.1f}", f"{ours1 / bare:.2f}", f"{ours_p2i:.1f} ({len(p2i)} p)",
-                     f"{bare_p2i:.1f}", f"{ours1 / ours_p2i:.1f}x"])
+        rows.append(
+            [
+                Path(rel).name,
+                str(n_pages),
+                size,
+                f"{ours1:.1f}",
+                f"{ours2:.1f}",
+                f"{ours_jpeg:.1f}",
+                f"{bare:.1f}",
+                f"{ours1 / bare:.2f}",
+                f"{ours_p2i:.1f} ({len(p2i)} p)",
+                f"{bare_p2i:.1f}",
+                f"{ours1 / ours_p2i:.1f}x",
+            ]
+        )
         print("  measured", rel, file=sys.stderr)
     return rows
 
@@ -114,10 +130,14 @@ def parallel_threshold(corpus: Path) -> list[list[str]]:
         for k in (16, 48, 128, 352):
             pages = list(range(1, k + 1))
             render.PARALLEL_MIN_PAGES = 10**9
-            one = timed(lambda: sum(1 for _ in iter_rendered(doc, Settings(render_workers=1), pages)))  # noqa: B023
+            one = timed(
+                lambda: sum(1 for _ in iter_rendered(doc, Settings(render_workers=1), pages))
+            )  # noqa: B023
             render.PARALLEL_MIN_PAGES = 0
             render.PARALLEL_MAX_LOAD_PER_CPU = float("inf")
-            two = timed(lambda: sum(1 for _ in iter_rendered(doc, Settings(render_workers=2), pages)))  # noqa: B023
+            two = timed(
+                lambda: sum(1 for _ in iter_rendered(doc, Settings(render_workers=2), pages))
+            )  # noqa: B023
             rows.append([str(k), f"{one:.1f}", f"{two:.1f}", f"{two / one:.2f}"])
     finally:
         render.PARALLEL_MIN_PAGES, render.PARALLEL_MAX_LOAD_PER_CPU = saved
@@ -153,8 +173,12 @@ def memory_child(corpus: Path, mode: str) -> None:
 def memory(corpus: Path) -> list[list[str]]:
     rows = []
     for mode in ("load", "stream", "collect"):
-        out = subprocess.run([sys.executable, __file__, "--corpus", str(corpus), "--memory-child", mode],
-                             check=True, capture_output=True, text=True).stdout.split()
+        out = subprocess.run(
+            [sys.executable, __file__, "--corpus", str(corpus), "--memory-child", mode],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
         rows.append([mode, out[0], out[1], f"{int(out[2]) / 1e6:.0f}"])
     return rows
 
@@ -166,24 +190,55 @@ def table(head: list[str], rows: list[list[str]]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "corpus")
     parser.add_argument("--pdf2image-pages", type=int, default=100)
-    parser.add_argument("--memory-child", choices=["load", "stream", "collect"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--memory-child", choices=["load", "stream", "collect"], help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.memory_child:
         memory_child(args.corpus, args.memory_child)
         return
-    print(f"python {platform.python_version()}, pymupdf {pymupdf.VersionBind}, {platform.machine()}, "
-          f"budget {Settings().max_pixels} px/page at {Settings().dpi} dpi, PARALLEL_MIN_PAGES={PARALLEL_MIN_PAGES}\n")
+    print(
+        f"python {platform.python_version()}, pymupdf {pymupdf.VersionBind}, {platform.machine()}, "
+        f"budget {Settings().max_pixels} px/page at {Settings().dpi} dpi, PARALLEL_MIN_PAGES={PARALLEL_MIN_PAGES}\n"
+    )
     rows = throughput(args.corpus, args.pdf2image_pages)
-    print(table(["document", "pages", "size (p6)", "docvl 1w p/s", "docvl 2w p/s", "docvl+jpeg p/s",
-                 "bare pymupdf p/s", "docvl/bare", "docvl pdf2image p/s", "bare pdf2image p/s",
-                 "pymupdf vs pdf2image"], rows))
+    print(
+        table(
+            [
+                "document",
+                "pages",
+                "size (p6)",
+                "docvl 1w p/s",
+                "docvl 2w p/s",
+                "docvl+jpeg p/s",
+                "bare pymupdf p/s",
+                "docvl/bare",
+                "docvl pdf2image p/s",
+                "bare pdf2image p/s",
+                "pymupdf vs pdf2image",
+            ],
+            rows,
+        )
+    )
     print()
-    print(table(["book pages", "1 process p/s", "2 workers (forced) p/s", "speed-up"], parallel_threshold(args.corpus)))
+    print(
+        table(
+            ["book pages", "1 process p/s", "2 workers (forced) p/s", "speed-up"],
+            parallel_threshold(args.corpus),
+        )
+    )
     print()
-    print(table(["352-page book", "peak RSS MiB", "images kept", "megapixels rendered"], memory(args.corpus)))
+    print(
+        table(
+            ["352-page book", "peak RSS MiB", "images kept", "megapixels rendered"],
+            memory(args.corpus),
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -2,12 +2,13 @@
 
 >>> from docvl.api import plan, run, analyze
 >>> from pipeline.settings import Settings
->>> settings = Settings(tasks=("extract",), schema_name="invoice", model="/models/Qwen3-VL-8B-Instruct")
+>>> settings = Settings(tasks=("extract",), schema_name="invoice",
+...                     model="/models/Qwen3-VL-8B-Instruct")
 >>> plan(["invoice.pdf"], settings).documents[0].windows          # doctest: +SKIP
 >>> [r.extraction for r in run(["invoice.pdf"], settings)]        # doctest: +SKIP
 
-``run`` goes through the Prefect runner (caching, resume, concurrency limits); ``analyze`` drives the
-engine in this thread with a backend you built, for notebooks and tests.
+``run`` goes through the Prefect runner (caching, resume, concurrency limits); ``analyze``
+drives the engine in this thread with a backend you built, for notebooks and tests.
 """
 
 from __future__ import annotations
@@ -27,7 +28,16 @@ from pipeline.result import ResultEnvelope
 from pipeline.settings import Settings
 from pipeline.tasks.specs import task_specs
 
-__all__ = ["Plan", "ResultEnvelope", "RunOptions", "Settings", "analyze", "counter_for", "plan", "run"]
+__all__ = [
+    "Plan",
+    "ResultEnvelope",
+    "RunOptions",
+    "Settings",
+    "analyze",
+    "counter_for",
+    "plan",
+    "run",
+]
 
 
 def counter_for(settings: Settings) -> TokenCounter:
@@ -42,12 +52,16 @@ def plan(paths: Sequence[str | Path], settings: Settings | None = None) -> Plan:
     ``UsageError``/``SchemaNotFound`` for a bad task configuration.
     """
     settings = settings or Settings()
-    instructions = {spec.name: spec.instruction for spec in task_specs(settings)}
+    instructions: dict[str, str] = {s.name: s.instruction for s in task_specs(settings)}
     return plan_paths([Path(p) for p in paths], settings, counter_for(settings), instructions)
 
 
-def run(paths: Sequence[str | Path], settings: Settings | None = None, out: Path | None = None,
-        options: RunOptions | None = None) -> list[ResultEnvelope]:
+def run(
+    paths: Sequence[str | Path],
+    settings: Settings | None = None,
+    out: Path | None = None,
+    options: RunOptions | None = None,
+) -> list[ResultEnvelope]:
     """Analyse the documents through the Prefect flow: one envelope per path, in order.
 
     Finished documents and windows are cached under ``settings.cache_dir``, so a rerun resumes.
@@ -56,8 +70,11 @@ def run(paths: Sequence[str | Path], settings: Settings | None = None, out: Path
     return run_batch([Path(p) for p in paths], settings or Settings(), out, options=options)
 
 
-def analyze(paths: Sequence[str | Path], settings: Settings | None = None,
-            backend: ModelBackend | None = None) -> list[ResultEnvelope]:
+def analyze(
+    paths: Sequence[str | Path],
+    settings: Settings | None = None,
+    backend: ModelBackend | None = None,
+) -> list[ResultEnvelope]:
     """Analyse the documents in this thread with ``backend`` (default: built from the settings and
     closed afterwards). One envelope per path, in order; no Prefect, no caching, no retries."""
     settings = settings or Settings()

@@ -35,40 +35,82 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 def _task_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("task and model")
-    g.add_argument("--task", action="append", choices=["summary", "ask", "extract"], dest="tasks",
-                   help="task to run; repeat for several tasks sharing one prefill (default: summary)")
-    g.add_argument("--schema", dest="schema_name", help="extraction schema: NAME, module:Class or file.json")
+    g.add_argument(
+        "--task",
+        action="append",
+        choices=["summary", "ask", "extract"],
+        dest="tasks",
+        help="task to run; repeat for several tasks sharing one prefill (default: summary)",
+    )
+    g.add_argument(
+        "--schema", dest="schema_name", help="extraction schema: NAME, module:Class or file.json"
+    )
     g.add_argument("--question", help="question for --task ask")
-    g.add_argument("--model", help="hub id or local checkpoint directory (default Qwen/Qwen3-VL-8B-Instruct)")
+    g.add_argument(
+        "--model", help="hub id or local checkpoint directory (default Qwen/Qwen3-VL-8B-Instruct)"
+    )
     g.add_argument("--backend", choices=["transformers", "openai"], help="model backend")
-    g.add_argument("--base-url", help="OpenAI-compatible server (vLLM, SGLang, OpenRouter); API key from env")
+    g.add_argument(
+        "--base-url", help="OpenAI-compatible server (vLLM, SGLang, OpenRouter); API key from env"
+    )
     g.add_argument("--password", help="password for encrypted PDFs")
     g.add_argument("--max-concurrency", type=int, help="model calls at once (default 4)")
-    g.add_argument("--share-windows", action="store_true", default=None,
-                   help="pack several documents into shared windows (questions across documents)")
+    g.add_argument(
+        "--share-windows",
+        action="store_true",
+        default=None,
+        help="pack several documents into shared windows (questions across documents)",
+    )
     r = p.add_argument_group("rendering and budget")
     r.add_argument("--renderer", choices=["pymupdf", "pdf2image"])
     r.add_argument("--dpi", type=int)
     r.add_argument("--min-pixels", type=int)
     r.add_argument("--max-pixels", type=int)
-    r.add_argument("--no-text", dest="include_text", action="store_false", default=None,
-                   help="send page images only, without text layers")
+    r.add_argument(
+        "--no-text",
+        dest="include_text",
+        action="store_false",
+        default=None,
+        help="send page images only, without text layers",
+    )
     r.add_argument("--context-window", type=int)
     r.add_argument("--max-output-tokens", type=int)
     r.add_argument("--max-images", dest="max_images_per_request", type=int)
-    r.add_argument("--price-input", dest="price_input_per_mtok", type=float, help="USD per 1M input tokens")
-    r.add_argument("--price-output", dest="price_output_per_mtok", type=float, help="USD per 1M output tokens")
+    r.add_argument(
+        "--price-input", dest="price_input_per_mtok", type=float, help="USD per 1M input tokens"
+    )
+    r.add_argument(
+        "--price-output", dest="price_output_per_mtok", type=float, help="USD per 1M output tokens"
+    )
 
 
 SETTING_ARGS = (
-    "tasks", "schema_name", "question", "model", "backend", "base_url", "password", "share_windows", "max_concurrency",
-    "renderer", "dpi", "min_pixels", "max_pixels", "include_text", "context_window", "max_output_tokens",
-    "max_images_per_request", "price_input_per_mtok", "price_output_per_mtok",
+    "tasks",
+    "schema_name",
+    "question",
+    "model",
+    "backend",
+    "base_url",
+    "password",
+    "share_windows",
+    "max_concurrency",
+    "renderer",
+    "dpi",
+    "min_pixels",
+    "max_pixels",
+    "include_text",
+    "context_window",
+    "max_output_tokens",
+    "max_images_per_request",
+    "price_input_per_mtok",
+    "price_output_per_mtok",
 )
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    overrides: dict[str, Any] = {k: getattr(args, k) for k in SETTING_ARGS if getattr(args, k, None) is not None}
+    overrides: dict[str, Any] = {
+        k: getattr(args, k) for k in SETTING_ARGS if getattr(args, k, None) is not None
+    }
     if "tasks" in overrides:
         overrides["tasks"] = tuple(dict.fromkeys(overrides["tasks"]))
     try:
@@ -80,7 +122,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def model_settings_from(args: argparse.Namespace) -> Settings:
-    """Settings for commands that call the model: refuse what can never work before touching a file."""
+    """Settings for commands that call the model: refuse what can never work before touching a
+    file."""
     settings = settings_from(args)
     check_settings(settings)
     task_specs(settings)  # ask without a question, a misspelt schema: exit 2 before any slow work
@@ -88,7 +131,9 @@ def model_settings_from(args: argparse.Namespace) -> Settings:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="docvl", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="docvl", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -97,13 +142,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     _task_options(p)
 
-    r = sub.add_parser("run", help="run tasks on documents and write one JSON record per document (JSONL)")
+    r = sub.add_parser(
+        "run", help="run tasks on documents and write one JSON record per document (JSONL)"
+    )
     r.add_argument("paths", nargs="+", type=Path)
     r.add_argument("--out", default="-", help="output JSONL file, or - for stdout (default)")
     r.add_argument("--no-progress", dest="progress", action="store_false")
-    r.add_argument("--global-limit", metavar="NAME",
-                   help="also hold a slot of this Prefect global concurrency limit per model call (shared by "
-                        "every process on the Prefect server; created with --max-concurrency slots if missing)")
+    r.add_argument(
+        "--global-limit",
+        metavar="NAME",
+        help="also hold a slot of this Prefect global concurrency limit per model call (shared by "
+        "every process on the Prefect server; created with --max-concurrency slots if missing)",
+    )
     _task_options(r)
 
     s = sub.add_parser("schemas", help="built-in schemas and the result envelope")
@@ -122,17 +172,23 @@ def build_parser() -> argparse.ArgumentParser:
     when.add_argument("--interval", type=float)
     sv.add_argument("--webhook", help="POST each record to this URL")
     sv.add_argument("--name", default="docvl-inbox", help="deployment name")
-    sv.add_argument("--global-limit", metavar="NAME", help="Prefect global concurrency limit for model calls")
+    sv.add_argument(
+        "--global-limit", metavar="NAME", help="Prefect global concurrency limit for model calls"
+    )
     _task_options(sv)
 
-    t = sub.add_parser("trigger", help="start a run of a served or deployed flow on a Prefect server")
+    t = sub.add_parser(
+        "trigger", help="start a run of a served or deployed flow on a Prefect server"
+    )
     t.add_argument("deployment", help="'flow-name/deployment-name'")
     t.add_argument("--param", action="append", default=[], metavar="K=V")
     t.add_argument("--wait", action="store_true")
 
     d = sub.add_parser("dev", help="developer tools")
     dsub = d.add_subparsers(dest="dev_command", required=True)
-    tiny = dsub.add_parser("tiny-model", help="build a tiny random Qwen3-VL checkpoint for offline smoke tests")
+    tiny = dsub.add_parser(
+        "tiny-model", help="build a tiny random Qwen3-VL checkpoint for offline smoke tests"
+    )
     tiny.add_argument("dir", type=Path)
     dserve = dsub.add_parser("serve", help="OpenAI-compatible server over a local checkpoint")
     dserve.add_argument("--model", required=True)
@@ -144,21 +200,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _print_plan(plan: Any) -> None:
     exact = "exact (model tokenizer)" if plan.exact_tokens else "estimated (no tokenizer on disk)"
-    print(f"context window {plan.context_window:,} tokens; output reserved {plan.max_output_tokens:,}; "
-          f"text tokens {exact}")
+    print(
+        f"context window {plan.context_window:,} tokens; "
+        f"output reserved {plan.max_output_tokens:,}; "
+        f"text tokens {exact}"
+    )
     for doc in plan.documents:
         print(f"\n{doc.path}")
         if doc.status == "failed" and doc.error is not None:
             print(f"  FAILED [{doc.error.code}] {doc.error.message}")
             continue
-        print(f"  kind {doc.kind}, {doc.pages} pages, {len(doc.windows)} window(s), "
-              f"{doc.input_tokens:,} input tokens, estimated cost ${doc.estimated_cost_usd:.4f}")
+        print(
+            f"  kind {doc.kind}, {doc.pages} pages, {len(doc.windows)} window(s), "
+            f"{doc.input_tokens:,} input tokens, estimated cost ${doc.estimated_cost_usd:.4f}"
+        )
         cells = " ".join(f"{t.page}:{t.image}+{t.text}" for t in doc.page_tokens)
-        print(textwrap.fill(cells, width=100, initial_indent="  page tokens (image+text): ",
-                            subsequent_indent="    "))
+        print(
+            textwrap.fill(
+                cells,
+                width=100,
+                initial_indent="  page tokens (image+text): ",
+                subsequent_indent="    ",
+            )
+        )
         for w in doc.windows:
-            print(f"  window {w.index + 1}: pages {w.first_page}-{w.last_page}, {w.images} images, "
-                  f"{w.input_tokens:,} tokens")
+            print(
+                f"  window {w.index + 1}: pages {w.first_page}-{w.last_page}, {w.images} images, "
+                f"{w.input_tokens:,} tokens"
+            )
         for warning in doc.warnings:
             print(f"  warning: {warning}")
 
@@ -175,8 +244,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     settings = model_settings_from(args)
     out = None if args.out == "-" else Path(args.out)
-    results = run_batch(list(args.paths), settings, out, show_progress=args.progress and out is not None,
-                        options=RunOptions(global_limit=args.global_limit))
+    results = run_batch(
+        list(args.paths),
+        settings,
+        out,
+        show_progress=args.progress and out is not None,
+        options=RunOptions(global_limit=args.global_limit),
+    )
     if out is None:
         for record in results:
             print(record.model_dump_json())
@@ -199,9 +273,16 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    serve_inbox(model_settings_from(args), args.inbox, args.outbox, cron=args.cron, interval=args.interval,
-                webhook_url=args.webhook, name=args.name,
-                options=RunOptions(global_limit=args.global_limit))
+    serve_inbox(
+        model_settings_from(args),
+        args.inbox,
+        args.outbox,
+        cron=args.cron,
+        interval=args.interval,
+        webhook_url=args.webhook,
+        name=args.name,
+        options=RunOptions(global_limit=args.global_limit),
+    )
     return EXIT_OK
 
 
@@ -222,8 +303,14 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return serve_main(args.model, args.host, args.port, args.device)
 
 
-COMMANDS = {"plan": cmd_plan, "run": cmd_run, "schemas": cmd_schemas, "serve": cmd_serve,
-            "trigger": cmd_trigger, "dev": cmd_dev}
+COMMANDS = {
+    "plan": cmd_plan,
+    "run": cmd_run,
+    "schemas": cmd_schemas,
+    "serve": cmd_serve,
+    "trigger": cmd_trigger,
+    "dev": cmd_dev,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -246,8 +333,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # the last line of defence: no traceback at the user
         if args.debug:
             raise
-        print(f"docvl: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
-              file=sys.stderr)
+        print(
+            f"docvl: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
 
 

@@ -5,9 +5,9 @@ documents.
 Per unit (a document, or the documents of a cross-document question): skip it when final records
 exist under the engine's record keys; else ``prepare``, one ``window`` task per window (cached per
 window), ``finish``, and an atomic record write of each final envelope (the resume point; failures
-are never stored). The JSONL output is rebuilt from the envelopes at the end and replaced atomically:
-a torn or duplicated line cannot exist, and a batch killed with SIGKILL recomputes only its
-unfinished documents (and, inside them, only unfinished windows).
+are never stored). The JSONL output is rebuilt from the envelopes at the end and replaced
+atomically: a torn or duplicated line cannot exist, and a batch killed with SIGKILL recomputes only
+its unfinished documents (and, inside them, only unfinished windows).
 
 Concurrency: units run in parallel (driver threads submitting to the flow's ThreadPoolTaskRunner);
 model calls go through :class:`flows.limits.LimitedBackend` (local semaphore + Prefect global
@@ -74,8 +74,9 @@ class LazyBackend:
                 self._inner = self._factory(self._settings)
             return self._inner
 
-    def generate(self, content: Sequence[Part], requests: Sequence[GenerationRequest]
-                 ) -> list[Generation]:
+    def generate(
+        self, content: Sequence[Part], requests: Sequence[GenerationRequest]
+    ) -> list[Generation]:
         return self.get().generate(content, requests)
 
     def close(self) -> None:
@@ -84,9 +85,18 @@ class LazyBackend:
 
 
 #: Settings that belong to the machine running a flow, not to the result: a deployed or served run
-#: takes them from its own DOCVL_* environment (per-worker vLLM URL, device, password, slots, cache).
-WORKER_LOCAL = ("base_url", "device", "max_concurrency", "request_timeout_s", "password",
-                "api_key_env", "render_workers", "cache_dir")
+#: takes them from its own DOCVL_* environment (per-worker vLLM URL, device, password, slots,
+#: cache).
+WORKER_LOCAL = (
+    "base_url",
+    "device",
+    "max_concurrency",
+    "request_timeout_s",
+    "password",
+    "api_key_env",
+    "render_workers",
+    "cache_dir",
+)
 
 
 def localize(settings: Settings) -> Settings:
@@ -107,10 +117,15 @@ def thread_runner(workers: int) -> Any:
 
 
 def storage_for(settings: Settings, result_storage: str | None) -> Any:
-    """A Path (default ``cache_dir/prefect-results``) or, with ``block:SLUG``, a saved block slug."""
+    """A Path (default ``cache_dir/prefect-results``) or, with ``block:SLUG``, a block slug."""
     if result_storage and result_storage.startswith("block:"):
         return result_storage.removeprefix("block:")
     return Path(result_storage or Path(settings.cache_dir) / "prefect-results").resolve()
+
+
+def _q(value: object) -> Any:
+    """Pass ``value`` to a task as is: never hashed, copied or resolved by Prefect."""
+    return quote(value)
 
 
 class Runner:
@@ -129,8 +144,10 @@ class Runner:
         self.store = RecordStore.for_settings(settings)
         delays = [options.retry_delay_s * 2**i for i in range(max(options.retries, 1))]
         self.window = window_task.with_options(
-            result_storage=storage_for(settings, options.result_storage), retries=options.retries,
-            retry_delay_seconds=delays)
+            result_storage=storage_for(settings, options.result_storage),
+            retries=options.retries,
+            retry_delay_seconds=delays,
+        )
 
     def _stored(self, unit: Unit, keys: list[str | None]) -> list[ResultEnvelope] | None:
         envelopes = []
@@ -146,10 +163,12 @@ class Runner:
 
     def _compute(self, unit: Unit) -> list[ResultEnvelope]:
         engine = self.engine
-        prepared = prepare_task.submit(quote(engine), quote(unit)).result()
+        prepared = prepare_task.submit(_q(engine), _q(unit)).result()
         try:
-            futures = [self.window.submit(quote(engine), quote(prepared), job,
-                                          engine.window_key(unit, job)) for job in prepared.jobs]
+            futures = [
+                self.window.submit(_q(engine), _q(prepared), job, engine.window_key(unit, job))
+                for job in prepared.jobs
+            ]
             results: list[WindowResult] = []
             for future in futures:
                 try:
@@ -157,7 +176,8 @@ class Runner:
                 except WindowFailed as exc:  # retries exhausted: keep the failure, never cache it
                     results.append(exc.result)
             envelopes: list[ResultEnvelope] = finish_task.submit(
-                quote(engine), quote(prepared), quote(results)).result()
+                _q(engine), _q(prepared), _q(results)
+            ).result()
             return envelopes
         finally:
             prepared.close()
@@ -167,8 +187,14 @@ class Runner:
         keys = self.engine.record_keys(unit)
         if (stored := self._stored(unit, keys)) is not None:
             for env in stored:
-                progress.emit("document", path=env.source.path, status=env.status, cached=True,
-                              pages=env.source.pages, windows=len(env.plan.windows))
+                progress.emit(
+                    "document",
+                    path=env.source.path,
+                    status=env.status,
+                    cached=True,
+                    pages=env.source.pages,
+                    windows=len(env.plan.windows),
+                )
             return stored, True
         started = time.perf_counter()
         try:
@@ -178,8 +204,14 @@ class Runner:
         for key, env in zip(keys, envelopes, strict=True):
             if key and is_final(env.errors):  # never cache a failure
                 self.store.put(key, env.model_dump(mode="json"))
-            progress.emit("document", path=env.source.path, status=env.status, cached=False,
-                          pages=0, windows=0)
+            progress.emit(
+                "document",
+                path=env.source.path,
+                status=env.status,
+                cached=False,
+                pages=0,
+                windows=0,
+            )
         return envelopes, False
 
     def run(self, paths: Sequence[str | Path]) -> tuple[list[ResultEnvelope], set[int]]:
@@ -188,7 +220,9 @@ class Runner:
         workers = max(2, min(len(units), self.engine.settings.max_concurrency))
         try:
             with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="docvl-doc") as pool:
-                futures = [pool.submit(contextvars.copy_context().run, self.drive, u) for u in units]
+                futures = [
+                    pool.submit(contextvars.copy_context().run, self.drive, u) for u in units
+                ]
                 done = [f.result() for f in futures]
         finally:
             self.lazy.close()
@@ -199,20 +233,27 @@ class Runner:
             if done[u][1] or (u, path) in seen or path not in units[u].paths:
                 cached.add(i)
             seen.add((u, path))
-        get_run_logger().info("docvl: %d documents, %d from records, %d model calls, peak concurrency"
-                              " %d", len(paths), len(cached), self.backend.calls, self.limiter.peak)
+        get_run_logger().info(
+            "docvl: %d documents, %d from records, %d model calls, peak concurrency %d",
+            len(paths),
+            len(cached),
+            self.backend.calls,
+            self.limiter.peak,
+        )
         return envelopes, cached
 
 
-def process_documents(paths: Sequence[str | Path], settings: Settings,
-                      options: RunOptions | None = None) -> tuple[list[ResultEnvelope], set[int]]:
+def process_documents(
+    paths: Sequence[str | Path], settings: Settings, options: RunOptions | None = None
+) -> tuple[list[ResultEnvelope], set[int]]:
     """Run every document inside the current flow run (envelopes in order, cached indices)."""
     return Runner(settings, options or RunOptions()).run(paths)
 
 
 @flow(name="docvl-analyze-batch", task_runner=thread_runner(16), log_prints=False)
-def analyze_batch(paths: list[str], settings: Settings, out: str | None = None,
-                  options: RunOptions | None = None) -> list[ResultEnvelope]:
+def analyze_batch(
+    paths: list[str], settings: Settings, out: str | None = None, options: RunOptions | None = None
+) -> list[ResultEnvelope]:
     options = options or RunOptions()
     envelopes, cached = process_documents(paths, settings, options)
     if out:
@@ -223,8 +264,9 @@ def analyze_batch(paths: list[str], settings: Settings, out: str | None = None,
 
 
 @flow(name="docvl-analyze-document", task_runner=thread_runner(16))
-def analyze_document(path: str, settings: Settings, out: str | None = None,
-                     options: RunOptions | None = None) -> ResultEnvelope:
+def analyze_document(
+    path: str, settings: Settings, out: str | None = None, options: RunOptions | None = None
+) -> ResultEnvelope:
     options = options or RunOptions()
     envelopes, cached = process_documents([path], settings, options)
     if out:
@@ -234,9 +276,13 @@ def analyze_document(path: str, settings: Settings, out: str | None = None,
     return envelopes[0]
 
 
-def run_batch(paths: Sequence[str | Path], settings: Settings, out: Path | None,
-              show_progress: bool = False, options: RunOptions | None = None
-              ) -> list[ResultEnvelope]:
+def run_batch(
+    paths: Sequence[str | Path],
+    settings: Settings,
+    out: Path | None,
+    show_progress: bool = False,
+    options: RunOptions | None = None,
+) -> list[ResultEnvelope]:
     """``docvl run``: the batch flow in this process (ephemeral server unless PREFECT_API_URL).
 
     Model calls are bounded by ``settings.max_concurrency`` in process; ``options.global_limit``
@@ -244,8 +290,11 @@ def run_batch(paths: Sequence[str | Path], settings: Settings, out: Path | None,
     costs about 1 s per call on SQLite, see bench/RESULTS-flows.md).
     """
     batch = analyze_batch.with_options(task_runner=thread_runner(2 * settings.max_concurrency + 4))
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}), \
-            progress.progress_bar(len(paths), enabled=show_progress):
-        result: list[ResultEnvelope] = batch([str(p) for p in paths], settings,
-                                             str(out) if out else None, options)
+    with (
+        temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+        progress.progress_bar(len(paths), enabled=show_progress),
+    ):
+        result: list[ResultEnvelope] = batch(
+            [str(p) for p in paths], settings, str(out) if out else None, options
+        )
     return result

@@ -82,17 +82,30 @@ class Ledger:
                 if not self._stale(path):
                     return False
                 try:  # take over: only one process can rename the stale claim away
-                    os.rename(path, path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.stale"))
+                    os.rename(
+                        path,
+                        path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.stale"),
+                    )
                 except FileNotFoundError:
                     return False
                 for stale in self.root.glob(f".{path.name}.*.stale"):
                     stale.unlink(missing_ok=True)
                 continue
             with os.fdopen(fd, "w") as fh:
-                json.dump({"pid": os.getpid(), "host": socket.gethostname(), "run": run_id, "time": time.time()}, fh)
+                json.dump(
+                    {
+                        "pid": os.getpid(),
+                        "host": socket.gethostname(),
+                        "run": run_id,
+                        "time": time.time(),
+                    },
+                    fh,
+                )
                 fh.flush()
                 os.fsync(fh.fileno())
-            if self.done(key) is not None:  # finished by another run between our check and the claim
+            if (
+                self.done(key) is not None
+            ):  # finished by another run between our check and the claim
                 path.unlink(missing_ok=True)
                 return False
             return True
@@ -136,13 +149,21 @@ class WebhookResult:
     status_code: int | None = None
     error: str | None = None
 
+
 #: A Retry-After longer than this is capped (a webhook should not stall deliveries for hours).
 MAX_RETRY_AFTER_S = 300.0
 
 
-def post_record(url: str, record: dict[str, Any], *, attempts: int = 5, backoff_s: float = 1.0,
-                timeout_s: float = 30.0, client: httpx.Client | None = None,
-                sleep: Any = time.sleep) -> WebhookResult:
+def post_record(
+    url: str,
+    record: dict[str, Any],
+    *,
+    attempts: int = 5,
+    backoff_s: float = 1.0,
+    timeout_s: float = 30.0,
+    client: httpx.Client | None = None,
+    sleep: Any = time.sleep,
+) -> WebhookResult:
     """POST one record as JSON. Retries transport errors, 408, 429 and 5xx with exponential backoff,
     honouring Retry-After; other 4xx fail at once."""
     own = client is None
@@ -154,12 +175,20 @@ def post_record(url: str, record: dict[str, Any], *, attempts: int = 5, backoff_
             try:
                 response = http.post(url, json=record)
             except httpx.HTTPError as exc:
-                last = WebhookResult(ok=False, attempts=attempt, error=f"{type(exc).__name__}: {exc}")
+                last = WebhookResult(
+                    ok=False, attempts=attempt, error=f"{type(exc).__name__}: {exc}"
+                )
             else:
                 if response.is_success:
-                    return WebhookResult(ok=True, attempts=attempt, status_code=response.status_code)
-                last = WebhookResult(ok=False, attempts=attempt, status_code=response.status_code,
-                                     error=response.text[:200])
+                    return WebhookResult(
+                        ok=True, attempts=attempt, status_code=response.status_code
+                    )
+                last = WebhookResult(
+                    ok=False,
+                    attempts=attempt,
+                    status_code=response.status_code,
+                    error=response.text[:200],
+                )
                 if response.status_code not in (408, 429) and response.status_code < 500:
                     return last
                 after = retry_after_s(response.headers.get("Retry-After"))

@@ -76,9 +76,15 @@ def _run_id() -> str:
 
 
 @flow(name="docvl-inbox", task_runner=thread_runner(16))
-def inbox_flow(inbox: str, outbox: str, settings: Settings, webhook_url: str | None = None,
-               options: RunOptions | None = None, min_age_s: float = 1.0,
-               claim_ttl_s: float = 6 * 3600) -> dict[str, int]:
+def inbox_flow(
+    inbox: str,
+    outbox: str,
+    settings: Settings,
+    webhook_url: str | None = None,
+    options: RunOptions | None = None,
+    min_age_s: float = 1.0,
+    claim_ttl_s: float = 6 * 3600,
+) -> dict[str, int]:
     logger = get_run_logger()
     runner = Runner(settings, options or RunOptions())
     in_dir, out_dir = Path(inbox), Path(outbox)
@@ -118,11 +124,23 @@ def inbox_flow(inbox: str, outbox: str, settings: Settings, webhook_url: str | N
             row["output"] = target.name
             if webhook_url:
                 hook = post_record(webhook_url, record)
-                row["webhook"] = {"ok": hook.ok, "attempts": hook.attempts, "status": hook.status_code}
+                row["webhook"] = {
+                    "ok": hook.ok,
+                    "attempts": hook.attempts,
+                    "status": hook.status_code,
+                }
                 if not hook.ok:
                     logger.warning("webhook failed for %s: %s", path.name, hook.error)
-            ledger.mark_done(key, {"input": str(path), "output": target.name, "run": run_id, "status": env.status,
-                                   "time": time.time()})
+            ledger.mark_done(
+                key,
+                {
+                    "input": str(path),
+                    "output": target.name,
+                    "run": run_id,
+                    "status": env.status,
+                    "time": time.time(),
+                },
+            )
             delivered += 1
             rows.append(row)
     finally:
@@ -132,9 +150,18 @@ def inbox_flow(inbox: str, outbox: str, settings: Settings, webhook_url: str | N
     return {"picked": len(picked), "delivered": delivered, "retry": retry}
 
 
-def serve_inbox(settings: Settings, inbox: Path | str, outbox: Path | str, cron: str | None = None,
-                interval: float | None = None, webhook_url: str | None = None, name: str | None = None, *,
-                options: RunOptions | None = None, limit: int | None = 1) -> None:
+def serve_inbox(
+    settings: Settings,
+    inbox: Path | str,
+    outbox: Path | str,
+    cron: str | None = None,
+    interval: float | None = None,
+    webhook_url: str | None = None,
+    name: str | None = None,
+    *,
+    options: RunOptions | None = None,
+    limit: int | None = 1,
+) -> None:
     """Serve ``docvl-inbox/<name>`` on a cron or interval schedule; blocks until interrupted (SIGINT/SIGTERM).
 
     Each run executes in a subprocess of this one (Prefect runner). The encryption password is not stored
@@ -150,12 +177,22 @@ def serve_inbox(settings: Settings, inbox: Path | str, outbox: Path | str, cron:
         raise UsageError(f"inbox {in_dir} is not a directory")
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = settings.model_copy(update={"cache_dir": Path(settings.cache_dir).resolve()})
-    params: dict[str, Any] = {"inbox": str(in_dir), "outbox": str(out_dir),
-                              "settings": settings.model_dump(mode="json"), "webhook_url": webhook_url,
-                              "options": (options or RunOptions()).model_dump(mode="json")}
+    params: dict[str, Any] = {
+        "inbox": str(in_dir),
+        "outbox": str(out_dir),
+        "settings": settings.model_dump(mode="json"),
+        "webhook_url": webhook_url,
+        "options": (options or RunOptions()).model_dump(mode="json"),
+    }
     with api_server():  # schedules need a real API server: the configured one, else a local one
-        inbox_flow.serve(name=name or "docvl-inbox", cron=cron, interval=interval, parameters=params,
-                         description=f"docvl: {in_dir} -> {out_dir}", limit=limit)
+        inbox_flow.serve(
+            name=name or "docvl-inbox",
+            cron=cron,
+            interval=interval,
+            parameters=params,
+            description=f"docvl: {in_dir} -> {out_dir}",
+            limit=limit,
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -168,11 +205,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--webhook")
     p.add_argument("--name")
     p.add_argument("--backend-factory", help="module:callable(settings) -> ModelBackend (tests)")
-    p.add_argument("--global-limit", help=f"Prefect global concurrency limit for model calls ({DEFAULT_LIMIT_NAME})")
+    p.add_argument(
+        "--global-limit",
+        help=f"Prefect global concurrency limit for model calls ({DEFAULT_LIMIT_NAME})",
+    )
     args = p.parse_args(argv)
-    serve_inbox(Settings(**{}), args.inbox, args.outbox, cron=args.cron, interval=args.interval,
-                webhook_url=args.webhook, name=args.name,
-                options=RunOptions(backend_factory=args.backend_factory, global_limit=args.global_limit))
+    serve_inbox(
+        Settings(**{}),
+        args.inbox,
+        args.outbox,
+        cron=args.cron,
+        interval=args.interval,
+        webhook_url=args.webhook,
+        name=args.name,
+        options=RunOptions(backend_factory=args.backend_factory, global_limit=args.global_limit),
+    )
 
 
 if __name__ == "__main__":

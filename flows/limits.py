@@ -84,7 +84,9 @@ class LimitedBackend:
         self.calls = 0
         self._lock = threading.Lock()
 
-    def generate(self, content: Sequence[Part], requests: Sequence[GenerationRequest]) -> list[Generation]:
+    def generate(
+        self, content: Sequence[Part], requests: Sequence[GenerationRequest]
+    ) -> list[Generation]:
         with self.limiter.slot():
             with self._lock:
                 self.calls += 1

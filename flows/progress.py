@@ -43,7 +43,9 @@ def listening(listener: Listener) -> Iterator[Listener]:
 
 
 @contextlib.contextmanager
-def progress_bar(total_documents: int, *, console: Any | None = None, enabled: bool = True) -> Iterator[None]:
+def progress_bar(
+    total_documents: int, *, console: Any | None = None, enabled: bool = True
+) -> Iterator[None]:
     """Show documents / pages / windows bars on stderr while the block runs (for ``docvl run``)."""
     if not enabled:
         yield
@@ -52,8 +54,12 @@ def progress_bar(total_documents: int, *, console: Any | None = None, enabled: b
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     progress = Progress(
-        TextColumn("[bold]{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console or Console(stderr=True), transient=False,
+        TextColumn("[bold]{task.description:>9}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console or Console(stderr=True),
+        transient=False,
     )
     docs = progress.add_task("documents", total=total_documents)
     pages = progress.add_task("pages", total=0)

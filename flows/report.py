@@ -33,9 +33,13 @@ def _pages(pages: list[int]) -> str:
 
 
 def document_markdown(env: ResultEnvelope) -> str:
-    lines = [f"# {env.source.path}", "",
-             f"**status** {env.status} · **pages** {env.source.pages} · **tokens** {env.usage.input_tokens} in / "
-             f"{env.usage.output_tokens} out · **cost** ${env.usage.cost_usd:.6f}", ""]
+    lines = [
+        f"# {env.source.path}",
+        "",
+        f"**status** {env.status} · **pages** {env.source.pages} · **tokens** {env.usage.input_tokens} in / "
+        f"{env.usage.output_tokens} out · **cost** ${env.usage.cost_usd:.6f}",
+        "",
+    ]
     for err in env.errors:
         lines.append(f"- error `{err.code}`{_pages([err.page] if err.page else [])}: {err.message}")
     if env.summary is not None:
@@ -47,13 +51,23 @@ def document_markdown(env: ResultEnvelope) -> str:
         lines += [f"- {kp.point}{_pages(list(kp.pages))}" for kp in data.key_points]
         lines.append("")
     if env.answer is not None:
-        lines += ["## Answer", "", f"**Q:** {env.answer.question}", "",
-                  f"{env.answer.data.answer}{_pages(list(env.answer.data.pages))}", ""]
+        lines += [
+            "## Answer",
+            "",
+            f"**Q:** {env.answer.question}",
+            "",
+            f"{env.answer.data.answer}{_pages(list(env.answer.data.pages))}",
+            "",
+        ]
     if env.extraction is not None:
         ext = env.extraction
         pages = {item.path: item.pages for item in ext.grounding.items}
-        lines += [f"## Extraction: {ext.schema_name} {ext.schema_version}", "", "| field | value | pages |",
-                  "|---|---|---|"]
+        lines += [
+            f"## Extraction: {ext.schema_name} {ext.schema_version}",
+            "",
+            "| field | value | pages |",
+            "|---|---|---|",
+        ]
         for path, value in _flatten(ext.data):
             cell = str(value).replace("|", "\\|").replace("\n", " ")[:200]
             lines.append(f"| `{path}` | {cell} | {', '.join(map(str, _pages_for(path, pages)))} |")
@@ -65,7 +79,11 @@ def _pages_for(path: str, pages: dict[str, list[int]]) -> list[int]:
     while path:
         if path in pages:
             return pages[path]
-        path = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", path) if re.search(r"(\.[^.\[]+|\[\d+\])$", path) else ""
+        path = (
+            re.sub(r"(\.[^.\[]+|\[\d+\])$", "", path)
+            if re.search(r"(\.[^.\[]+|\[\d+\])$", path)
+            else ""
+        )
     return []
 
 
@@ -84,7 +102,10 @@ def _flatten(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def artifact_key(env: ResultEnvelope) -> str:
-    stem = re.sub(r"[^a-z0-9]+", "-", env.source.path.rsplit("/", 1)[-1].lower()).strip("-")[:40] or "doc"
+    stem = (
+        re.sub(r"[^a-z0-9]+", "-", env.source.path.rsplit("/", 1)[-1].lower()).strip("-")[:40]
+        or "doc"
+    )
     return f"docvl-{stem}-{(env.source.sha256 or '0' * 12)[:12]}"
 
 
@@ -93,10 +114,15 @@ def publish(envelopes: list[ResultEnvelope], cached: set[int], *, title: str) ->
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     try:
-        create_table_artifact(table=table_rows(envelopes, cached), key="docvl-batch", description=title)
+        create_table_artifact(
+            table=table_rows(envelopes, cached), key="docvl-batch", description=title
+        )
         for i, env in enumerate(envelopes):
             if i not in cached:
-                create_markdown_artifact(markdown=document_markdown(env), key=artifact_key(env),
-                                         description=f"docvl result: {env.source.path}")
+                create_markdown_artifact(
+                    markdown=document_markdown(env),
+                    key=artifact_key(env),
+                    description=f"docvl result: {env.source.path}",
+                )
     except Exception as exc:  # pragma: no cover - server hiccup
         log.warning("could not publish artifacts: %s", exc)

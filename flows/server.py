@@ -49,19 +49,29 @@ def api_server() -> Iterator[str]:
     port = url.rsplit(":", 1)[1].split("/")[0]
     proc = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", port],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while not _healthy(url):
             if proc.poll() is not None or time.monotonic() > deadline:
-                detail = proc.stderr.read().decode(errors="replace")[-500:] if proc.poll() is not None and proc.stderr \
+                detail = (
+                    proc.stderr.read().decode(errors="replace")[-500:]
+                    if proc.poll() is not None and proc.stderr
                     else "timed out"
-                raise BackendUnavailable(f"could not start a local Prefect server ({detail}); "
-                                         "start one with `prefect server start` and set PREFECT_API_URL")
+                )
+                raise BackendUnavailable(
+                    f"could not start a local Prefect server ({detail}); "
+                    "start one with `prefect server start` and set PREFECT_API_URL"
+                )
             time.sleep(0.5)
-        print(f"docvl: started a local Prefect server at {url} (set PREFECT_API_URL to use your own)",
-              file=sys.stderr, flush=True)
+        print(
+            f"docvl: started a local Prefect server at {url} (set PREFECT_API_URL to use your own)",
+            file=sys.stderr,
+            flush=True,
+        )
         os.environ["PREFECT_API_URL"] = url  # the runner's flow-run subprocesses inherit it
         try:
             with temporary_settings(updates={PREFECT_API_URL: url}):

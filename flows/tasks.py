@@ -1,18 +1,19 @@
-"""Prefect tasks wrapping the engine's stages (:class:`pipeline.engine.Engine`): prepare, window, finish.
+"""Prefect tasks wrapping the engine's stages (:class:`pipeline.engine.Engine`): prepare, window,
+finish.
 
 They add what Prefect is for and decide nothing about documents:
 
 * Caching: a window's result persists under the engine's window key
   (:func:`pipeline.engine.identity.cache_key`: file hashes, settings, model, schema versions,
   envelope and prompt versions, window). A result holding any error that is not final
-  (:data:`pipeline.errors.FAILURE_POLICY`) is raised as :class:`WindowFailed` instead, so it is never
-  cached.
+  (:data:`pipeline.errors.FAILURE_POLICY`) is raised as :class:`WindowFailed` instead, so it is
+  never cached.
 * Retries: only a window whose error is retried in the run (BackendError), ``RunOptions.retries``
   times with backoff; bad input, setup problems (BackendUnavailable) and bugs fail at once.
 * Every task that calls the model carries the tag :data:`MODEL_TAG`. A tag concurrency limit set on
-  the Prefect server (``prefect concurrency-limit create docvl-model 8``) then caps model calls across
-  every process and worker of that server (a process reads the limit on its first model call, so
-  create it before starting workers).
+  the Prefect server (``prefect concurrency-limit create docvl-model 8``) then caps model calls
+  across every process and worker of that server (a process reads the limit on its first model
+  call, so create it before starting workers).
 """
 
 from __future__ import annotations
@@ -20,9 +21,8 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import Task, task
-from prefect.client.schemas.objects import TaskRun
+from prefect.client.schemas.objects import State, TaskRun
 from prefect.context import TaskRunContext
-from prefect.states import State
 
 from flows import progress
 from pipeline.engine import Engine, Prepared, Unit, WindowResult
@@ -42,7 +42,9 @@ class WindowFailed(Exception):
 
     def __init__(self, result: WindowResult) -> None:
         records = result.error_records()
-        super().__init__(f"window {result.window.index + 1}: {records[0].message if records else ''}")
+        super().__init__(
+            f"window {result.window.index + 1}: {records[0].message if records else ''}"
+        )
         self.result = result
         self.retry = any(retried_in_run(r.code) for r in records)
 
@@ -68,13 +70,19 @@ def prepare_task(engine: Engine, unit: Unit) -> Prepared:
     prepared = engine.prepare(unit)
     for pass_ in prepared.passes:
         for doc_plan in pass_.plans:
-            progress.emit("planned", path=doc_plan.path, pages=doc_plan.pages,
-                          windows=len(doc_plan.windows))
+            progress.emit(
+                "planned", path=doc_plan.path, pages=doc_plan.pages, windows=len(doc_plan.windows)
+            )
     return prepared
 
 
-@task(name="window", tags=[MODEL_TAG], persist_result=True, cache_key_fn=window_cache_key,
-      retry_condition_fn=retry_condition)
+@task(
+    name="window",
+    tags=[MODEL_TAG],
+    persist_result=True,
+    cache_key_fn=window_cache_key,
+    retry_condition_fn=retry_condition,
+)
 def window_task(engine: Engine, prepared: Prepared, job: tuple[int, int], key: str) -> WindowResult:
     """One window: render, then every task of its pass in one batched call (cached by ``key``)."""
     result = engine.run_window(prepared, job)
@@ -87,7 +95,8 @@ def window_task(engine: Engine, prepared: Prepared, job: tuple[int, int], key: s
 
 
 @task(name="finish", tags=[MODEL_TAG], persist_result=False)
-def finish_task(engine: Engine, prepared: Prepared, results: list[WindowResult]
-                ) -> list[ResultEnvelope]:
+def finish_task(
+    engine: Engine, prepared: Prepared, results: list[WindowResult]
+) -> list[ResultEnvelope]:
     """Reduce (may call the model), check completeness, ground: the unit's envelopes."""
     return engine.finish(prepared, results)

@@ -26,8 +26,14 @@ def parse_value(value: str) -> Any:
         return value
 
 
-def trigger(deployment: str, params: dict[str, Any], wait: bool = False, *, timeout_s: float | None = None,
-            poll_interval_s: float = 2.0) -> int:
+def trigger(
+    deployment: str,
+    params: dict[str, Any],
+    wait: bool = False,
+    *,
+    timeout_s: float | None = None,
+    poll_interval_s: float = 2.0,
+) -> int:
     """Create a flow run of ``deployment`` ("flow-name/deployment-name") with ``params`` merged over the
     deployment's parameters. Without ``wait`` returns 0 once the run is created. With ``wait`` polls until
     the run is final: 0 when Completed, 1 otherwise (Failed, Crashed, Cancelled or timed out)."""
@@ -35,13 +41,24 @@ def trigger(deployment: str, params: dict[str, Any], wait: bool = False, *, time
     from prefect.settings import PREFECT_API_URL
 
     if "/" not in deployment:
-        raise UsageError(f"deployment must be 'flow-name/deployment-name' (e.g. docvl-inbox/docvl-inbox), got "
-                         f"{deployment!r}")
+        raise UsageError(
+            f"deployment must be 'flow-name/deployment-name' (e.g. docvl-inbox/docvl-inbox), got "
+            f"{deployment!r}"
+        )
     if not PREFECT_API_URL.value():
-        log.warning("PREFECT_API_URL is not set: triggering against an ephemeral server that no worker watches")
+        log.warning(
+            "PREFECT_API_URL is not set: triggering against an ephemeral server that no worker watches"
+        )
     parameters = {k: parse_value(v) if isinstance(v, str) else v for k, v in params.items()}
-    flow_run = cast("FlowRun", run_deployment(name=deployment, parameters=parameters or None,
-                                              timeout=timeout_s if wait else 0, poll_interval=poll_interval_s))
+    flow_run = cast(
+        "FlowRun",
+        run_deployment(
+            name=deployment,
+            parameters=parameters or None,
+            timeout=timeout_s if wait else 0,
+            poll_interval=poll_interval_s,
+        ),
+    )
     print(f"flow run {flow_run.name} ({flow_run.id}) created for {deployment}")
     if not wait:
         return 0

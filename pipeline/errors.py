@@ -174,10 +174,24 @@ class Policy(StrEnum):
 
 #: The one failure-policy table: what every runner does with each error code.
 FAILURE_POLICY: dict[str, Policy] = {
-    **{cls.code: Policy.FINAL for cls in (
-        UnsupportedFormat, EmptyFile, CorruptDocument, EmptyDocument, PasswordRequired,
-        WrongPassword, ConversionFailed, RenderFailed, DocumentTooLarge, InputError,
-        ValidationFailed, UsageError, SchemaNotFound)},
+    **{
+        cls.code: Policy.FINAL
+        for cls in (
+            UnsupportedFormat,
+            EmptyFile,
+            CorruptDocument,
+            EmptyDocument,
+            PasswordRequired,
+            WrongPassword,
+            ConversionFailed,
+            RenderFailed,
+            DocumentTooLarge,
+            InputError,
+            ValidationFailed,
+            UsageError,
+            SchemaNotFound,
+        )
+    },
     BackendError.code: Policy.RETRYABLE,
     BackendUnavailable.code: Policy.RETRYABLE,
     InternalError.code: Policy.INTERNAL,

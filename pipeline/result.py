@@ -43,7 +43,9 @@ class Usage(BaseModel):
         return self
 
     def priced(self, input_per_mtok: float, output_per_mtok: float) -> Usage:
-        self.cost_usd = round((self.input_tokens * input_per_mtok + self.output_tokens * output_per_mtok) / 1e6, 8)
+        self.cost_usd = round(
+            (self.input_tokens * input_per_mtok + self.output_tokens * output_per_mtok) / 1e6, 8
+        )
         return self
 
 

@@ -70,7 +70,16 @@ class Settings(BaseSettings):
         """Hash of everything that changes a result (used for caching); secrets excluded."""
         keep = self.model_dump(
             mode="json",
-            exclude={"password", "render_workers", "max_concurrency", "request_timeout_s", "cache_dir",
-                     "api_key_env", "max_retries", "base_url", "device"},
+            exclude={
+                "password",
+                "render_workers",
+                "max_concurrency",
+                "request_timeout_s",
+                "cache_dir",
+                "api_key_env",
+                "max_retries",
+                "base_url",
+                "device",
+            },
         )
         return hashlib.sha256(repr(sorted(keep.items())).encode()).hexdigest()[:16]

@@ -20,7 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 MAX_PAGE = 100_000
 MAX_AMOUNT = 1e12
 
-Page = Annotated[int, Field(ge=1, le=MAX_PAGE, description="1-based page number from the <page N> marker")]
+Page = Annotated[
+    int, Field(ge=1, le=MAX_PAGE, description="1-based page number from the <page N> marker")
+]
 Pages = Annotated[list[Page], Field(max_length=20, description="pages that support this item")]
 Quote = Annotated[
     str | None,

@@ -1,7 +1,7 @@
 """The JSON Schema sent to a constrained decoder (llguidance, vLLM ``response_format``).
 
 :func:`decoder_schema` turns a model's JSON Schema into one that describes a finite language, which a
-model with random weights can still finish (see /work/shared/notes/qwen3-vl.md):
+model with random weights can still finish (see ../shared/notes/qwen3-vl.md, beside the repository):
 
 * every ``$ref`` is inlined (``$defs`` dropped) unless the schema is recursive;
 * every object has ``additionalProperties: false`` and lists all its properties as ``required`` (nullable
@@ -36,7 +36,9 @@ def decoder_schema(model: type[BaseModel] | dict[str, Any]) -> dict[str, Any]:
     recursive = _recursive_defs(defs)
     out = _bound(_inline(schema, defs, recursive, ()))
     if recursive:
-        out["$defs"] = {name: _bound(_inline(defs[name], defs, recursive, ())) for name in sorted(recursive)}
+        out["$defs"] = {
+            name: _bound(_inline(defs[name], defs, recursive, ())) for name in sorted(recursive)
+        }
     return out
 
 
@@ -91,8 +93,14 @@ def _inline(node: Any, defs: dict[str, Any], recursive: set[str], path: tuple[st
         extra = {k: v for k, v in node.items() if k != "$ref"}
         merged = {**copy.deepcopy(defs[name]), **extra}
         return _inline(merged, defs, recursive, (*path, name))
-    return {k: (v if k in ("enum", "const", "default", "examples") else _inline(v, defs, recursive, path))
-            for k, v in node.items()}
+    return {
+        k: (
+            v
+            if k in ("enum", "const", "default", "examples")
+            else _inline(v, defs, recursive, path)
+        )
+        for k, v in node.items()
+    }
 
 
 _SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")

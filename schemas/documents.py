@@ -42,7 +42,9 @@ class ScientificPaper(Strict):
     keywords: list[ShortText] = Field(default_factory=list, max_length=20)
     sections: list[Section] = Field(default_factory=list, max_length=60)
     findings: list[Finding] = Field(default_factory=list, max_length=20)
-    references_count: SourcedAmount | None = Field(None, description="number of entries in the references")
+    references_count: SourcedAmount | None = Field(
+        None, description="number of entries in the references"
+    )
 
 
 class Slide(Strict):

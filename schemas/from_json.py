@@ -20,12 +20,38 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from schemas.errors import SchemaError
 
-_IGNORED = {"title", "description", "default", "examples", "$schema", "$id", "$comment", "format",
-            "readOnly", "writeOnly", "deprecated"}
-_BOUNDS = {"maxLength": "max_length", "minLength": "min_length", "pattern": "pattern", "minimum": "ge",
-           "maximum": "le", "exclusiveMinimum": "gt", "exclusiveMaximum": "lt", "multipleOf": "multiple_of",
-           "minItems": "min_length", "maxItems": "max_length"}
-_SCALARS: dict[str, Any] = {"string": str, "integer": int, "number": float, "boolean": bool, "null": type(None)}
+_IGNORED = {
+    "title",
+    "description",
+    "default",
+    "examples",
+    "$schema",
+    "$id",
+    "$comment",
+    "format",
+    "readOnly",
+    "writeOnly",
+    "deprecated",
+}
+_BOUNDS = {
+    "maxLength": "max_length",
+    "minLength": "min_length",
+    "pattern": "pattern",
+    "minimum": "ge",
+    "maximum": "le",
+    "exclusiveMinimum": "gt",
+    "exclusiveMaximum": "lt",
+    "multipleOf": "multiple_of",
+    "minItems": "min_length",
+    "maxItems": "max_length",
+}
+_SCALARS: dict[str, Any] = {
+    "string": str,
+    "integer": int,
+    "number": float,
+    "boolean": bool,
+    "null": type(None),
+}
 
 
 def model_from_json_schema_file(path: Path) -> type[BaseModel]:
@@ -38,11 +64,15 @@ def model_from_json_schema_file(path: Path) -> type[BaseModel]:
     return model_from_json_schema(schema, name=_class_name(path.stem), origin=str(path))
 
 
-def model_from_json_schema(schema: Any, *, name: str = "CustomSchema", origin: str = "schema") -> type[BaseModel]:
+def model_from_json_schema(
+    schema: Any, *, name: str = "CustomSchema", origin: str = "schema"
+) -> type[BaseModel]:
     if not isinstance(schema, dict):
         raise SchemaError(f"{origin}: a JSON Schema must be an object, got {type(schema).__name__}")
     if schema.get("type") != "object" or not isinstance(schema.get("properties"), dict):
-        raise SchemaError(f"{origin}: the top level must be {{\"type\": \"object\", \"properties\": {{...}}}}")
+        raise SchemaError(
+            f'{origin}: the top level must be {{"type": "object", "properties": {{...}}}}'
+        )
     converter = _Converter(schema, origin)
     model = converter.object_model(schema, name, "#")
     model.__doc__ = str(schema.get("description") or f"Schema loaded from {origin}.")
@@ -77,7 +107,9 @@ class _Converter:
             if not key.isidentifier() or key.startswith("_"):
                 raise self.fail(f"{where}/properties/{key}", "property names must be identifiers")
             typ = self.annotation(sub, f"{name}_{key}", f"{where}/properties/{key}")
-            default = ... if key in required else (sub.get("default") if isinstance(sub, dict) else None)
+            default = (
+                ... if key in required else (sub.get("default") if isinstance(sub, dict) else None)
+            )
             if key not in required and default is None:
                 typ = typ | None
             desc = sub.get("description") if isinstance(sub, dict) else None
@@ -91,9 +123,25 @@ class _Converter:
             return Any
         if not isinstance(node, dict):
             raise self.fail(where, "a schema must be an object")
-        unknown = set(node) - _IGNORED - set(_BOUNDS) - {"type", "properties", "required",
-                                                         "additionalProperties", "items", "enum", "const",
-                                                         "anyOf", "oneOf", "$ref", "$defs", "definitions"}
+        unknown = (
+            set(node)
+            - _IGNORED
+            - set(_BOUNDS)
+            - {
+                "type",
+                "properties",
+                "required",
+                "additionalProperties",
+                "items",
+                "enum",
+                "const",
+                "anyOf",
+                "oneOf",
+                "$ref",
+                "$defs",
+                "definitions",
+            }
+        )
         if unknown:
             raise self.fail(where, f"keyword(s) {', '.join(sorted(unknown))} not supported")
         if "$ref" in node:
@@ -107,7 +155,10 @@ class _Converter:
             return Literal[tuple(values)]
         for key in ("anyOf", "oneOf"):
             if key in node:
-                options = [self.annotation(s, f"{name}_{i}", f"{where}/{key}/{i}") for i, s in enumerate(node[key])]
+                options = [
+                    self.annotation(s, f"{name}_{i}", f"{where}/{key}/{i}")
+                    for i, s in enumerate(node[key])
+                ]
                 if not options:
                     raise self.fail(where, f"'{key}' is empty")
                 union = options[0]
@@ -137,15 +188,20 @@ class _Converter:
         if kind not in _SCALARS:
             raise self.fail(where, f"unknown type {kind!r}")
         numeric = {"ge", "le", "gt", "lt", "multiple_of"}
-        allowed = {"string": {"max_length", "min_length", "pattern"}, "integer": numeric,
-                   "number": numeric}.get(kind, set())
+        allowed = {
+            "string": {"max_length", "min_length", "pattern"},
+            "integer": numeric,
+            "number": numeric,
+        }.get(kind, set())
         keep = {k: v for k, v in bounds.items() if k in allowed}
         base = _SCALARS[kind]
         return Annotated[base, Field(**keep)] if keep else base
 
     def ref(self, ref: Any, where: str) -> Any:
         if not isinstance(ref, str) or not re.fullmatch(r"#/(\$defs|definitions)/[^/]+", ref):
-            raise self.fail(where, f"only local references to #/$defs/NAME are supported, got {ref!r}")
+            raise self.fail(
+                where, f"only local references to #/$defs/NAME are supported, got {ref!r}"
+            )
         key = ref.rsplit("/", 1)[-1]
         if key not in self.defs:
             raise self.fail(where, f"reference {ref!r} has no definition")

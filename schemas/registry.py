@@ -46,8 +46,14 @@ _ENTRIES: tuple[SchemaEntry, ...] = (
 )
 BUILTIN: dict[str, SchemaEntry] = {e.name: e for e in _ENTRIES}
 _BY_MODEL: dict[type[BaseModel], SchemaEntry] = {e.model: e for e in _ENTRIES}
-ALIASES = {"scientific_paper": "paper", "slide_deck": "slides", "form_fields": "form", "table": "tables",
-           "po": "purchase_order", "document_summary": "summary"}
+ALIASES = {
+    "scientific_paper": "paper",
+    "slide_deck": "slides",
+    "form_fields": "form",
+    "table": "tables",
+    "po": "purchase_order",
+    "document_summary": "summary",
+}
 
 
 def list_schemas() -> dict[str, str]:
@@ -105,7 +111,9 @@ def schema_name(model: type[BaseModel]) -> str:
     if entry is not None:
         return entry.name
     module = getattr(model, "__module__", "")
-    return f"{module}:{model.__qualname__}" if module and module != "pydantic.main" else model.__name__
+    return (
+        f"{module}:{model.__qualname__}" if module and module != "pydantic.main" else model.__name__
+    )
 
 
 def schema_version(model: type[BaseModel]) -> str:

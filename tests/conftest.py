@@ -20,8 +20,10 @@ def corpus_path() -> Path:
 def corpus() -> Path:
     path = corpus_path()
     if not (path / "MANIFEST.tsv").is_file():
-        pytest.fail(f"test corpus not found at {path} (no MANIFEST.tsv): set DOCVL_CORPUS to the corpus "
-                    "directory (see /work/shared/corpus/README.md)")
+        pytest.fail(
+            f"test corpus not found at {path} (no MANIFEST.tsv): set DOCVL_CORPUS to the corpus "
+            "directory (see ../shared/corpus/README.md, beside the repository)"
+        )
     return path
 
 

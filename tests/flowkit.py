@@ -37,8 +37,14 @@ ACTIVE = {"now": 0, "peak": 0}
 
 def reply(content: Sequence[Part], request: GenerationRequest) -> str:
     pages = sorted({p.page for p in content if isinstance(p, ImagePart)})
-    name = next((p.text.split(":", 1)[1].split(",")[0].strip() for p in content
-                 if isinstance(p, TextPart) and p.text.startswith("<document")), "doc")
+    name = next(
+        (
+            p.text.split(":", 1)[1].split(",")[0].strip()
+            for p in content
+            if isinstance(p, TextPart) and p.text.startswith("<document")
+        ),
+        "doc",
+    )
     first = pages[0] if pages else 1
     with _lock:
         CALLS.append(f"{name}:{first}")
@@ -57,8 +63,13 @@ def reply(content: Sequence[Part], request: GenerationRequest) -> str:
     finally:
         with _lock:
             ACTIVE["now"] -= 1
-    return json.dumps({"title": f"About {name}", "summary": f"Summary of {name}.",
-                       "key_points": [{"point": f"Page {p} of {name}.", "pages": [p]} for p in pages[:12]]})
+    return json.dumps(
+        {
+            "title": f"About {name}",
+            "summary": f"Summary of {name}.",
+            "key_points": [{"point": f"Page {p} of {name}.", "pages": [p]} for p in pages[:12]],
+        }
+    )
 
 
 class ConcurrentScripted:
@@ -71,13 +82,20 @@ class ConcurrentScripted:
         self.model_id = model_id
         self.counter = TokenCounter(None)
 
-    def generate(self, content: Sequence[Part], requests: Sequence[GenerationRequest]) -> list[Generation]:
+    def generate(
+        self, content: Sequence[Part], requests: Sequence[GenerationRequest]
+    ) -> list[Generation]:
         out = []
         for request in requests:
             text = reply(content, request)
-            out.append(Generation(text=text, finish_reason="stop",
-                                  input_tokens=self.counter.prompt(content, request.instruction),
-                                  output_tokens=self.counter.text(text)))
+            out.append(
+                Generation(
+                    text=text,
+                    finish_reason="stop",
+                    input_tokens=self.counter.prompt(content, request.instruction),
+                    output_tokens=self.counter.text(text),
+                )
+            )
         return out
 
     def close(self) -> None:
@@ -114,21 +132,35 @@ def make_pdf(path: Path, pages: int = 2, text: str | None = None) -> Path:
 
 
 def make_pdfs(directory: Path, n: int, pages: int = 2) -> list[Path]:
-    return [make_pdf(directory / f"doc{i:03d}.pdf", pages, text=f"document number {i}") for i in range(n)]
+    return [
+        make_pdf(directory / f"doc{i:03d}.pdf", pages, text=f"document number {i}")
+        for i in range(n)
+    ]
 
 
 def test_settings(cache_dir: Path, **over: Any) -> Settings:
-    return Settings(backend="scripted", cache_dir=cache_dir, dpi=36, min_pixels=32 * 32, max_pixels=64 * 32 * 32,
-                    **over)
+    return Settings(
+        backend="scripted",
+        cache_dir=cache_dir,
+        dpi=36,
+        min_pixels=32 * 32,
+        max_pixels=64 * 32 * 32,
+        **over,
+    )
 
 
 def prefect_env(home: Path) -> dict[str, str]:
     """Quiet, offline environment for Prefect subprocesses and servers."""
     env = dict(os.environ)
     repo = str(Path(__file__).resolve().parents[1])
-    env.update(PREFECT_HOME=str(home), DO_NOT_TRACK="1", PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PREFECT_LOGGING_LEVEL="WARNING", PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="90",
-               PYTHONPATH=os.pathsep.join([repo, str(Path(__file__).resolve().parent)]))
+    env.update(
+        PREFECT_HOME=str(home),
+        DO_NOT_TRACK="1",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_LOGGING_LEVEL="WARNING",
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="90",
+        PYTHONPATH=os.pathsep.join([repo, str(Path(__file__).resolve().parent)]),
+    )
     env.pop("PREFECT_API_URL", None)
     return env
 
@@ -139,8 +171,10 @@ def harness() -> Iterator[None]:
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120), \
-            temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+    with (
+        prefect_test_harness(server_startup_timeout=120),
+        temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+    ):
         yield
 
 
@@ -150,8 +184,15 @@ def answer_reply(content: Sequence[Part], request: GenerationRequest) -> str:
     pages = sorted({p.page for p in images})
     with _lock:
         CALLS.append(f"ask:{len(images)}")
-    return json.dumps({"answer": "Every document has pages.", "found": True, "pages": pages[:1], "quotes": [],
-                       "confidence": None})
+    return json.dumps(
+        {
+            "answer": "Every document has pages.",
+            "found": True,
+            "pages": pages[:1],
+            "quotes": [],
+            "confidence": None,
+        }
+    )
 
 
 def answer_backend(settings: Settings) -> ScriptedBackend:

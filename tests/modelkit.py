@@ -32,7 +32,11 @@ def page_image(seed: int, height: int, width: int) -> Image.Image:
 def two_pages() -> list[Part]:
     parts: list[Part | None] = [
         document_header(1, "report.pdf", 2),
-        page_marker(1), ImagePart(1, 1, 256, 320, page_image(1, 256, 320)), page_text("Annual report 2024.", 100),
-        page_marker(2), ImagePart(1, 2, 320, 256, page_image(2, 320, 256)), page_text("Revenue grew by 7%.", 100),
+        page_marker(1),
+        ImagePart(1, 1, 256, 320, page_image(1, 256, 320)),
+        page_text("Annual report 2024.", 100),
+        page_marker(2),
+        ImagePart(1, 2, 320, 256, page_image(2, 320, 256)),
+        page_text("Revenue grew by 7%.", 100),
     ]
     return [p for p in parts if p is not None]

@@ -30,8 +30,9 @@ def counter() -> TokenCounter:
     return TokenCounter(build_tokenizer())
 
 
-def analyze_document(path: Path, settings: Settings, backend: ModelBackend,
-                     counter: TokenCounter) -> ResultEnvelope:
+def analyze_document(
+    path: Path, settings: Settings, backend: ModelBackend, counter: TokenCounter
+) -> ResultEnvelope:
     [envelope] = Engine(settings, backend, counter).analyze([path])
     return envelope
 
@@ -55,26 +56,64 @@ def reply(content: Sequence[Part], request: GenerationRequest) -> str:
     shown = pages_in(content)
     pages = sorted({p for _, p in shown})
     if "partial" in request.instruction.split("\n")[0]:  # model-based reduce
-        found = [m for t in content if isinstance(t, TextPart) for m in re.findall(r'"pages":\[([\d,]+)\]', t.text)]
+        found = [
+            m
+            for t in content
+            if isinstance(t, TextPart)
+            for m in re.findall(r'"pages":\[([\d,]+)\]', t.text)
+        ]
         cited = sorted({int(n) for m in found for n in m.split(",")})
-        if "Answer schema" in request.instruction or "answers to the question" in request.instruction:
+        if (
+            "Answer schema" in request.instruction
+            or "answers to the question" in request.instruction
+        ):
             return json.dumps({"answer": "merged answer", "pages": cited[:20], "quotes": []})
-        return json.dumps({"title": "Merged", "summary": "merged",
-                           "key_points": [{"point": "all", "pages": cited[:20]}]})
+        return json.dumps(
+            {
+                "title": "Merged",
+                "summary": "merged",
+                "key_points": [{"point": "all", "pages": cited[:20]}],
+            }
+        )
     if "DocumentSummary schema" in request.instruction:
-        return json.dumps({"title": "Doc", "summary": f"pages {pages}",
-                           "key_points": [{"point": f"page {p}", "pages": [p]} for p in pages[:12]]})
+        return json.dumps(
+            {
+                "title": "Doc",
+                "summary": f"pages {pages}",
+                "key_points": [{"point": f"page {p}", "pages": [p]} for p in pages[:12]],
+            }
+        )
     if "Answer schema" in request.instruction:
         doc, page = shown[0]
-        return json.dumps({"answer": "10.00 EUR", "pages": [page],
-                           "quotes": [{"page": page, "text": f"costs {page * 10}.00 EUR", "document": doc + 1}]})
-    items = [{"key": f"Item number {p}", "value": f"{p * 10}.00 EUR", "page": p,
-              "quote": f"Item number {p} costs {p * 10}.00 EUR"} for p in pages]
+        return json.dumps(
+            {
+                "answer": "10.00 EUR",
+                "pages": [page],
+                "quotes": [
+                    {"page": page, "text": f"costs {page * 10}.00 EUR", "document": doc + 1}
+                ],
+            }
+        )
+    items = [
+        {
+            "key": f"Item number {p}",
+            "value": f"{p * 10}.00 EUR",
+            "page": p,
+            "quote": f"Item number {p} costs {p * 10}.00 EUR",
+        }
+        for p in pages
+    ]
     return json.dumps({"form_title": None, "fields": items})
 
 
-SETTINGS = dict(tasks=("summary", "ask", "extract"), question=QUESTION, schema_name="form", dpi=72,
-                min_pixels=64 * 1024, max_pixels=256 * 1024)
+SETTINGS = dict(
+    tasks=("summary", "ask", "extract"),
+    question=QUESTION,
+    schema_name="form",
+    dpi=72,
+    min_pixels=64 * 1024,
+    max_pixels=256 * 1024,
+)
 
 
 def roundtrip(envelope: ResultEnvelope) -> dict[str, Any]:
@@ -93,11 +132,18 @@ def test_single_window_usage_equals_plan(tmp_path: Path, counter: TokenCounter) 
     assert envelope.usage.input_tokens == envelope.plan.input_tokens == planned
     assert envelope.usage.requests == 3 and len(backend.calls) == 3
     assert envelope.usage.cost_usd > 0 and envelope.usage.cached_tokens > 0
-    assert envelope.source.pages == 3 and envelope.source.kind == "pdf" and len(envelope.source.sha256 or "") == 64
+    assert (
+        envelope.source.pages == 3
+        and envelope.source.kind == "pdf"
+        and len(envelope.source.sha256 or "") == 64
+    )
     assert envelope.summary is not None and envelope.summary.completeness.uncited_pages == []
     assert envelope.answer is not None and envelope.answer.grounding.grounded == 1
     assert envelope.extraction is not None and envelope.extraction.schema_name == "form"
-    assert envelope.extraction.grounding.grounded == 3 and envelope.extraction.grounding.ungrounded == 0
+    assert (
+        envelope.extraction.grounding.grounded == 3
+        and envelope.extraction.grounding.ungrounded == 0
+    )
     # Every image went to the backend at the planned size.
     images = [p for p in backend.calls[0].content if isinstance(p, ImagePart)]
     assert all(p.image is not None and p.image.size == (p.width, p.height) for p in images)
@@ -126,9 +172,14 @@ def test_long_document_map_reduce_check(tmp_path: Path, counter: TokenCounter) -
     extraction = envelope.extraction
     assert extraction is not None
     keys = [f["key"] for f in extraction.data["fields"]]
-    assert sorted(keys, key=lambda k: int(k.split()[-1])) == [f"Item number {p}" for p in range(1, 9)]
+    assert sorted(keys, key=lambda k: int(k.split()[-1])) == [
+        f"Item number {p}" for p in range(1, 9)
+    ]
     assert extraction.completeness.reasked_pages == [w.last_page for w in windows]
-    assert extraction.completeness.uncited_pages == [] and extraction.completeness.added_records == len(windows)
+    assert (
+        extraction.completeness.uncited_pages == []
+        and extraction.completeness.added_records == len(windows)
+    )
     assert envelope.summary is not None and envelope.summary.data.title == "Merged"
     assert envelope.answer is not None and envelope.answer.data.answer == "merged answer"
     planned = sum(w.input_tokens for w in windows)
@@ -159,26 +210,41 @@ def test_failures_become_envelopes(tmp_path: Path, counter: TokenCounter) -> Non
     empty.write_bytes(b"")
     backend = ScriptedBackend(reply)
     envelope = analyze_document(empty, Settings(**SETTINGS), backend, counter)
-    assert envelope.status == "failed" and envelope.errors[0].code == EmptyFile.code and not backend.calls
+    assert (
+        envelope.status == "failed"
+        and envelope.errors[0].code == EmptyFile.code
+        and not backend.calls
+    )
     roundtrip(envelope)
     engine = Engine(Settings(**SETTINGS), backend, counter)
     prepared = engine.prepare(engine.units([empty])[0][0])
     assert prepared.errors[0][0].code == EmptyFile.code and prepared.passes == []
     with pytest.raises(UsageError):  # a usage mistake, before any document is touched
         Engine(Settings(tasks=("ask",)), backend, counter)
-    broken = analyze_document(make_pdf(tmp_path / "c.pdf", 1), Settings(**{**SETTINGS, "max_attempts": 1}),
-                              ScriptedBackend(lambda c, r: "no json"), counter)
+    broken = analyze_document(
+        make_pdf(tmp_path / "c.pdf", 1),
+        Settings(**{**SETTINGS, "max_attempts": 1}),
+        ScriptedBackend(lambda c, r: "no json"),
+        counter,
+    )
     assert broken.status == "failed" and {e.code for e in broken.errors} == {"validation_failed"}
-    half = analyze_document(make_pdf(tmp_path / "d.pdf", 1), Settings(**{**SETTINGS, "max_attempts": 1}),
-                            ScriptedBackend(lambda c, r: "no" if "Answer" in r.instruction else reply(c, r)), counter)
+    half = analyze_document(
+        make_pdf(tmp_path / "d.pdf", 1),
+        Settings(**{**SETTINGS, "max_attempts": 1}),
+        ScriptedBackend(lambda c, r: "no" if "Answer" in r.instruction else reply(c, r)),
+        counter,
+    )
     assert half.status == "partial" and half.answer is None and half.summary is not None
     roundtrip(half)
 
 
 def test_cross_document_question_shares_windows(tmp_path: Path, counter: TokenCounter) -> None:
     settings = Settings(**{**SETTINGS, "tasks": ("ask", "summary"), "share_windows": True})
-    paths = [make_pdf(tmp_path / "x.pdf", 2, "Apple"), make_pdf(tmp_path / "y.pdf", 1, "Pear"),
-             tmp_path / "missing.pdf"]
+    paths = [
+        make_pdf(tmp_path / "x.pdf", 2, "Apple"),
+        make_pdf(tmp_path / "y.pdf", 1, "Pear"),
+        tmp_path / "missing.pdf",
+    ]
     backend = ScriptedBackend(reply, tokenizer=counter.tokenizer)
     x, y, missing = Engine(settings, backend, counter).analyze(paths)
     assert missing.status == "failed"

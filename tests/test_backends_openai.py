@@ -31,14 +31,23 @@ from pipeline.plan.prompt import Turn
 from pipeline.settings import Settings
 
 OK_BODY: dict[str, Any] = {
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": '{"a":1}'}, "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 11, "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": 8}},
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": '{"a":1}'},
+            "finish_reason": "stop",
+        }
+    ],
+    "usage": {
+        "prompt_tokens": 11,
+        "completion_tokens": 3,
+        "prompt_tokens_details": {"cached_tokens": 8},
+    },
 }
 
 
-
-
 # --- devserver + tiny model ---------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def local(tiny_model_dir: Path) -> Iterator[TransformersBackend]:
@@ -56,7 +65,9 @@ def server(local: TransformersBackend) -> Iterator[ServerHandle]:
 
 @pytest.fixture()
 def remote(server: ServerHandle) -> Iterator[OpenAIBackend]:
-    backend = OpenAIBackend(Settings(backend="openai", base_url=server.url, model="tiny", max_concurrency=2))
+    backend = OpenAIBackend(
+        Settings(backend="openai", base_url=server.url, model="tiny", max_concurrency=2)
+    )
     yield backend
     backend.close()
 
@@ -68,39 +79,59 @@ def test_models_endpoint(server: ServerHandle, local: TransformersBackend) -> No
 
 
 @pytest.mark.model
-def test_schema_valid_output_and_exact_usage(remote: OpenAIBackend, local: TransformersBackend) -> None:
+def test_schema_valid_output_and_exact_usage(
+    remote: OpenAIBackend, local: TransformersBackend
+) -> None:
     content = two_pages()
-    request = GenerationRequest("Summarize as JSON.", json_schema=summary_schema(), max_new_tokens=160)
+    request = GenerationRequest(
+        "Summarize as JSON.", json_schema=summary_schema(), max_new_tokens=160
+    )
     generation = remote.generate(content, [request])[0]
     assert generation.finish_reason == "stop"
     Summary.model_validate_json(generation.text)
     assert remote.structured_output is True
-    assert generation.input_tokens == TokenCounter(local.tokenizer).prompt(content, request.instruction)
+    assert generation.input_tokens == TokenCounter(local.tokenizer).prompt(
+        content, request.instruction
+    )
     assert 0 < generation.output_tokens <= request.max_new_tokens
 
 
 @pytest.mark.model
-def test_same_prompt_and_output_as_in_process(remote: OpenAIBackend, local: TransformersBackend) -> None:
+def test_same_prompt_and_output_as_in_process(
+    remote: OpenAIBackend, local: TransformersBackend
+) -> None:
     """PNG data URLs + the message mapping reproduce the in-process prompt token for token."""
     content = two_pages()
     requests = [
         GenerationRequest("What is the revenue growth?", max_new_tokens=20, temperature=0.0),
-        GenerationRequest("Summarize.", max_new_tokens=20, temperature=0.0,
-                          turns=(Turn(reply="not json", feedback="Reply with JSON only."),)),
+        GenerationRequest(
+            "Summarize.",
+            max_new_tokens=20,
+            temperature=0.0,
+            turns=(Turn(reply="not json", feedback="Reply with JSON only."),),
+        ),
     ]
     over_http = remote.generate(content, requests)
     in_process = local.generate(content, requests)
     for a, b in zip(over_http, in_process, strict=True):
         assert (a.text, a.input_tokens, a.output_tokens, a.finish_reason) == (
-            b.text, b.input_tokens, b.output_tokens, b.finish_reason)
+            b.text,
+            b.input_tokens,
+            b.output_tokens,
+            b.finish_reason,
+        )
     # the devserver keeps the last prefix: the next request on the same pages reports it as cached
-    again = remote.generate(content, [GenerationRequest("Title?", max_new_tokens=4, temperature=0.0)])[0]
+    again = remote.generate(
+        content, [GenerationRequest("Title?", max_new_tokens=4, temperature=0.0)]
+    )[0]
     assert again.cached_tokens > 0.9 * again.input_tokens
 
 
 @pytest.mark.model
 def test_length_finish_reason(remote: OpenAIBackend) -> None:
-    generation = remote.generate(two_pages(), [GenerationRequest("Tell a story.", max_new_tokens=3)])[0]
+    generation = remote.generate(
+        two_pages(), [GenerationRequest("Tell a story.", max_new_tokens=3)]
+    )[0]
     assert (generation.finish_reason, generation.output_tokens) == ("length", 3)
 
 
@@ -112,11 +143,15 @@ def test_devserver_rejects_bad_requests(server: ServerHandle) -> None:
 
 # --- retries against a scripted stdlib server -----------------------------------------------------
 
+
 class Scripted:
     """A real HTTP server answering with scripted (status, headers, body) and recording each request."""
 
-    def __init__(self, script: list[tuple[int, dict[str, str], dict[str, Any]]],
-                 reject_response_format: bool = False) -> None:
+    def __init__(
+        self,
+        script: list[tuple[int, dict[str, str], dict[str, Any]]],
+        reject_response_format: bool = False,
+    ) -> None:
         self.script = script
         self.reject_response_format = reject_response_format
         self.requests: list[tuple[float, dict[str, str], dict[str, Any]]] = []
@@ -132,9 +167,15 @@ class Scripted:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.requests.append((time.monotonic(), dict(self.headers), body))
                 if outer.reject_response_format and "response_format" in body:
-                    status, headers, payload = 400, {}, {"error": {"message": "response_format not supported"}}
+                    status, headers, payload = (
+                        400,
+                        {},
+                        {"error": {"message": "response_format not supported"}},
+                    )
                 else:
-                    status, headers, payload = outer.script.pop(0) if len(outer.script) > 1 else outer.script[0]
+                    status, headers, payload = (
+                        outer.script.pop(0) if len(outer.script) > 1 else outer.script[0]
+                    )
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 for key, value in headers.items():
@@ -172,15 +213,21 @@ def scripted_server() -> Iterator[type[Scripted]]:
 
 
 def test_429_honours_retry_after(scripted_server: type[Scripted]) -> None:
-    server = scripted_server([(429, {"Retry-After": "1"}, {"error": {"message": "slow down"}}), (200, {}, OK_BODY)])
+    server = scripted_server(
+        [(429, {"Retry-After": "1"}, {"error": {"message": "slow down"}}), (200, {}, OK_BODY)]
+    )
     backend = server.backend()
     start = time.monotonic()
     generation = backend.generate([], [GenerationRequest("hi")])[0]
     assert time.monotonic() - start >= 1.0
     assert backend.retries == 1 and backend.delays[0] >= 1.0
     assert len(server.requests) == 2 and server.requests[1][0] - server.requests[0][0] >= 1.0
-    assert (generation.text, generation.input_tokens, generation.output_tokens, generation.cached_tokens) == (
-        '{"a":1}', 11, 3, 8)
+    assert (
+        generation.text,
+        generation.input_tokens,
+        generation.output_tokens,
+        generation.cached_tokens,
+    ) == ('{"a":1}', 11, 3, 8)
     assert generation.timings["retries"] == 1.0
 
 
@@ -197,7 +244,9 @@ def test_503_then_200_backs_off(scripted_server: type[Scripted]) -> None:
     server = scripted_server([(503, {}, {"error": {"message": "overloaded"}}), (200, {}, OK_BODY)])
     backend = server.backend()
     assert backend.generate([], [GenerationRequest("hi")])[0].text == '{"a":1}'
-    assert backend.retries == 1 and 0.25 <= backend.delays[0] <= 0.5  # first backoff: 0.5 s with jitter
+    assert (
+        backend.retries == 1 and 0.25 <= backend.delays[0] <= 0.5
+    )  # first backoff: 0.5 s with jitter
 
 
 def test_retries_are_bounded(scripted_server: type[Scripted]) -> None:
@@ -220,17 +269,39 @@ def test_response_format_rejected_falls_back_once(scripted_server: type[Scripted
     assert len(server.requests) == 3 and "response_format" not in server.requests[2][2]
 
 
-def test_response_format_payload(scripted_server: type[Scripted], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_response_format_payload(
+    scripted_server: type[Scripted], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DOCVL_TEST_KEY", "sk-test")
     server = scripted_server([(200, {}, OK_BODY)])
     backend = server.backend(api_key_env="DOCVL_TEST_KEY")
-    backend.generate([], [GenerationRequest("hi", json_schema={"type": "object", "title": "My Reply"},
-                                            temperature=0.7, max_new_tokens=7)])
+    backend.generate(
+        [],
+        [
+            GenerationRequest(
+                "hi",
+                json_schema={"type": "object", "title": "My Reply"},
+                temperature=0.7,
+                max_new_tokens=7,
+            )
+        ],
+    )
     _, headers, body = server.requests[0]
     assert headers["Authorization"] == "Bearer sk-test"
-    assert body["response_format"] == {"type": "json_schema", "json_schema": {
-        "name": "My_Reply", "schema": {"type": "object", "title": "My Reply"}, "strict": True}}
-    assert (body["max_tokens"], body["temperature"], body["top_p"], body["top_k"]) == (7, 0.7, 0.8, 20)
+    assert body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "My_Reply",
+            "schema": {"type": "object", "title": "My Reply"},
+            "strict": True,
+        },
+    }
+    assert (body["max_tokens"], body["temperature"], body["top_p"], body["top_k"]) == (
+        7,
+        0.7,
+        0.8,
+        20,
+    )
     assert body["messages"][-1] == {"role": "user", "content": [{"type": "text", "text": "hi"}]}
 
 
@@ -246,8 +317,10 @@ def test_client_errors_are_not_retried(scripted_server: type[Scripted]) -> None:
 
 
 def test_unreachable_server_is_unavailable() -> None:
-    backend = OpenAIBackend(Settings(backend="openai", base_url="http://127.0.0.1:9/v1", max_retries=1),
-                            sleep=lambda s: None)
+    backend = OpenAIBackend(
+        Settings(backend="openai", base_url="http://127.0.0.1:9/v1", max_retries=1),
+        sleep=lambda s: None,
+    )
     with pytest.raises(BackendUnavailable, match="cannot reach"):
         backend.generate([], [GenerationRequest("hi")])
     assert backend.retries == 1
@@ -262,5 +335,8 @@ def test_refuses_without_base_url() -> None:
 
 def test_factory_builds_openai(tmp_path: Path) -> None:
     backend = make_backend(Settings(backend="openai", base_url="http://127.0.0.1:9/v1/"))
-    assert isinstance(backend, OpenAIBackend) and backend.url == "http://127.0.0.1:9/v1/chat/completions"
+    assert (
+        isinstance(backend, OpenAIBackend)
+        and backend.url == "http://127.0.0.1:9/v1/chat/completions"
+    )
     backend.close()

@@ -13,7 +13,11 @@ from pipeline.plan.count import TokenCounter
 from pipeline.plan.prompt import ImagePart, Part, TextPart, Turn
 from pipeline.settings import Settings
 
-CONTENT: list[Part] = [TextPart("<page 1>\n"), ImagePart(1, 1, 320, 256), TextPart("Text layer:\nhello\n")]
+CONTENT: list[Part] = [
+    TextPart("<page 1>\n"),
+    ImagePart(1, 1, 320, 256),
+    TextPart("Text layer:\nhello\n"),
+]
 
 
 def test_replies_in_order_and_recorded() -> None:
@@ -39,13 +43,17 @@ def test_callable_replier_sees_content_and_request() -> None:
 def test_token_accounting_estimate() -> None:
     counter = TokenCounter()
     backend = ScriptedBackend(["x" * 30, "y" * 300])
-    short, long = backend.generate(CONTENT, [GenerationRequest("q"), GenerationRequest("q", max_new_tokens=50)])
+    short, long = backend.generate(
+        CONTENT, [GenerationRequest("q"), GenerationRequest("q", max_new_tokens=50)]
+    )
     assert short.input_tokens == counter.prompt(CONTENT, "q")
     assert short.output_tokens == counter.text("x" * 30) and short.cached_tokens == 0
     assert long.output_tokens == 50 and long.finish_reason == "length"
     assert long.cached_tokens == counter.content(CONTENT)
     # a re-ask on the same content: the content counts as cached; turns add input tokens
-    reask = ScriptedBackend(["{}"]).generate(CONTENT, [GenerationRequest("q", turns=(Turn("bad", "fix it"),))])[0]
+    reask = ScriptedBackend(["{}"]).generate(
+        CONTENT, [GenerationRequest("q", turns=(Turn("bad", "fix it"),))]
+    )[0]
     assert reask.input_tokens > short.input_tokens
 
 

@@ -20,22 +20,28 @@ from pipeline.settings import Settings
 pytestmark = pytest.mark.model
 
 
-
-
 @pytest.fixture(scope="module")
 def backend(tiny_model_dir: Path) -> TransformersBackend:
     return TransformersBackend(str(tiny_model_dir))
 
 
-def uncached_greedy(backend: TransformersBackend, content: list[Part], request: GenerationRequest) -> str:
+def uncached_greedy(
+    backend: TransformersBackend, content: list[Part], request: GenerationRequest
+) -> str:
     """Reference: the processor's own output straight into ``generate``, no cache reuse."""
     inputs = backend.processor_inputs(content, request)
     backend.model.model.rope_deltas = None
     out = backend.model.generate(
-        **inputs, max_new_tokens=request.max_new_tokens, do_sample=False, temperature=1.0, top_p=1.0, top_k=50,
-        eos_token_id=backend.eos_ids, pad_token_id=backend.tokenizer.pad_token_id,
+        **inputs,
+        max_new_tokens=request.max_new_tokens,
+        do_sample=False,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=50,
+        eos_token_id=backend.eos_ids,
+        pad_token_id=backend.tokenizer.pad_token_id,
     )
-    new = [t for t in out[0, inputs["input_ids"].shape[1]:].tolist() if t not in backend.eos_ids]
+    new = [t for t in out[0, inputs["input_ids"].shape[1] :].tolist() if t not in backend.eos_ids]
     return str(backend.tokenizer.decode(new, skip_special_tokens=True))
 
 
@@ -50,7 +56,9 @@ def test_input_tokens_equal_exact_count(backend: TransformersBackend) -> None:
     generation = backend.generate(content, [request])[0]
     expected = TokenCounter(backend.tokenizer).prompt(content, request.instruction)
     assert generation.input_tokens == expected
-    assert generation.input_tokens == backend.processor_inputs(content, request)["input_ids"].shape[1]
+    assert (
+        generation.input_tokens == backend.processor_inputs(content, request)["input_ids"].shape[1]
+    )
     assert sum(isinstance(p, ImagePart) for p in content) == 2
 
 
@@ -76,8 +84,11 @@ def test_one_prefill_matches_uncached_greedy(backend: TransformersBackend) -> No
 
     # a re-ask on the same content reuses the kept prefix cache (no new prefill)
     again = GenerationRequest(
-        "Summarize the document.", max_new_tokens=24,
-        turns=(Turn(reply=generations[0].text, feedback="That was not JSON. Reply with JSON only."),),
+        "Summarize the document.",
+        max_new_tokens=24,
+        turns=(
+            Turn(reply=generations[0].text, feedback="That was not JSON. Reply with JSON only."),
+        ),
     )
     reask = backend.generate(content, [again])[0]
     assert backend._prefix is prefix
@@ -92,14 +103,20 @@ def test_other_content_gets_a_new_prefill(backend: TransformersBackend) -> None:
     other = [*content[:-1], TextPart("Text layer:\nRevenue fell.\n")]
     generation = backend.generate(other, [GenerationRequest("Summarize.", max_new_tokens=8)])[0]
     assert generation.cached_tokens == 0
-    assert generation.text == uncached_greedy(backend, other, GenerationRequest("Summarize.", max_new_tokens=8))
+    assert generation.text == uncached_greedy(
+        backend, other, GenerationRequest("Summarize.", max_new_tokens=8)
+    )
 
 
 def test_constrained_output_validates(backend: TransformersBackend) -> None:
     content = two_pages()
     schema = summary_schema()
-    requests = [GenerationRequest("Summarize as JSON.", json_schema=schema, max_new_tokens=400, temperature=t)
-                for t in (0.0, 0.7, 1.0)]
+    requests = [
+        GenerationRequest(
+            "Summarize as JSON.", json_schema=schema, max_new_tokens=400, temperature=t
+        )
+        for t in (0.0, 0.7, 1.0)
+    ]
     torch.manual_seed(0)
     for generation in backend.generate(content, requests):
         assert generation.finish_reason == "stop", generation.text
@@ -107,23 +124,35 @@ def test_constrained_output_validates(backend: TransformersBackend) -> None:
 
 
 def test_length_finish_reason(backend: TransformersBackend) -> None:
-    generation = backend.generate(two_pages(), [GenerationRequest("Write a long story.", max_new_tokens=5)])[0]
+    generation = backend.generate(
+        two_pages(), [GenerationRequest("Write a long story.", max_new_tokens=5)]
+    )[0]
     assert generation.output_tokens == 5
     assert generation.finish_reason == "length"
 
 
 def test_text_only_content(backend: TransformersBackend) -> None:
-    content: list[Part] = [TextPart("<document 1: notes.txt, pages 1-1 of 1>\n"), TextPart("Text layer:\nhello\n")]
-    requests = [GenerationRequest("Summarize.", max_new_tokens=12), GenerationRequest("Title?", max_new_tokens=12)]
+    content: list[Part] = [
+        TextPart("<document 1: notes.txt, pages 1-1 of 1>\n"),
+        TextPart("Text layer:\nhello\n"),
+    ]
+    requests = [
+        GenerationRequest("Summarize.", max_new_tokens=12),
+        GenerationRequest("Title?", max_new_tokens=12),
+    ]
     generations = backend.generate(content, requests)
     assert generations[1].cached_tokens > 0
     for request, generation in zip(requests, generations, strict=True):
-        assert generation.input_tokens == TokenCounter(backend.tokenizer).prompt(content, request.instruction)
+        assert generation.input_tokens == TokenCounter(backend.tokenizer).prompt(
+            content, request.instruction
+        )
         assert generation.text == uncached_greedy(backend, content, request)
 
 
 def test_factory_builds_transformers(tiny_model_dir: Path) -> None:
-    backend = make_backend(Settings(backend="transformers", model=str(tiny_model_dir), device="cpu"))
+    backend = make_backend(
+        Settings(backend="transformers", model=str(tiny_model_dir), device="cpu")
+    )
     try:
         assert isinstance(backend, TransformersBackend)
         assert backend.model_id == str(tiny_model_dir)

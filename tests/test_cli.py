@@ -16,8 +16,12 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_plan_json_shape_and_exit_codes(samples: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "plan", str(samples / "invoice.pdf"), str(samples / "report.pdf"), "--json")
+def test_plan_json_shape_and_exit_codes(
+    samples: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(
+        capsys, "plan", str(samples / "invoice.pdf"), str(samples / "report.pdf"), "--json"
+    )
     assert code == 0
     plan = json.loads(out)
     assert plan["context_window"] == 262144
@@ -26,7 +30,9 @@ def test_plan_json_shape_and_exit_codes(samples: Path, tmp_path: Path, capsys: p
         assert doc["status"] == "ok" and doc["error"] is None
         assert [t["page"] for t in doc["page_tokens"]] == list(range(1, doc["pages"] + 1))
         assert all({"page", "image", "text"} <= set(t) for t in doc["page_tokens"])
-        assert doc["windows"][0]["first_page"] == 1 and doc["windows"][-1]["last_page"] == doc["pages"]
+        assert (
+            doc["windows"][0]["first_page"] == 1 and doc["windows"][-1]["last_page"] == doc["pages"]
+        )
 
     bad = tmp_path / "notes.pdf"
     bad.write_text("# just markdown\n")
@@ -40,17 +46,24 @@ def test_plan_json_shape_and_exit_codes(samples: Path, tmp_path: Path, capsys: p
 def test_plan_text_output(samples: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "plan", str(samples / "report.pdf"), "--price-input", "1.0")
     assert code == 0
-    assert "window 1: pages 1-5" in out and "estimated cost $" in out and "page tokens (image+text): 1:" in out
+    assert (
+        "window 1: pages 1-5" in out
+        and "estimated cost $" in out
+        and "page tokens (image+text): 1:" in out
+    )
 
 
-@pytest.mark.parametrize("args", [
-    ["plan", "x.pdf", "--task", "extract"],
-    ["plan", "x.pdf", "--task", "extract", "--schema", "no_such_schema"],
-    ["plan", "x.pdf", "--task", "ask"],
-    ["plan", "x.pdf", "--dpi", "5"],
-    ["run", "x.pdf", "--backend", "openai"],
-    ["trigger", "flow/dep", "--param", "novalue"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["plan", "x.pdf", "--task", "extract"],
+        ["plan", "x.pdf", "--task", "extract", "--schema", "no_such_schema"],
+        ["plan", "x.pdf", "--task", "ask"],
+        ["plan", "x.pdf", "--dpi", "5"],
+        ["run", "x.pdf", "--backend", "openai"],
+        ["trigger", "flow/dep", "--param", "novalue"],
+    ],
+)
 def test_usage_errors_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, *args)
     assert code == 2
@@ -71,5 +84,13 @@ def test_schemas_list_show_export(tmp_path: Path, capsys: pytest.CaptureFixture[
     target = tmp_path / "envelope.schema.json"
     assert run(capsys, "schemas", "export", "--out", str(target))[0] == 0
     schema = json.loads(target.read_text())
-    assert {"schema_version", "source", "status", "errors", "model", "plan", "usage", "timings"} <= set(
-        schema["properties"])
+    assert {
+        "schema_version",
+        "source",
+        "status",
+        "errors",
+        "model",
+        "plan",
+        "usage",
+        "timings",
+    } <= set(schema["properties"])

@@ -34,7 +34,10 @@ class Invoice(BaseModel):
 
 
 ARRAY_OF_ENUMS: dict[str, Any] = {
-    "type": "array", "items": {"enum": ["red", "green", "blue"]}, "minItems": 1, "maxItems": 5,
+    "type": "array",
+    "items": {"enum": ["red", "green", "blue"]},
+    "minItems": 1,
+    "maxItems": 5,
 }
 BOUNDED_NUMBERS: dict[str, Any] = {
     "type": "object",
@@ -42,7 +45,8 @@ BOUNDED_NUMBERS: dict[str, Any] = {
         "score": {"type": "number", "minimum": -1, "maximum": 1, "multipleOf": 0.25},
         "page": {"type": "integer", "minimum": 1, "maximum": 300},
     },
-    "required": ["score", "page"], "additionalProperties": False,
+    "required": ["score", "page"],
+    "additionalProperties": False,
 }
 NESTED: dict[str, Any] = {
     "type": "object",
@@ -50,13 +54,17 @@ NESTED: dict[str, Any] = {
         "title": {"type": "string", "maxLength": 16},
         "author": {
             "type": "object",
-            "properties": {"name": {"type": "string", "maxLength": 10}, "age": {"type": "integer", "minimum": 0,
-                                                                                "maximum": 120}},
-            "required": ["name", "age"], "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string", "maxLength": 10},
+                "age": {"type": "integer", "minimum": 0, "maximum": 120},
+            },
+            "required": ["name", "age"],
+            "additionalProperties": False,
         },
         "kind": {"enum": ["report", "invoice", "letter"]},
     },
-    "required": ["title", "author", "kind"], "additionalProperties": False,
+    "required": ["title", "author", "kind"],
+    "additionalProperties": False,
 }
 
 
@@ -82,25 +90,39 @@ def tiny(tiny_model_dir: Path) -> tuple[Any, Any, JsonConstrainer]:
     return model, tokenizer, JsonConstrainer(tokenizer, eos_token_ids(tokenizer), vocab_size=vocab)
 
 
-def _generate(tiny: tuple[Any, Any, JsonConstrainer], schema: dict[str, Any], seed: int, sample: bool = True) -> str:
+def _generate(
+    tiny: tuple[Any, Any, JsonConstrainer], schema: dict[str, Any], seed: int, sample: bool = True
+) -> str:
     model, tokenizer, constrainer = tiny
     text = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "Reply with JSON."}], tokenize=False, add_generation_prompt=True
+        [{"role": "user", "content": "Reply with JSON."}],
+        tokenize=False,
+        add_generation_prompt=True,
     )
     ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)
     torch.manual_seed(seed)
     out = model.generate(
-        **ids, max_new_tokens=800, do_sample=sample, temperature=1.0 if sample else None, top_k=0, top_p=1.0,
-        eos_token_id=constrainer.eos_token_ids, pad_token_id=tokenizer.pad_token_id,
+        **ids,
+        max_new_tokens=800,
+        do_sample=sample,
+        temperature=1.0 if sample else None,
+        top_k=0,
+        top_p=1.0,
+        eos_token_id=constrainer.eos_token_ids,
+        pad_token_id=tokenizer.pad_token_id,
         logits_processor=[constrainer.processor(schema)],
     )
-    new = out[0, ids["input_ids"].shape[1]:].tolist()
+    new = out[0, ids["input_ids"].shape[1] :].tolist()
     assert new[-1] == constrainer.eos_token_ids[0], "the grammar must end the reply with <|im_end|>"
     return str(tokenizer.decode(new[:-1], skip_special_tokens=True))
 
 
-@pytest.mark.parametrize("schema", [ARRAY_OF_ENUMS, BOUNDED_NUMBERS, NESTED], ids=["enum-array", "numbers", "nested"])
-def test_random_weights_produce_valid_json(tiny: tuple[Any, Any, JsonConstrainer], schema: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "schema", [ARRAY_OF_ENUMS, BOUNDED_NUMBERS, NESTED], ids=["enum-array", "numbers", "nested"]
+)
+def test_random_weights_produce_valid_json(
+    tiny: tuple[Any, Any, JsonConstrainer], schema: dict[str, Any]
+) -> None:
     for seed in range(4):
         text = _generate(tiny, schema, seed)
         jsonschema.validate(json.loads(text), schema)
@@ -131,7 +153,9 @@ def test_validate_helper(tiny: tuple[Any, Any, JsonConstrainer]) -> None:
     assert constrainer.validate(BOUNDED_NUMBERS, '{"score":0.75,"page":3}')
     # llguidance quirk: with multipleOf 0.25 a fraction is written with 2 decimals ("0.50", not "0.5").
     assert constrainer.validate(BOUNDED_NUMBERS, '{"score":0.50,"page":3}')
-    assert not constrainer.validate(BOUNDED_NUMBERS, '{"score": 0.75, "page": 3}')  # free whitespace
+    assert not constrainer.validate(
+        BOUNDED_NUMBERS, '{"score": 0.75, "page": 3}'
+    )  # free whitespace
     assert not constrainer.validate(BOUNDED_NUMBERS, '{"score":2,"page":3}')  # above maximum
     assert not constrainer.validate(BOUNDED_NUMBERS, '{"score":0.3,"page":3}')  # not a multiple
     assert not constrainer.validate(BOUNDED_NUMBERS, '{"score":0.75}')  # incomplete

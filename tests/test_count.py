@@ -34,7 +34,10 @@ def window(sizes: list[tuple[int, int]], texts: list[str]) -> list[Part]:
 
 def processor_count(processor: Any, content: list[Part], instruction: str) -> int:
     batch = processor.apply_chat_template(
-        hf_messages(content, instruction), tokenize=True, return_dict=True, add_generation_prompt=True,
+        hf_messages(content, instruction),
+        tokenize=True,
+        return_dict=True,
+        add_generation_prompt=True,
         return_tensors="pt",
     )
     return int(batch["input_ids"].shape[1])
@@ -42,14 +45,19 @@ def processor_count(processor: Any, content: list[Part], instruction: str) -> in
 
 CASES = [
     ([(1760, 1248)], ["Invoice 2024-001\nTotal: 1,234.50 EUR"]),
-    ([(1056, 1248), (1760, 1248), (320, 320)], ["First page.", "", "Über naïve café — 東京 2.5%\n\n  indented"]),
-    ([(64, 1024)] * 4, ["a", "b.", "c\n", "Résumé: {\"k\": [1, 2]}"]),
+    (
+        [(1056, 1248), (1760, 1248), (320, 320)],
+        ["First page.", "", "Über naïve café — 東京 2.5%\n\n  indented"],
+    ),
+    ([(64, 1024)] * 4, ["a", "b.", "c\n", 'Résumé: {"k": [1, 2]}']),
 ]
 
 
 @pytest.mark.model
 @pytest.mark.parametrize(("sizes", "texts"), CASES)
-def test_window_count_equals_processor(tiny_model_dir: Path, sizes: list[tuple[int, int]], texts: list[str]) -> None:
+def test_window_count_equals_processor(
+    tiny_model_dir: Path, sizes: list[tuple[int, int]], texts: list[str]
+) -> None:
     processor = load_processor(str(tiny_model_dir))
     counter = TokenCounter(load_tokenizer(str(tiny_model_dir)))
     content = window(sizes, texts)

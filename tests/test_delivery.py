@@ -35,10 +35,15 @@ def test_claim_is_exclusive_and_done_wins(tmp_path: Path) -> None:
 
 def test_claim_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path)
-    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     dead_pid = int(proc.stdout)
-    (ledger.root / "k.claim").write_text(json.dumps({"pid": dead_pid, "host": os.uname().nodename,
-                                                     "run": "old", "time": time.time()}))
+    (ledger.root / "k.claim").write_text(
+        json.dumps(
+            {"pid": dead_pid, "host": os.uname().nodename, "run": "old", "time": time.time()}
+        )
+    )
     assert ledger.claim("k", "new")
     assert json.loads((ledger.root / "k.claim").read_text())["run"] == "new"
     assert not list(ledger.root.glob("*.stale"))
@@ -46,15 +51,22 @@ def test_claim_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
 
 def test_live_claim_is_respected_until_ttl(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path, ttl_s=3600)
-    (ledger.root / "k.claim").write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename,
-                                                     "run": "other", "time": time.time()}))
+    (ledger.root / "k.claim").write_text(
+        json.dumps(
+            {"pid": os.getpid(), "host": os.uname().nodename, "run": "other", "time": time.time()}
+        )
+    )
     assert not ledger.claim("k", "me")
     assert Ledger(tmp_path, ttl_s=0).claim("k", "me")
 
 
 def test_deliver_and_manifest_are_atomic(tmp_path: Path) -> None:
     target = deliver(tmp_path, Path("/in/report.final.pdf"), "ab" * 32, {"status": "ok"})
-    assert target.name == output_name(Path("report.final.pdf"), "ab" * 32) == "report.final.abababababab.json"
+    assert (
+        target.name
+        == output_name(Path("report.final.pdf"), "ab" * 32)
+        == "report.final.abababababab.json"
+    )
     assert json.loads(target.read_text()) == {"status": "ok"}
     manifest = write_manifest(tmp_path, "run-1", [{"a": 1}, {"b": 2}])
     assert [json.loads(x) for x in manifest.read_text().splitlines()] == [{"a": 1}, {"b": 2}]
@@ -88,9 +100,18 @@ def _client(responses: list[httpx.Response | Exception], seen: list[httpx.Reques
 def test_webhook_honours_retry_after_and_backs_off() -> None:
     seen: list[httpx.Request] = []
     sleeps: list[float] = []
-    client = _client([httpx.Response(429, headers={"Retry-After": "7"}), httpx.Response(503),
-                      httpx.ConnectError("refused"), httpx.Response(201)], seen)
-    result = post_record("http://hook/x", {"id": 1}, client=client, backoff_s=0.5, sleep=sleeps.append)
+    client = _client(
+        [
+            httpx.Response(429, headers={"Retry-After": "7"}),
+            httpx.Response(503),
+            httpx.ConnectError("refused"),
+            httpx.Response(201),
+        ],
+        seen,
+    )
+    result = post_record(
+        "http://hook/x", {"id": 1}, client=client, backoff_s=0.5, sleep=sleeps.append
+    )
     assert result.ok and result.attempts == 4 and result.status_code == 201
     assert sleeps == [7.0, 1.0, 2.0]
     assert json.loads(seen[0].content) == {"id": 1}
@@ -99,25 +120,49 @@ def test_webhook_honours_retry_after_and_backs_off() -> None:
 def test_webhook_does_not_retry_client_errors() -> None:
     seen: list[httpx.Request] = []
     sleeps: list[float] = []
-    result = post_record("http://hook/x", {}, client=_client([httpx.Response(400, text="bad")], seen),
-                         sleep=sleeps.append)
+    result = post_record(
+        "http://hook/x",
+        {},
+        client=_client([httpx.Response(400, text="bad")], seen),
+        sleep=sleeps.append,
+    )
     assert not result.ok and result.attempts == 1 and result.status_code == 400 and sleeps == []
 
 
 def test_webhook_gives_up_after_attempts() -> None:
     seen: list[httpx.Request] = []
     sleeps: list[float] = []
-    result = post_record("http://hook/x", {}, attempts=3, backoff_s=1,
-                         client=_client([httpx.Response(500)] * 3, seen), sleep=sleeps.append)
+    result = post_record(
+        "http://hook/x",
+        {},
+        attempts=3,
+        backoff_s=1,
+        client=_client([httpx.Response(500)] * 3, seen),
+        sleep=sleeps.append,
+    )
     assert not result.ok and result.attempts == 3 and sleeps == [1, 2]
 
 
 def test_webhook_honours_and_caps_retry_after() -> None:
     seen: list[httpx.Request] = []
     sleeps: list[float] = []
-    replies = [httpx.Response(429, headers={"Retry-After": "7"}), httpx.Response(503, headers={"Retry-After": "99999"}),
-               httpx.Response(429, headers={"Retry-After": "soon"}), httpx.Response(200)]
-    result = post_record("http://hook/x", {}, attempts=4, backoff_s=1, client=_client(replies, seen),
-                         sleep=sleeps.append)
+    replies = [
+        httpx.Response(429, headers={"Retry-After": "7"}),
+        httpx.Response(503, headers={"Retry-After": "99999"}),
+        httpx.Response(429, headers={"Retry-After": "soon"}),
+        httpx.Response(200),
+    ]
+    result = post_record(
+        "http://hook/x",
+        {},
+        attempts=4,
+        backoff_s=1,
+        client=_client(replies, seen),
+        sleep=sleeps.append,
+    )
     assert result.ok and result.attempts == 4
-    assert sleeps == [7.0, MAX_RETRY_AFTER_S, 4]  # header, capped header, unreadable header: backoff
+    assert sleeps == [
+        7.0,
+        MAX_RETRY_AFTER_S,
+        4,
+    ]  # header, capped header, unreadable header: backoff

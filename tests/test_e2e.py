@@ -49,11 +49,22 @@ def check_record(record: dict[str, Any]) -> ResultEnvelope:
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_cli_run_extract_invoice_matches_plan(
-    tiny_model_dir: Path, samples: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    tiny_model_dir: Path,
+    samples: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)  # the result cache goes to ./.docvl-cache
-    args = [str(samples / "invoice.pdf"), "--task", "extract", "--schema", "invoice", "--model", str(tiny_model_dir)]
+    args = [
+        str(samples / "invoice.pdf"),
+        "--task",
+        "extract",
+        "--schema",
+        "invoice",
+        "--model",
+        str(tiny_model_dir),
+    ]
     out = tmp_path / "invoice.jsonl"
     assert main(["run", *args, "--out", str(out), "--no-progress"]) == 0
     [line] = out.read_text().splitlines()
@@ -65,29 +76,51 @@ def test_cli_run_extract_invoice_matches_plan(
 
 
 def test_openai_backend_against_local_server_matches_plan(
-    backend: TransformersBackend, tiny_model_dir: Path, samples: Path, capsys: pytest.CaptureFixture[str],
+    backend: TransformersBackend,
+    tiny_model_dir: Path,
+    samples: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     handle: ServerHandle = serve(backend)
     try:
-        settings = Settings(backend="openai", base_url=handle.url, model=str(tiny_model_dir), tasks=("extract",),
-                            schema_name="invoice")
+        settings = Settings(
+            backend="openai",
+            base_url=handle.url,
+            model=str(tiny_model_dir),
+            tasks=("extract",),
+            schema_name="invoice",
+        )
         client = OpenAIBackend(settings)
-        envelope = Engine(settings, client, counter_for(settings)).analyze([samples / "invoice.pdf"])[0]
+        envelope = Engine(settings, client, counter_for(settings)).analyze(
+            [samples / "invoice.pdf"]
+        )[0]
         client.close()
     finally:
         handle.stop()
     check_record(envelope.model_dump(mode="json"))
     assert envelope.status == "ok" and envelope.extraction is not None
     assert envelope.model is not None and envelope.model.backend == "openai"
-    args = [str(samples / "invoice.pdf"), "--task", "extract", "--schema", "invoice", "--model", str(tiny_model_dir)]
+    args = [
+        str(samples / "invoice.pdf"),
+        "--task",
+        "extract",
+        "--schema",
+        "invoice",
+        "--model",
+        str(tiny_model_dir),
+    ]
     assert envelope.usage.input_tokens == planned_tokens(capsys, args)
 
 
 def test_summary_and_extraction_share_one_prefill(tiny_model_dir: Path, samples: Path) -> None:
-    settings = Settings(model=str(tiny_model_dir), tasks=("summary", "extract"), schema_name="invoice")
+    settings = Settings(
+        model=str(tiny_model_dir), tasks=("summary", "extract"), schema_name="invoice"
+    )
     fresh = TransformersBackend(str(tiny_model_dir))  # no prefix cached from other tests
     try:
-        envelope = Engine(settings, fresh, counter_for(settings)).analyze([samples / "invoice.pdf"])[0]
+        envelope = Engine(settings, fresh, counter_for(settings)).analyze(
+            [samples / "invoice.pdf"]
+        )[0]
     finally:
         fresh.close()
     check_record(envelope.model_dump(mode="json"))
@@ -99,13 +132,22 @@ def test_summary_and_extraction_share_one_prefill(tiny_model_dir: Path, samples:
 
 
 @pytest.mark.slow
-def test_long_book_runs_map_reduce_to_one_valid_result(backend: TransformersBackend, tiny_model_dir: Path,
-                                                       corpus: Path) -> None:
+def test_long_book_runs_map_reduce_to_one_valid_result(
+    backend: TransformersBackend, tiny_model_dir: Path, corpus: Path
+) -> None:
     # The whole 352-page book, with a small window so it needs several (the default window holds ~160
     # of its pages; a 258k-token prefill is GPU work, not a CPU unit test).
-    settings = Settings(model=str(tiny_model_dir), include_text=False, max_pixels=64 * 1024,
-                        min_pixels=16 * 1024, context_window=12_288, max_output_tokens=4_096)
-    envelope = Engine(settings, backend, counter_for(settings)).analyze([corpus / "good/freeculture_book_352p.pdf"])[0]
+    settings = Settings(
+        model=str(tiny_model_dir),
+        include_text=False,
+        max_pixels=64 * 1024,
+        min_pixels=16 * 1024,
+        context_window=12_288,
+        max_output_tokens=4_096,
+    )
+    envelope = Engine(settings, backend, counter_for(settings)).analyze(
+        [corpus / "good/freeculture_book_352p.pdf"]
+    )[0]
     check_record(envelope.model_dump(mode="json"))
     assert envelope.source.pages == 352
     windows = envelope.plan.windows

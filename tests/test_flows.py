@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from flows.store import RecordStore
 from pipeline.engine import Engine, Prepared, Unit
 from pipeline.errors import ErrorRecord, is_final
 from pipeline.result import ResultEnvelope, Source
+from schemas import DocumentSummary, registry
 
 FACTORY = "flowkit:scripted_backend"
 OPTIONS = RunOptions(backend_factory=FACTORY)
@@ -68,6 +70,23 @@ def test_rerun_hits_record_store_then_window_cache(tmp_path: Path) -> None:
     assert len(flowkit.CALLS) == 3
 
 
+def test_editing_a_schema_version_recomputes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = flowkit.make_pdfs(tmp_path / "in", 2)
+    settings = flowkit.test_settings(tmp_path / "cache")
+    run_batch(paths, settings, tmp_path / "a.jsonl", options=OPTIONS)
+    assert len(flowkit.CALLS) == 2
+    flowkit.reset()
+    run_batch(paths, settings, tmp_path / "b.jsonl", options=OPTIONS)
+    assert flowkit.CALLS == []  # records answer
+    # The summary schema is edited (new version): neither records nor windows may be served.
+    edited = dataclasses.replace(registry._BY_MODEL[DocumentSummary], version="1.1-test")
+    monkeypatch.setitem(registry._BY_MODEL, DocumentSummary, edited)
+    results = run_batch(paths, settings, tmp_path / "c.jsonl", options=OPTIONS)
+    assert len(flowkit.CALLS) == 2 and all(r.status == "ok" for r in results)
+
+
 def test_same_content_twice_in_a_batch_runs_once(tmp_path: Path) -> None:
     [p] = flowkit.make_pdfs(tmp_path / "in", 1)
     copy = tmp_path / "in" / "copy.pdf"
@@ -98,22 +117,32 @@ def test_retries_backend_errors_only(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(Engine, "prepare", counting)
     empty = tmp_path / "in" / "empty.pdf"
     empty.write_bytes(b"")
-    [res] = analyze_batch([str(empty)], settings, options=RunOptions(backend_factory=FACTORY, retry_delay_s=0.01, artifacts=False))
+    [res] = analyze_batch(
+        [str(empty)],
+        settings,
+        options=RunOptions(backend_factory=FACTORY, retry_delay_s=0.01, artifacts=False),
+    )
     assert res.status == "failed" and prepares == [empty]
 
 
-def test_exhausted_retries_leave_a_non_final_record_that_reruns(tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_exhausted_retries_leave_a_non_final_record_that_reruns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     [p] = flowkit.make_pdfs(tmp_path / "in", 1)
     settings = flowkit.test_settings(tmp_path / "cache")
     monkeypatch.setenv("DOCVL_TEST_FAIL_FIRST", "2")
-    [res] = analyze_batch([str(p)], settings, options=RunOptions(
-        backend_factory=FACTORY, retries=1, retry_delay_s=0.01, artifacts=False))
+    [res] = analyze_batch(
+        [str(p)],
+        settings,
+        options=RunOptions(backend_factory=FACTORY, retries=1, retry_delay_s=0.01, artifacts=False),
+    )
     assert res.status != "ok" and any(e.code == "backend_error" for e in res.errors)
     assert not is_final(res.errors)
     monkeypatch.setenv("DOCVL_TEST_FAIL_FIRST", "0")
     flowkit.reset()
-    [res] = analyze_batch([str(p)], settings, options=RunOptions(backend_factory=FACTORY, artifacts=False))
+    [res] = analyze_batch(
+        [str(p)], settings, options=RunOptions(backend_factory=FACTORY, artifacts=False)
+    )
     assert res.status == "ok" and len(flowkit.CALLS) == 1
 
 
@@ -123,8 +152,13 @@ def test_concurrency_limit_respected(tmp_path: Path, monkeypatch: pytest.MonkeyP
     paths = flowkit.make_pdfs(tmp_path / "in", 6, pages=1)
     settings = flowkit.test_settings(tmp_path / "cache", max_concurrency=2)
     monkeypatch.setenv("DOCVL_TEST_DELAY_S", "0.3")
-    results = analyze_batch([str(p) for p in paths], settings, options=RunOptions(backend_factory=FACTORY, global_limit="docvl-test-model",
-                                               artifacts=False))
+    results = analyze_batch(
+        [str(p) for p in paths],
+        settings,
+        options=RunOptions(
+            backend_factory=FACTORY, global_limit="docvl-test-model", artifacts=False
+        ),
+    )
     assert all(r.status == "ok" for r in results)
     assert flowkit.ACTIVE["peak"] == 2  # parallel, and never above the limit
     with get_client(sync_client=True) as client:  # created on demand with max_concurrency slots
@@ -133,23 +167,37 @@ def test_concurrency_limit_respected(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_is_final() -> None:
     ok = ResultEnvelope(source=Source(path="a"), status="ok")
-    bad_input = ResultEnvelope(source=Source(path="a"), status="failed",
-                               errors=[ErrorRecord(code="corrupt_document", message="x")])
-    backend = ResultEnvelope(source=Source(path="a"), status="partial",
-                             errors=[ErrorRecord(code="backend_error", message="x")])
+    bad_input = ResultEnvelope(
+        source=Source(path="a"),
+        status="failed",
+        errors=[ErrorRecord(code="corrupt_document", message="x")],
+    )
+    backend = ResultEnvelope(
+        source=Source(path="a"),
+        status="partial",
+        errors=[ErrorRecord(code="backend_error", message="x")],
+    )
     assert is_final(ok.errors) and is_final(bad_input.errors) and not is_final(backend.errors)
 
 
 def test_question_across_documents_shares_windows(tmp_path: Path) -> None:
     paths = flowkit.make_pdfs(tmp_path / "in", 3)
     settings = flowkit.test_settings(tmp_path / "cache").model_copy(
-        update={"tasks": ("ask",), "question": "Do they have pages?", "share_windows": True})
+        update={"tasks": ("ask",), "question": "Do they have pages?", "share_windows": True}
+    )
     out = tmp_path / "ask.jsonl"
-    results = run_batch(paths, settings, out, options=RunOptions(backend_factory="flowkit:answer_backend"))
+    results = run_batch(
+        paths, settings, out, options=RunOptions(backend_factory="flowkit:answer_backend")
+    )
     assert [r.status for r in results] == ["ok", "ok", "ok"]
     assert flowkit.CALLS == ["ask:6"]  # one shared window: 3 documents x 2 pages
-    assert all(r.answer is not None and r.answer.data.answer == "Every document has pages." for r in results)
-    assert all(r.answer is not None and r.answer.documents == [str(p) for p in paths] for r in results)
+    assert all(
+        r.answer is not None and r.answer.data.answer == "Every document has pages."
+        for r in results
+    )
+    assert all(
+        r.answer is not None and r.answer.documents == [str(p) for p in paths] for r in results
+    )
     assert len(_lines(out)) == 3
 
 
@@ -175,10 +223,18 @@ with flowkit.harness():
 @pytest.mark.slow
 def test_tag_concurrency_limit_caps_model_calls_across_the_server(tmp_path: Path) -> None:
     # A fresh process: Prefect clients look a tag's limit up once, so it must exist before the first call.
-    env = flowkit.prefect_env(tmp_path / "home") | {"DOCVL_TEST_DELAY_S": "0.5",
-                                                     "PREFECT_SERVER_TASKS_TAG_CONCURRENCY_SLOT_WAIT_SECONDS": "1"}
-    done = subprocess.run([sys.executable, "-c", TAG_LIMIT_SCRIPT], env=env, capture_output=True, text=True,
-                          timeout=300, cwd=Path(__file__).parent)
+    env = flowkit.prefect_env(tmp_path / "home") | {
+        "DOCVL_TEST_DELAY_S": "0.5",
+        "PREFECT_SERVER_TASKS_TAG_CONCURRENCY_SLOT_WAIT_SECONDS": "1",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", TAG_LIMIT_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).parent,
+    )
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT")), None)
     assert line is not None, done.stderr[-2000:]
     # 4 local slots, 3 documents: only the server-side tag limit keeps the peak at one model call

@@ -12,8 +12,13 @@ from pipeline.ingest.load import load_document
 from pipeline.settings import Settings
 from pipeline.tasks.grounding import ground, iter_records, normalize, number_forms, text_contains
 
-PAGE1 = ["ACME Corporation", "Invoice number: INV-2024-001", "Consulting services for the migra-",
-         "tion project 1,234.50 EUR", "Total due: 1,234.50 EUR"]
+PAGE1 = [
+    "ACME Corporation",
+    "Invoice number: INV-2024-001",
+    "Consulting services for the migra-",
+    "tion project 1,234.50 EUR",
+    "Total due: 1,234.50 EUR",
+]
 
 
 @pytest.fixture
@@ -36,10 +41,18 @@ def pages(tmp_path: Path) -> list[PageInfo]:
 def test_flags_on_a_real_text_layer(pages: list[PageInfo]) -> None:
     data = {
         "vendor": {"name": {"value": "ACME Corporation", "page": 1, "quote": None}},
-        "invoice_number": {"value": "INV-2024-001", "page": 1, "quote": "invoice number: inv-2024-001"},
+        "invoice_number": {
+            "value": "INV-2024-001",
+            "page": 1,
+            "quote": "invoice number: inv-2024-001",
+        },
         "line_items": [
-            {"description": "Consulting services for the migration project", "amount": 1234.5, "page": 1,
-             "quote": "Consulting services for the migration project"},
+            {
+                "description": "Consulting services for the migration project",
+                "amount": 1234.5,
+                "page": 1,
+                "quote": "Consulting services for the migration project",
+            },
             {"description": "Hosting", "amount": 99.0, "page": 1, "quote": None},
             {"description": "Scanned line", "amount": 5.0, "page": 2, "quote": "whatever"},
             {"description": "Ghost", "amount": 1.0, "page": 9, "quote": None},
@@ -64,13 +77,22 @@ def test_flags_on_a_real_text_layer(pages: list[PageInfo]) -> None:
     }
     assert (report.grounded, report.ungrounded, report.unverifiable) == (5, 3, 1)
     by_path = {item.path: item for item in report.items}
-    assert by_path["invoice_number"].checked == "quote" and by_path["vendor.name"].checked == "value"
+    assert (
+        by_path["invoice_number"].checked == "quote" and by_path["vendor.name"].checked == "value"
+    )
     assert "does not have" in (by_path["line_items[3]"].detail or "")
 
 
 def test_answer_quotes_use_text_and_pages(pages: list[PageInfo]) -> None:
-    report = ground({"quotes": [{"page": 3, "text": "due within thirty days", "document": None},
-                                {"page": 3, "text": "due within sixty weeks of delivery", "document": None}]}, pages)
+    report = ground(
+        {
+            "quotes": [
+                {"page": 3, "text": "due within thirty days", "document": None},
+                {"page": 3, "text": "due within sixty weeks of delivery", "document": None},
+            ]
+        },
+        pages,
+    )
     assert [i.status for i in report.items] == ["grounded", "ungrounded"]
 
 
@@ -80,4 +102,7 @@ def test_normalisation_helpers() -> None:
     assert "1,234.50" in number_forms(1234.5) and "1.234,50" in number_forms(1234.5)
     assert text_contains(normalize("The Quick, brown fox."), "thequickbrownfox", "quick brown")
     assert not text_contains(normalize("a b c d e f"), "abcdef", "zebra crossing here")
-    assert [p for p, _ in iter_records({"a": [{"page": 1}, {"x": {"pages": [2]}}]})] == ["a[0]", "a[1].x"]
+    assert [p for p, _ in iter_records({"a": [{"page": 1}, {"x": {"pages": [2]}}]})] == [
+        "a[0]",
+        "a[1].x",
+    ]

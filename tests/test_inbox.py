@@ -23,9 +23,14 @@ pytestmark = pytest.mark.usefixtures("prefect_harness", "flowkit_reset")
 
 
 def _run(inbox: Path, outbox: Path, cache: Path, **kw: object) -> dict[str, int]:
-    result: dict[str, int] = inbox_flow(str(inbox), str(outbox), flowkit.test_settings(cache, max_attempts=1),
-                                        options=RunOptions(backend_factory=FACTORY, retries=0),
-                                        min_age_s=0.0, **kw)
+    result: dict[str, int] = inbox_flow(
+        str(inbox),
+        str(outbox),
+        flowkit.test_settings(cache, max_attempts=1),
+        options=RunOptions(backend_factory=FACTORY, retries=0),
+        min_age_s=0.0,
+        **kw,
+    )
     return result
 
 
@@ -65,20 +70,26 @@ def test_changed_file_is_processed_again_and_copies_are_not(tmp_path: Path) -> N
     assert len(flowkit.CALLS) == 1 and len(_outputs(outbox)) == 2
 
 
-def test_overlapping_runs_never_process_a_document_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_overlapping_runs_never_process_a_document_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     inbox, outbox = tmp_path / "in", tmp_path / "out"
     flowkit.make_pdfs(inbox, 6, pages=1)
     monkeypatch.setenv("DOCVL_TEST_DELAY_S", "0.3")
     with cf.ThreadPoolExecutor(2) as pool:
-        futs = [pool.submit(contextvars.copy_context().run, _run, inbox, outbox, tmp_path / "c") for _ in range(2)]
+        futs = [
+            pool.submit(contextvars.copy_context().run, _run, inbox, outbox, tmp_path / "c")
+            for _ in range(2)
+        ]
         results = [f.result() for f in futs]
     assert sum(r["delivered"] for r in results) == 6
     assert len(flowkit.CALLS) == 6 and len(set(flowkit.CALLS)) == 6
     assert len(_outputs(outbox)) == 6
 
 
-def test_backend_failure_is_not_delivered_and_retried_next_run(tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_backend_failure_is_not_delivered_and_retried_next_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     inbox, outbox = tmp_path / "in", tmp_path / "out"
     flowkit.make_pdfs(inbox, 1)
     monkeypatch.setenv("DOCVL_TEST_FAIL_FIRST", "1")
@@ -106,4 +117,6 @@ def test_serve_needs_one_schedule(tmp_path: Path) -> None:
     with pytest.raises(UsageError):
         serve_inbox(flowkit.test_settings(tmp_path), tmp_path, tmp_path / "o")
     with pytest.raises(UsageError):
-        serve_inbox(flowkit.test_settings(tmp_path), tmp_path, tmp_path / "o", cron="* * * * *", interval=5)
+        serve_inbox(
+            flowkit.test_settings(tmp_path), tmp_path, tmp_path / "o", cron="* * * * *", interval=5
+        )

@@ -9,18 +9,21 @@ from hypothesis import strategies as st
 from pipeline.tasks.jsonparse import JsonParseError, parse_json
 
 
-@pytest.mark.parametrize("text", [
-    '{"a": 1}',
-    '  \ufeff{"a": 1}\n',
-    '```json\n{"a": 1}\n```',
-    '```\n{"a": 1}\n```',
-    'Here is the JSON you asked for:\n```json\n{"a": 1}\n```\nHope it helps!',
-    'Sure! {"a": 1}',
-    '{"a": 1} and some trailing words',
-    '{"a": 1}}}}',
-    '<think>maybe {"a": 2}?</think>{"a": 1}',
-    'The set {x} is empty. Result: {"a": 1}',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": 1}',
+        '  \ufeff{"a": 1}\n',
+        '```json\n{"a": 1}\n```',
+        '```\n{"a": 1}\n```',
+        'Here is the JSON you asked for:\n```json\n{"a": 1}\n```\nHope it helps!',
+        'Sure! {"a": 1}',
+        '{"a": 1} and some trailing words',
+        '{"a": 1}}}}',
+        '<think>maybe {"a": 2}?</think>{"a": 1}',
+        'The set {x} is empty. Result: {"a": 1}',
+    ],
+)
 def test_extracts_the_object(text: str) -> None:
     assert parse_json(text) == {"a": 1}
 
@@ -31,13 +34,16 @@ def test_arrays_only_when_allowed() -> None:
         parse_json("[1, 2]")
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("", "empty"),
-    ("   \n", "empty"),
-    ("I cannot help with that.", "no JSON object found"),
-    ('{"a": 1, "b": [1, 2', "incomplete"),
-    ('{"a": 1,, "b": 2} tail', "invalid JSON"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("", "empty"),
+        ("   \n", "empty"),
+        ("I cannot help with that.", "no JSON object found"),
+        ('{"a": 1, "b": [1, 2', "incomplete"),
+        ('{"a": 1,, "b": 2} tail', "invalid JSON"),
+    ],
+)
 def test_clear_errors(text: str, fragment: str) -> None:
     with pytest.raises(JsonParseError, match=fragment):
         parse_json(text)
@@ -50,13 +56,18 @@ def test_error_names_line_and_column() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
     max_leaves=10,
 )
 
 
-@given(st.dictionaries(st.text(max_size=8), json_values, max_size=4), st.sampled_from(["", "Answer: ", "```json\n"]),
-       st.sampled_from(["", "\n```", " -- done"]))
+@given(
+    st.dictionaries(st.text(max_size=8), json_values, max_size=4),
+    st.sampled_from(["", "Answer: ", "```json\n"]),
+    st.sampled_from(["", "\n```", " -- done"]),
+)
 def test_roundtrip_with_wrapping(value: dict[str, object], prefix: str, suffix: str) -> None:
     import json
 

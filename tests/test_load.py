@@ -30,7 +30,11 @@ SLIDE_TIMEOUT_S = 600.0
 
 def manifest_rows() -> list[dict[str, str]]:
     """Rows at collection time (same location rule as the ``corpus`` fixture, which fails loudly)."""
-    root = Path(os.environ.get("DOCVL_CORPUS", Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"))
+    root = Path(
+        os.environ.get(
+            "DOCVL_CORPUS", Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
+        )
+    )
     manifest = root / "MANIFEST.tsv"
     if not manifest.is_file():
         return [{"relpath": "<corpus missing>", "pages": "", "what_it_exercises": ""}]
@@ -53,7 +57,9 @@ def test_manifest_row_has_defined_outcome(corpus: Path, row: dict[str, str]) -> 
     settings = Settings(password=match.group(1) if match else None, slide_timeout_s=SLIDE_TIMEOUT_S)
     expected_error = EXPECTED_ERRORS.get(relpath)
     if expected_error is None:
-        assert row["pages"].isdigit() and int(row["pages"]) > 0, f"{relpath}: no defined outcome in this test"
+        assert row["pages"].isdigit() and int(row["pages"]) > 0, (
+            f"{relpath}: no defined outcome in this test"
+        )
         with load_document(corpus / relpath, settings) as doc:
             assert doc.page_count == int(row["pages"])
             assert [p.page for p in doc.pages] == list(range(1, doc.page_count + 1))
@@ -100,7 +106,9 @@ def test_saslprep_rfc4013_examples() -> None:
 
 
 def test_aes256_unicode_password_needs_saslprep(tmp_path: Path) -> None:
-    stored = unicodedata.normalize("NFC", "p\u00e4ssw\u00f6rt")  # what the author's tool stored (SASLprep form)
+    stored = unicodedata.normalize(
+        "NFC", "p\u00e4ssw\u00f6rt"
+    )  # what the author's tool stored (SASLprep form)
     typed = unicodedata.normalize("NFD", stored)  # what a macOS keyboard may deliver
     assert typed != stored
     src = pymupdf.open()
@@ -109,7 +117,9 @@ def test_aes256_unicode_password_needs_saslprep(tmp_path: Path) -> None:
     src.save(path, encryption=pymupdf.PDF_ENCRYPT_AES_256, user_pw=stored, owner_pw="owner-pw")
     src.close()
     raw = pymupdf.open(path)
-    assert raw.needs_pass and not raw.authenticate(typed)  # the library alone refuses the typed form
+    assert raw.needs_pass and not raw.authenticate(
+        typed
+    )  # the library alone refuses the typed form
     raw.close()
     doc = load_document(path, Settings(password=typed))
     assert doc.page_count == 1 and doc.password == stored
@@ -140,11 +150,19 @@ def test_form_values_are_page_text(corpus: Path) -> None:
 
 
 def test_text_layer_flags(corpus: Path) -> None:
-    for rel in ("scanned/lincoln_letter_handwritten.pdf", "scanned/phone_photo_attendance_form.pdf",
-                "scanned/scanned_table_form_2p.pdf", "scanned/handwritten_notes_photo.pdf"):
+    for rel in (
+        "scanned/lincoln_letter_handwritten.pdf",
+        "scanned/phone_photo_attendance_form.pdf",
+        "scanned/scanned_table_form_2p.pdf",
+        "scanned/handwritten_notes_photo.pdf",
+    ):
         doc = load_document(corpus / rel, Settings())
         assert not any(p.has_text_layer for p in doc.pages), rel
-    for rel in ("good/tracemonkey_paper.pdf", "scanned/book_scan_with_ocr_layer_6p.pdf", "good/arabic_rtl_1p.pdf"):
+    for rel in (
+        "good/tracemonkey_paper.pdf",
+        "scanned/book_scan_with_ocr_layer_6p.pdf",
+        "good/arabic_rtl_1p.pdf",
+    ):
         doc = load_document(corpus / rel, Settings())
         assert all(p.has_text_layer for p in doc.pages), rel
     book = load_document(corpus / "good/freeculture_book_352p.pdf", Settings())

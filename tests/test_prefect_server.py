@@ -55,8 +55,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
     port = _free_port()
     env = flowkit.prefect_env(home)
     log = (home / "server.log").open("wb")
-    proc = subprocess.Popen([str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     api = f"http://127.0.0.1:{port}/api"
 
     def healthy() -> bool:
@@ -74,9 +78,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
 
 
 def _docvl_env(env: dict[str, str], tmp: Path, **extra: str) -> dict[str, str]:
-    return {**env, "DOCVL_BACKEND": "scripted", "DOCVL_CACHE_DIR": str(tmp / "cache"), "DOCVL_DPI": "36",
-            "DOCVL_MIN_PIXELS": "1024", "DOCVL_MAX_PIXELS": "65536", "DOCVL_TEST_CALL_LOG": str(tmp / "calls.log"),
-            **extra}
+    return {
+        **env,
+        "DOCVL_BACKEND": "scripted",
+        "DOCVL_CACHE_DIR": str(tmp / "cache"),
+        "DOCVL_DPI": "36",
+        "DOCVL_MIN_PIXELS": "1024",
+        "DOCVL_MAX_PIXELS": "65536",
+        "DOCVL_TEST_CALL_LOG": str(tmp / "calls.log"),
+        **extra,
+    }
 
 
 def _calls(tmp: Path) -> list[str]:
@@ -84,17 +95,38 @@ def _calls(tmp: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
 
-def test_served_inbox_delivers_once_and_trigger_works(server: dict[str, str], tmp_path: Path) -> None:
+def test_served_inbox_delivers_once_and_trigger_works(
+    server: dict[str, str], tmp_path: Path
+) -> None:
     inbox, outbox = tmp_path / "in", tmp_path / "out"
     inbox.mkdir()
     env = _docvl_env(server, tmp_path)
     serve_log = (tmp_path / "serve.log").open("wb")
     serve = subprocess.Popen(
-        [sys.executable, "-m", "flows.inbox", "--inbox", str(inbox), "--outbox", str(outbox), "--interval", "4",
-         "--name", "test-inbox", "--backend-factory", "flowkit:scripted_backend"],
-        cwd=REPO, env=env, stdout=serve_log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "flows.inbox",
+            "--inbox",
+            str(inbox),
+            "--outbox",
+            str(outbox),
+            "--interval",
+            "4",
+            "--name",
+            "test-inbox",
+            "--backend-factory",
+            "flowkit:scripted_backend",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=serve_log,
+        stderr=subprocess.STDOUT,
+    )
     try:
-        for pdf in flowkit.make_pdfs(tmp_path / "staging", 3):  # drop atomically, as uploaders should
+        for pdf in flowkit.make_pdfs(
+            tmp_path / "staging", 3
+        ):  # drop atomically, as uploaders should
             os.replace(pdf, inbox / pdf.name)
         _wait(lambda: len(list(outbox.glob("*.json"))) == 3, 240, "3 results in the outbox", step=1)
         results = [json.loads(p.read_text()) for p in outbox.glob("*.json")]
@@ -104,9 +136,18 @@ def test_served_inbox_delivers_once_and_trigger_works(server: dict[str, str], tm
 
         # Later scheduled runs see nothing new. trigger --wait runs one more and waits for its final state.
         trig = subprocess.run(
-            [sys.executable, "-c", "from flows.trigger import trigger; "
-             "raise SystemExit(trigger('docvl-inbox/test-inbox', {'min_age_s': '0'}, wait=True))"],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+            [
+                sys.executable,
+                "-c",
+                "from flows.trigger import trigger; "
+                "raise SystemExit(trigger('docvl-inbox/test-inbox', {'min_age_s': '0'}, wait=True))",
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         assert trig.returncode == 0, trig.stdout + trig.stderr
         assert "Completed" in trig.stdout
         assert len(_calls(tmp_path)) == 3
@@ -131,13 +172,17 @@ BATCH = textwrap.dedent("""
 """)
 
 
-def test_sigkill_mid_batch_then_rerun_recomputes_only_unfinished(server: dict[str, str], tmp_path: Path) -> None:
+def test_sigkill_mid_batch_then_rerun_recomputes_only_unfinished(
+    server: dict[str, str], tmp_path: Path
+) -> None:
     docs = flowkit.make_pdfs(tmp_path / "in", 6, pages=1)
     out = tmp_path / "out.jsonl"
     records = tmp_path / "cache" / "records"
     cmd = [sys.executable, "-c", BATCH, str(tmp_path / "in"), str(out)]
     slow = _docvl_env(server, tmp_path, DOCVL_TEST_DELAY_S="1.5")
-    first = subprocess.Popen(cmd, cwd=REPO, env=slow, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    first = subprocess.Popen(
+        cmd, cwd=REPO, env=slow, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     _wait(lambda: records.is_dir() and any(records.glob("*.json")), 180, "the first record")
     first.send_signal(signal.SIGKILL)
     first.wait()
@@ -146,17 +191,25 @@ def test_sigkill_mid_batch_then_rerun_recomputes_only_unfinished(server: dict[st
     assert not out.exists()  # the JSONL is only ever written complete
     first_calls = _calls(tmp_path)
 
-    rerun = subprocess.run(cmd, cwd=REPO, env=_docvl_env(server, tmp_path), capture_output=True, text=True,
-                           timeout=300)
+    rerun = subprocess.run(
+        cmd, cwd=REPO, env=_docvl_env(server, tmp_path), capture_output=True, text=True, timeout=300
+    )
     assert rerun.returncode == 0, rerun.stdout[-3000:]
-    second = [line.split()[2] for line in _calls(tmp_path)[len(first_calls):]]
+    second = [line.split()[2] for line in _calls(tmp_path)[len(first_calls) :]]
     assert len(second) == len(set(second))  # nothing computed twice
-    assert not set(second) & {Path(p).name for p in done_before}  # finished documents were not recomputed
+    assert not set(second) & {
+        Path(p).name for p in done_before
+    }  # finished documents were not recomputed
     assert set(second) | {Path(p).name for p in done_before} >= {d.name for d in docs} - {
-        line.split()[2] for line in first_calls}
-    rows = [json.loads(line) for line in out.read_text().splitlines()]  # every line parses: none torn
+        line.split()[2] for line in first_calls
+    }
+    rows = [
+        json.loads(line) for line in out.read_text().splitlines()
+    ]  # every line parses: none torn
     assert [r["source"]["path"] for r in rows] == [str(d) for d in docs]
-    assert len({r["source"]["sha256"] for r in rows}) == 6 and all(r["status"] == "ok" for r in rows)
+    assert len({r["source"]["sha256"] for r in rows}) == 6 and all(
+        r["status"] == "ok" for r in rows
+    )
 
 
 @pytest.mark.slow
@@ -166,16 +219,37 @@ def test_serve_without_a_configured_server_starts_its_own(tmp_path: Path) -> Non
     inbox.mkdir()
     for pdf in flowkit.make_pdfs(tmp_path / "staging", 2):
         os.replace(pdf, inbox / pdf.name)
-    env = _docvl_env(flowkit.prefect_env(tmp_path / "home"), tmp_path, PREFECT_RUNNER_POLL_FREQUENCY="2")
+    env = _docvl_env(
+        flowkit.prefect_env(tmp_path / "home"), tmp_path, PREFECT_RUNNER_POLL_FREQUENCY="2"
+    )
     assert "PREFECT_API_URL" not in env
     serve_log = (tmp_path / "serve.log").open("wb")
     serve = subprocess.Popen(
-        [sys.executable, "-m", "flows.inbox", "--inbox", str(inbox), "--outbox", str(outbox), "--interval", "3",
-         "--backend-factory", "flowkit:scripted_backend"],
-        cwd=REPO, env=env, stdout=serve_log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "flows.inbox",
+            "--inbox",
+            str(inbox),
+            "--outbox",
+            str(outbox),
+            "--interval",
+            "3",
+            "--backend-factory",
+            "flowkit:scripted_backend",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=serve_log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         _wait(lambda: len(list(outbox.glob("*.json"))) == 2, 240, "2 results in the outbox", step=1)
-        assert sorted(json.loads(p.read_text())["status"] for p in outbox.glob("*.json")) == ["ok", "ok"]
+        assert sorted(json.loads(p.read_text())["status"] for p in outbox.glob("*.json")) == [
+            "ok",
+            "ok",
+        ]
     finally:
         _stop(serve, timeout=60)
         serve_log.close()

@@ -33,10 +33,23 @@ SETTINGS = {
     "default": Settings.model_validate({}),
     "real-bounds": Settings.model_validate({"min_pixels": REAL_MIN, "max_pixels": REAL_MAX}),
     # min below the checkpoint's own 65,536: needs images_kwargs on every processor call
-    "small-budget": Settings.model_validate({"min_pixels": 16 * 1024, "max_pixels": 256 * 1024, "dpi": 72}),
+    "small-budget": Settings.model_validate(
+        {"min_pixels": 16 * 1024, "max_pixels": 256 * 1024, "dpi": 72}
+    ),
 }
-RAW_SIZES = [(1754, 1240), (2200, 1700), (1080, 1920), (3, 3), (7000, 10000), (20, 3980), (4000, 20), (255, 257),
-             (16, 16), (4097, 4097), (33, 31)]
+RAW_SIZES = [
+    (1754, 1240),
+    (2200, 1700),
+    (1080, 1920),
+    (3, 3),
+    (7000, 10000),
+    (20, 3980),
+    (4000, 20),
+    (255, 257),
+    (16, 16),
+    (4097, 4097),
+    (33, 31),
+]
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +64,15 @@ def _hf_smart_resize() -> Any:
 
 
 @pytest.mark.parametrize(("height", "width"), RAW_SIZES)
-@pytest.mark.parametrize(("min_pixels", "max_pixels"), [(REAL_MIN, REAL_MAX), (64 * 1024, 1280 * 1024), (1024, 16384)])
-def test_smart_resize_equals_transformers(height: int, width: int, min_pixels: int, max_pixels: int) -> None:
-    expected = _hf_smart_resize()(height, width, factor=32, min_pixels=min_pixels, max_pixels=max_pixels)
+@pytest.mark.parametrize(
+    ("min_pixels", "max_pixels"), [(REAL_MIN, REAL_MAX), (64 * 1024, 1280 * 1024), (1024, 16384)]
+)
+def test_smart_resize_equals_transformers(
+    height: int, width: int, min_pixels: int, max_pixels: int
+) -> None:
+    expected = _hf_smart_resize()(
+        height, width, factor=32, min_pixels=min_pixels, max_pixels=max_pixels
+    )
     assert smart_resize(height, width, min_pixels, max_pixels) == expected
 
 
@@ -87,7 +106,9 @@ def test_page_pixels_count_matches_processor(
     out = processor(text=[ONE_IMAGE], images=[image], images_kwargs=kwargs, return_tensors="pt")
     t, gh, gw = out["image_grid_thw"][0].tolist()
     assert t == 1 and gh * gw // 4 == expected  # (b) the grid the model sees
-    assert int((out["input_ids"] == processor.image_token_id).sum()) == expected  # (b) pad tokens in the prompt
+    assert (
+        int((out["input_ids"] == processor.image_token_id).sum()) == expected
+    )  # (b) pad tokens in the prompt
     text_only = processor.tokenizer(ONE_IMAGE)["input_ids"]
     assert out["input_ids"].shape[1] == len(text_only) - 1 + expected
     counted = processor._get_num_multimodal_tokens(
@@ -99,7 +120,9 @@ def test_page_pixels_count_matches_processor(
         # Inside the checkpoint's own bounds the processor leaves the rendered page alone: no per-call sizing needed.
         plain = processor(text=[ONE_IMAGE], images=[image], return_tensors="pt")
         assert plain["image_grid_thw"].tolist() == out["image_grid_thw"].tolist()
-        assert processor._get_num_multimodal_tokens(image_sizes=[(height, width)])["num_image_tokens"] == [expected]
+        assert processor._get_num_multimodal_tokens(image_sizes=[(height, width)])[
+            "num_image_tokens"
+        ] == [expected]
 
 
 def test_a4_150dpi_real_bounds_is_2145_tokens() -> None:
@@ -111,9 +134,15 @@ def test_a4_150dpi_real_bounds_is_2145_tokens() -> None:
 def test_small_budget_without_images_kwargs_is_upscaled(processor: Any) -> None:
     """Why the backend must pass images_kwargs: below 65,536 px the checkpoint's default would upscale."""
     image = Image.new("RGB", (128, 128))
-    plain = processor(text=[ONE_IMAGE], images=[image], return_tensors="pt")["image_grid_thw"][0].tolist()
-    sized = processor(text=[ONE_IMAGE], images=[image], images_kwargs=images_kwargs(1024, 262144),
-                      return_tensors="pt")["image_grid_thw"][0].tolist()
+    plain = processor(text=[ONE_IMAGE], images=[image], return_tensors="pt")["image_grid_thw"][
+        0
+    ].tolist()
+    sized = processor(
+        text=[ONE_IMAGE],
+        images=[image],
+        images_kwargs=images_kwargs(1024, 262144),
+        return_tensors="pt",
+    )["image_grid_thw"][0].tolist()
     assert plain == [1, 16, 16] and sized == [1, 8, 8]
 
 

@@ -20,23 +20,43 @@ from schemas import DocumentSummary, FormData, Invoice
 
 
 def item(desc: str, amount: float, page: int, quote: str | None = None) -> dict[str, object]:
-    return {"description": desc, "quantity": 1, "unit_price": amount, "amount": amount, "page": page, "quote": quote}
+    return {
+        "description": desc,
+        "quantity": 1,
+        "unit_price": amount,
+        "amount": amount,
+        "page": page,
+        "quote": quote,
+    }
 
 
 def test_invoice_merge_dedups_across_windows_and_notes_conflicts() -> None:
-    w1 = Invoice.model_validate({
-        "invoice_number": {"value": "INV-1", "page": 1},
-        "total": {"value": None},
-        "line_items": [item("Widget A", 10.0, 1), item("Coffee", 3.5, 1), item("Coffee", 3.5, 1)],
-    })
-    w2 = Invoice.model_validate({
-        "invoice_number": {"value": "INV-1", "page": 3},
-        "total": {"value": 120.0, "page": 3},
-        "currency": {"value": "EUR", "page": 3},
-        "line_items": [item("widget  a.", 10.0, 2, quote="Widget A 10.00"), item("Coffee", 3.5, 3),
-                       item("Gadget", 99.0, 3)],
-    })
-    w3 = Invoice.model_validate({"total": {"value": 121.0, "page": 4}, "invoice_number": {"value": "inv-1"}})
+    w1 = Invoice.model_validate(
+        {
+            "invoice_number": {"value": "INV-1", "page": 1},
+            "total": {"value": None},
+            "line_items": [
+                item("Widget A", 10.0, 1),
+                item("Coffee", 3.5, 1),
+                item("Coffee", 3.5, 1),
+            ],
+        }
+    )
+    w2 = Invoice.model_validate(
+        {
+            "invoice_number": {"value": "INV-1", "page": 3},
+            "total": {"value": 120.0, "page": 3},
+            "currency": {"value": "EUR", "page": 3},
+            "line_items": [
+                item("widget  a.", 10.0, 2, quote="Widget A 10.00"),
+                item("Coffee", 3.5, 3),
+                item("Gadget", 99.0, 3),
+            ],
+        }
+    )
+    w3 = Invoice.model_validate(
+        {"total": {"value": 121.0, "page": 4}, "invoice_number": {"value": "inv-1"}}
+    )
     data, conflicts = merge_partials(Invoice, [w1, w2, w3])
     descs = [(li["description"], li["page"]) for li in data["line_items"]]
     # Two coffees within window 1 stay two; the third (window 2) merges; "widget  a." merges into "Widget A".
@@ -51,24 +71,51 @@ def test_invoice_merge_dedups_across_windows_and_notes_conflicts() -> None:
 
 def test_form_fields_merge_by_key_and_key_points_by_text() -> None:
     a = FormData.model_validate({"fields": [{"key": "Name", "value": "Ada", "page": 1}]})
-    b = FormData.model_validate({"fields": [{"key": "name:", "value": None, "page": 2},
-                                            {"key": "Date", "value": "2024-01-01", "page": 2}]})
+    b = FormData.model_validate(
+        {
+            "fields": [
+                {"key": "name:", "value": None, "page": 2},
+                {"key": "Date", "value": "2024-01-01", "page": 2},
+            ]
+        }
+    )
     data, _ = merge_partials(FormData, [a, b])
-    assert [(f["key"], f["value"]) for f in data["fields"]] == [("Name", "Ada"), ("Date", "2024-01-01")]
-    s1 = DocumentSummary.model_validate({"summary": "x", "key_points": [{"point": "Revenue grew.", "pages": [1]}]})
-    s2 = DocumentSummary.model_validate({"summary": "y", "key_points": [{"point": "revenue grew", "pages": [7]},
-                                                                       {"point": "Costs fell", "pages": [8]}]})
+    assert [(f["key"], f["value"]) for f in data["fields"]] == [
+        ("Name", "Ada"),
+        ("Date", "2024-01-01"),
+    ]
+    s1 = DocumentSummary.model_validate(
+        {"summary": "x", "key_points": [{"point": "Revenue grew.", "pages": [1]}]}
+    )
+    s2 = DocumentSummary.model_validate(
+        {
+            "summary": "y",
+            "key_points": [
+                {"point": "revenue grew", "pages": [7]},
+                {"point": "Costs fell", "pages": [8]},
+            ],
+        }
+    )
     merged, conflicts = merge_partials(DocumentSummary, [s1, s2])
-    assert merged["key_points"] == [{"point": "Revenue grew.", "pages": [1, 7]}, {"point": "Costs fell", "pages": [8]}]
+    assert merged["key_points"] == [
+        {"point": "Revenue grew.", "pages": [1, 7]},
+        {"point": "Costs fell", "pages": [8]},
+    ]
     assert [c.path for c in conflicts] == ["summary"]
 
 
 def test_model_based_summary_reduce_is_text_only() -> None:
     settings = Settings()
     [spec] = task_specs(settings)
-    final = {"title": "Whole", "summary": "All parts.", "key_points": [{"point": "p", "pages": [1, 50]}]}
+    final = {
+        "title": "Whole",
+        "summary": "All parts.",
+        "key_points": [{"point": "p", "pages": [1, 50]}],
+    }
     backend = ScriptedBackend([json.dumps(final)])
-    partials = [(f"pages {a}-{b}", DocumentSummary(summary=f"part {a}")) for a, b in ((1, 40), (41, 80))]
+    partials = [
+        (f"pages {a}-{b}", DocumentSummary(summary=f"part {a}")) for a, b in ((1, 40), (41, 80))
+    ]
     outcome = reduce_with_model(backend, spec, partials, settings)
     assert outcome.data == DocumentSummary.model_validate(final).model_dump(mode="json")
     [call] = backend.calls
@@ -76,7 +123,9 @@ def test_model_based_summary_reduce_is_text_only() -> None:
     texts = [p.text for p in call.content if isinstance(p, TextPart)]
     assert texts[0].startswith("<partial 1: pages 1-40>\n") and '"part 41"' in texts[1]
     assert "partial summaries" in call.request.instruction
-    assert outcome.usage.requests == 1 and outcome.usage.input_tokens == call.generation.input_tokens
+    assert (
+        outcome.usage.requests == 1 and outcome.usage.input_tokens == call.generation.input_tokens
+    )
 
 
 def test_reduce_goes_hierarchical_above_the_fan_in(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -92,16 +141,21 @@ def test_reduce_goes_hierarchical_above_the_fan_in(monkeypatch: pytest.MonkeyPat
     partials = [(f"pages {i}-{i}", DocumentSummary(summary=str(i))) for i in range(1, 6)]
     outcome = reduce_with_model(ScriptedBackend(reply), spec, partials, settings)
     assert outcome.data is not None and outcome.usage.requests == len(labels) == 4
-    assert labels == [["<partial 1: pages 1-1>", "<partial 2: pages 2-2>"],
-                      ["<partial 1: pages 3-3>", "<partial 2: pages 4-4>"],
-                      ["<partial 1: pages 1-2>", "<partial 2: pages 3-4>"],
-                      ["<partial 1: pages 1-4>", "<partial 2: pages 5-5>"]]
+    assert labels == [
+        ["<partial 1: pages 1-1>", "<partial 2: pages 2-2>"],
+        ["<partial 1: pages 3-3>", "<partial 2: pages 4-4>"],
+        ["<partial 1: pages 1-2>", "<partial 2: pages 3-4>"],
+        ["<partial 1: pages 1-4>", "<partial 2: pages 5-5>"],
+    ]
 
 
 def test_reduce_failure_is_an_outcome_error() -> None:
     settings = Settings(max_attempts=2)
     [spec] = task_specs(settings)
-    partials = [("pages 1-1", DocumentSummary(summary="a")), ("pages 2-2", DocumentSummary(summary="b"))]
+    partials = [
+        ("pages 1-1", DocumentSummary(summary="a")),
+        ("pages 2-2", DocumentSummary(summary="b")),
+    ]
     outcome = reduce_with_model(ScriptedBackend(["bad", "bad"]), spec, partials, settings)
     assert outcome.data is None and outcome.error is not None and outcome.usage.requests == 2
 
@@ -109,7 +163,9 @@ def test_reduce_failure_is_an_outcome_error() -> None:
 def test_completeness_reasks_uncited_pages_per_window_and_merges() -> None:
     settings = Settings(tasks=("extract",), schema_name="invoice")
     [spec] = task_specs(settings)
-    data, _ = merge_partials(Invoice, [Invoice.model_validate({"line_items": [item("A", 1, 1), item("C", 3, 3)]})])
+    data, _ = merge_partials(
+        Invoice, [Invoice.model_validate({"line_items": [item("A", 1, 1), item("C", 3, 3)]})]
+    )
     assert uncited_pages(data, 1, 5) == [2, 4, 5]
     asked: list[list[int]] = []
 
@@ -117,7 +173,10 @@ def test_completeness_reasks_uncited_pages_per_window_and_merges() -> None:
         asked.append(pages)
         return [TextPart(f"<page {p}>\n") for p in pages]
 
-    replies = [json.dumps({"line_items": [item("B", 2, 2), item("A", 1, 2)]}), json.dumps({"line_items": []})]
+    replies = [
+        json.dumps({"line_items": [item("B", 2, 2), item("A", 1, 2)]}),
+        json.dumps({"line_items": []}),
+    ]
     result = complete(ScriptedBackend(replies), spec, settings, data, [(1, 3), (4, 5)], build)
     assert asked == [[2], [4, 5]]
     assert [li["description"] for li in result.data["line_items"]] == ["A", "C", "B"]
@@ -127,8 +186,13 @@ def test_completeness_reasks_uncited_pages_per_window_and_merges() -> None:
 
 
 form_fields = st.lists(
-    st.fixed_dictionaries({"key": st.sampled_from(["Name", "name", "Date", "Total", "Sig"]),
-                           "value": st.none() | st.sampled_from(["a", "b"]), "page": st.integers(1, 5)}),
+    st.fixed_dictionaries(
+        {
+            "key": st.sampled_from(["Name", "name", "Date", "Total", "Sig"]),
+            "value": st.none() | st.sampled_from(["a", "b"]),
+            "page": st.integers(1, 5),
+        }
+    ),
     max_size=6,
 )
 

@@ -19,7 +19,9 @@ from pipeline.settings import Settings
 RENDERERS = ["pymupdf", "pdf2image"]
 
 
-def _check_sizes(doc: LoadedDocument, settings: Settings, pages: list[int] | None = None) -> list[RenderedPage]:
+def _check_sizes(
+    doc: LoadedDocument, settings: Settings, pages: list[int] | None = None
+) -> list[RenderedPage]:
     out = list(iter_rendered(doc, settings, pages))
     for rp in out:
         height, width = page_pixels(doc.pages[rp.page - 1], doc.kind, settings)
@@ -31,13 +33,21 @@ def _check_sizes(doc: LoadedDocument, settings: Settings, pages: list[int] | Non
 @pytest.mark.parametrize("renderer", RENDERERS)
 @pytest.mark.parametrize(
     "relpath",
-    ["good/tracemonkey_paper.pdf", "good/freeculture_book_352p.pdf", "good/ca_warn_report_16p.pdf",
-     "scanned/lincoln_letter_handwritten.pdf", "slides/saas_slide_widescreen.pdf", "bad/missing_pdf_header.pdf"],
+    [
+        "good/tracemonkey_paper.pdf",
+        "good/freeculture_book_352p.pdf",
+        "good/ca_warn_report_16p.pdf",
+        "scanned/lincoln_letter_handwritten.pdf",
+        "slides/saas_slide_widescreen.pdf",
+        "bad/missing_pdf_header.pdf",
+    ],
 )
 def test_sizes_match_page_pixels(corpus: Path, renderer: str, relpath: str) -> None:
     settings = Settings(renderer=renderer)  # type: ignore[arg-type]
     doc = load_document(corpus / relpath, settings)
-    assert len(_check_sizes(doc, settings, list(range(1, min(doc.page_count, 6) + 1)))) == min(doc.page_count, 6)
+    assert len(_check_sizes(doc, settings, list(range(1, min(doc.page_count, 6) + 1)))) == min(
+        doc.page_count, 6
+    )
 
 
 def _thumb(image: Image.Image) -> Image.Image:
@@ -82,7 +92,9 @@ def _synthetic(tmp_path: Path, width: float, height: float) -> Path:
     path = tmp_path / f"page_{width}x{height}.pdf"
     pdoc = pymupdf.open()
     page = pdoc.new_page(width=width, height=height)
-    page.draw_rect(pymupdf.Rect(0, 0, width, height), color=(0, 0, 0), width=min(width, height) / 10)
+    page.draw_rect(
+        pymupdf.Rect(0, 0, width, height), color=(0, 0, 0), width=min(width, height) / 10
+    )
     if min(width, height) > 20:
         page.insert_text((5, 15), "strip", fontsize=10)
     pdoc.save(path)
@@ -115,13 +127,25 @@ def test_streaming_long_document_in_order(corpus: Path) -> None:
 
 @pytest.mark.slow
 def test_multiprocess_identical_to_single(corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(render, "PARALLEL_MAX_LOAD_PER_CPU", float("inf"))  # parallel even on a busy machine
+    monkeypatch.setattr(
+        render, "PARALLEL_MAX_LOAD_PER_CPU", float("inf")
+    )  # parallel even on a busy machine
     monkeypatch.setattr(render, "PARALLEL_MIN_PAGES", 20)
-    assert render.use_workers(21, 2) and not render.use_workers(21, 1) and not render.use_workers(20, 2)
+    assert (
+        render.use_workers(21, 2)
+        and not render.use_workers(21, 1)
+        and not render.use_workers(20, 2)
+    )
     doc = load_document(corpus / "good/freeculture_book_352p.pdf", Settings())
     pages = list(range(150, 190))
-    single = [(rp.page, rp.image.tobytes()) for rp in iter_rendered(doc, Settings(render_workers=1), pages)]
-    multi = [(rp.page, rp.image.tobytes()) for rp in iter_rendered(doc, Settings(render_workers=2), pages)]
+    single = [
+        (rp.page, rp.image.tobytes())
+        for rp in iter_rendered(doc, Settings(render_workers=1), pages)
+    ]
+    multi = [
+        (rp.page, rp.image.tobytes())
+        for rp in iter_rendered(doc, Settings(render_workers=2), pages)
+    ]
     assert [p for p, _ in multi] == pages
     assert multi == single
 

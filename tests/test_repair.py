@@ -22,9 +22,14 @@ from pipeline.tasks.repair import (
 from pipeline.tasks.specs import task_specs
 from schemas import Answer, DocumentSummary
 
-CONTENT: list[Part] = [TextPart("<document 1: a.pdf, 1 pages>\n"), TextPart("<page 1>\n"),
-                       TextPart("Text layer:\nHi\n")]
-SUMMARY = json.dumps({"title": "T", "summary": "A short summary.", "key_points": [{"point": "p", "pages": [1]}]})
+CONTENT: list[Part] = [
+    TextPart("<document 1: a.pdf, 1 pages>\n"),
+    TextPart("<page 1>\n"),
+    TextPart("Text layer:\nHi\n"),
+]
+SUMMARY = json.dumps(
+    {"title": "T", "summary": "A short summary.", "key_points": [{"point": "p", "pages": [1]}]}
+)
 ANSWER = json.dumps({"answer": "42", "pages": [1], "quotes": [{"page": 1, "text": "Hi"}]})
 
 
@@ -35,7 +40,9 @@ class CountingBackend(ScriptedBackend):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.invocations: list[int] = []
 
-    def generate(self, content: Sequence[Part], requests: Sequence[GenerationRequest]) -> list[Generation]:
+    def generate(
+        self, content: Sequence[Part], requests: Sequence[GenerationRequest]
+    ) -> list[Generation]:
         self.invocations.append(len(requests))
         return super().generate(content, requests)
 
@@ -115,13 +122,17 @@ def test_several_tasks_share_one_first_call_and_reask_alone() -> None:
 
 def test_run_tasks_records_failures_instead_of_raising() -> None:
     settings = Settings(max_attempts=1)
-    outcome = run_tasks(ScriptedBackend(["no json here"]), CONTENT, [summary_spec(settings)], settings, page=3)[0]
+    outcome = run_tasks(
+        ScriptedBackend(["no json here"]), CONTENT, [summary_spec(settings)], settings, page=3
+    )[0]
     assert not outcome.ok and outcome.error is not None
     assert outcome.error.code == "validation_failed" and outcome.error.page == 3
     assert outcome.raw == "no json here"
 
     class Down(ScriptedBackend):
-        def generate(self, content: Sequence[Part], requests: Sequence[GenerationRequest]) -> list[Generation]:
+        def generate(
+            self, content: Sequence[Part], requests: Sequence[GenerationRequest]
+        ) -> list[Generation]:
             raise BackendError("server said 503")
 
     [down] = run_tasks(Down(), CONTENT, [summary_spec(settings)], settings)

@@ -41,8 +41,15 @@ def structural_check(node: Any) -> None:
             elif key == "required":
                 assert isinstance(value, list) and all(isinstance(v, str) for v in value)
             elif key == "type":
-                assert value in ("object", "array", "string", "integer", "number", "boolean", "null") or (
-                    isinstance(value, list))
+                assert value in (
+                    "object",
+                    "array",
+                    "string",
+                    "integer",
+                    "number",
+                    "boolean",
+                    "null",
+                ) or (isinstance(value, list))
             elif key == "$ref":
                 assert isinstance(value, str) and value.startswith("#/$defs/")
 
@@ -54,14 +61,18 @@ def test_exported_schema_is_valid_json_schema() -> None:
     defs = schema["$defs"]
     refs = {r.rsplit("/", 1)[-1] for r in _refs(schema)}
     assert refs <= set(defs)
-    assert {"schema_version", "source", "status", "errors", "usage", "timings", "plan"} <= set(schema["properties"])
+    assert {"schema_version", "source", "status", "errors", "usage", "timings", "plan"} <= set(
+        schema["properties"]
+    )
     jsonschema = pytest.importorskip("jsonschema")
     jsonschema.Draft202012Validator.check_schema(schema)
 
 
 def _refs(node: Any) -> list[str]:
     if isinstance(node, dict):
-        return ([node["$ref"]] if "$ref" in node else []) + [r for v in node.values() for r in _refs(v)]
+        return ([node["$ref"]] if "$ref" in node else []) + [
+            r for v in node.values() for r in _refs(v)
+        ]
     if isinstance(node, list):
         return [r for v in node for r in _refs(v)]
     return []
@@ -71,19 +82,30 @@ def test_every_produced_record_validates(tmp_path: Path) -> None:
     pdf = tmp_path / "doc.pdf"
     doc = pymupdf.open()
     for n in range(2):
-        doc.new_page(width=300, height=400).insert_text((36, 60), f"Item number {n + 1} costs {(n + 1) * 10}.00 EUR")
+        doc.new_page(width=300, height=400).insert_text(
+            (36, 60), f"Item number {n + 1} costs {(n + 1) * 10}.00 EUR"
+        )
     doc.save(pdf)
     doc.close()
     counter = TokenCounter()
     records = [
         Engine(Settings(**SETTINGS), ScriptedBackend(reply), counter).analyze([pdf])[0],
-        Engine(Settings(**{**SETTINGS, "max_attempts": 1}), ScriptedBackend(lambda c, r: "x"),
-               counter).analyze([pdf])[0],
-        Engine(Settings(**SETTINGS), ScriptedBackend(reply), counter).analyze([tmp_path / "nope.pdf"])[0],
-        ResultEnvelope(source=Source(path="a.pdf"), status="failed",
-                       errors=[ErrorRecord(code="corrupt_document", message="bad xref", page=3)]),
-        ResultEnvelope(source=Source(path="b.pdf", sha256="0" * 64), status="skipped",
-                       warnings=["unchanged since last run"]),
+        Engine(
+            Settings(**{**SETTINGS, "max_attempts": 1}), ScriptedBackend(lambda c, r: "x"), counter
+        ).analyze([pdf])[0],
+        Engine(Settings(**SETTINGS), ScriptedBackend(reply), counter).analyze(
+            [tmp_path / "nope.pdf"]
+        )[0],
+        ResultEnvelope(
+            source=Source(path="a.pdf"),
+            status="failed",
+            errors=[ErrorRecord(code="corrupt_document", message="bad xref", page=3)],
+        ),
+        ResultEnvelope(
+            source=Source(path="b.pdf", sha256="0" * 64),
+            status="skipped",
+            warnings=["unchanged since last run"],
+        ),
     ]
     assert [r.status for r in records] == ["ok", "failed", "failed", "failed", "skipped"]
     schema = envelope_json_schema()

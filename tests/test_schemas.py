@@ -72,7 +72,8 @@ def test_decoder_schema_is_fully_bounded(name: str) -> None:
 def test_llguidance_accepts_every_decoder_schema(name: str) -> None:
     llguidance = pytest.importorskip("llguidance")
     grammar = llguidance.LLMatcher.grammar_from_json_schema(
-        json.dumps(decoder_schema(get_schema(name))), overrides={"whitespace_flexible": False})
+        json.dumps(decoder_schema(get_schema(name))), overrides={"whitespace_flexible": False}
+    )
     assert grammar
 
 
@@ -101,13 +102,19 @@ def test_recursive_schema_keeps_refs() -> None:
 
 
 def test_max_reply_tokens_bounds_small_schemas() -> None:
-    schema = {"type": "object", "properties": {"a": {"type": "string", "maxLength": 3}},
-              "additionalProperties": False, "required": ["a"]}
+    schema = {
+        "type": "object",
+        "properties": {"a": {"type": "string", "maxLength": 3}},
+        "additionalProperties": False,
+        "required": ["a"],
+    }
     assert max_reply_tokens(schema, 4096) < 40
 
 
 def test_builtin_models_forbid_extra_keys_and_check_bounds() -> None:
-    DocumentSummary.model_validate({"title": "T", "summary": "S", "key_points": [{"point": "p", "pages": [1]}]})
+    DocumentSummary.model_validate(
+        {"title": "T", "summary": "S", "key_points": [{"point": "p", "pages": [1]}]}
+    )
     with pytest.raises(ValidationError):
         DocumentSummary.model_validate({"summary": "S", "extra": 1})
     with pytest.raises(ValidationError):
@@ -126,7 +133,9 @@ def test_every_extraction_record_carries_pages() -> None:
 
 def test_registry_names_aliases_and_module_refs() -> None:
     names = list_schemas()
-    assert {"invoice", "receipt", "purchase_order", "paper", "slides", "form", "tables"} <= set(names)
+    assert {"invoice", "receipt", "purchase_order", "paper", "slides", "form", "tables"} <= set(
+        names
+    )
     assert all(isinstance(doc, str) and doc for doc in names.values())
     assert get_schema("Invoice") is Invoice
     assert get_schema("scientific-paper") is get_schema("paper")
@@ -134,15 +143,18 @@ def test_registry_names_aliases_and_module_refs() -> None:
     assert schema_name(Invoice) == "invoice" and schema_version(Invoice) == "1.0"
 
 
-@pytest.mark.parametrize("ref, fragment", [
-    ("nonsense", "unknown schema"),
-    ("", "empty schema name"),
-    ("no.such.module:Thing", "cannot import module"),
-    ("schemas.commerce:Nope", "has no attribute"),
-    ("schemas.commerce:MAX_AMOUNT", "has no attribute"),
-    ("json:dumps", "not a pydantic BaseModel"),
-    ("missing.json", "does not exist"),
-])
+@pytest.mark.parametrize(
+    "ref, fragment",
+    [
+        ("nonsense", "unknown schema"),
+        ("", "empty schema name"),
+        ("no.such.module:Thing", "cannot import module"),
+        ("schemas.commerce:Nope", "has no attribute"),
+        ("schemas.commerce:MAX_AMOUNT", "has no attribute"),
+        ("json:dumps", "not a pydantic BaseModel"),
+        ("missing.json", "does not exist"),
+    ],
+)
 def test_bad_schema_refs_raise_schema_not_found(ref: str, fragment: str) -> None:
     with pytest.raises(SchemaError, match=fragment):
         get_schema(ref)
@@ -161,17 +173,29 @@ def test_json_schema_file_becomes_a_validating_model(tmp_path: Path) -> None:
         },
         "required": ["tracking", "items"],
         "additionalProperties": False,
-        "$defs": {"item": {"type": "object", "properties": {"sku": {"type": "string"}, "page": {"type": "integer"}},
-                           "required": ["sku"], "additionalProperties": False}},
+        "$defs": {
+            "item": {
+                "type": "object",
+                "properties": {"sku": {"type": "string"}, "page": {"type": "integer"}},
+                "required": ["sku"],
+                "additionalProperties": False,
+            }
+        },
     }
     path = tmp_path / "shipping-label.json"
     path.write_text(json.dumps(schema))
     model = get_schema(str(path))
-    ok = model.model_validate({"tracking": "1Z", "items": [{"sku": "A", "page": 1}], "service": "express"})
+    ok = model.model_validate(
+        {"tracking": "1Z", "items": [{"sku": "A", "page": 1}], "service": "express"}
+    )
     assert ok.model_dump()["items"][0]["sku"] == "A"
-    for bad in ({"tracking": "x" * 31, "items": []}, {"tracking": "1Z", "items": [], "extra": 1},
-                {"tracking": "1Z", "items": [], "service": "slow"}, {"items": []},
-                {"tracking": "1Z", "items": [{"sku": "A"}] * 6}):
+    for bad in (
+        {"tracking": "x" * 31, "items": []},
+        {"tracking": "1Z", "items": [], "extra": 1},
+        {"tracking": "1Z", "items": [], "service": "slow"},
+        {"items": []},
+        {"tracking": "1Z", "items": [{"sku": "A"}] * 6},
+    ):
         with pytest.raises(ValidationError):
             model.model_validate(bad)
     version = schema_version(model)
@@ -179,16 +203,27 @@ def test_json_schema_file_becomes_a_validating_model(tmp_path: Path) -> None:
     assert decoder_schema(model)["properties"]["items"]["items"]["additionalProperties"] is False
 
 
-@pytest.mark.parametrize("content, fragment", [
-    ("{not json", "not valid JSON"),
-    ('["a"]', "must be an object"),
-    ('{"type": "string"}', "top level must be"),
-    ('{"type": "object", "properties": {"a": {"allOf": []}}}', "allOf"),
-    ('{"type": "object", "properties": {"a": {"$ref": "http://x/y"}}}', "only local references"),
-    ('{"type": "object", "properties": {"a": {"$ref": "#/$defs/n"}}, "$defs": {"n": {"type": "object", '
-     '"properties": {"c": {"$ref": "#/$defs/n"}}}}}', "recursive"),
-])
-def test_unsupported_json_schema_files_are_refused(tmp_path: Path, content: str, fragment: str) -> None:
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        ("{not json", "not valid JSON"),
+        ('["a"]', "must be an object"),
+        ('{"type": "string"}', "top level must be"),
+        ('{"type": "object", "properties": {"a": {"allOf": []}}}', "allOf"),
+        (
+            '{"type": "object", "properties": {"a": {"$ref": "http://x/y"}}}',
+            "only local references",
+        ),
+        (
+            '{"type": "object", "properties": {"a": {"$ref": "#/$defs/n"}}, "$defs": {"n": {"type": "object", '
+            '"properties": {"c": {"$ref": "#/$defs/n"}}}}}',
+            "recursive",
+        ),
+    ],
+)
+def test_unsupported_json_schema_files_are_refused(
+    tmp_path: Path, content: str, fragment: str
+) -> None:
     path = tmp_path / "s.json"
     path.write_text(content)
     with pytest.raises(SchemaError, match=fragment):

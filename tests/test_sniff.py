@@ -103,7 +103,9 @@ def test_truncated_synthetic_pptx_is_corrupt(tmp_path: Path) -> None:
 
 def test_ole_powerpoint_and_other_ole(tmp_path: Path) -> None:
     ppt = tmp_path / "old.ppt"
-    ppt.write_bytes(OLE_MAGIC + b"\0" * 504 + "PowerPoint Document".encode("utf-16-le") + b"\0" * 64)
+    ppt.write_bytes(
+        OLE_MAGIC + b"\0" * 504 + "PowerPoint Document".encode("utf-16-le") + b"\0" * 64
+    )
     assert sniff(ppt) is DocKind.PPT
     doc = tmp_path / "old.doc"
     doc.write_bytes(OLE_MAGIC + b"\0" * 504 + "WordDocument".encode("utf-16-le") + b"\0" * 64)
@@ -118,7 +120,9 @@ def test_missing_path_and_directory(tmp_path: Path) -> None:
         sniff(tmp_path)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.binary(min_size=0, max_size=2048))
 def test_arbitrary_bytes_never_crash(tmp_path: Path, data: bytes) -> None:
     path = tmp_path / "fuzz.pdf"

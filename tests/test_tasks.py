@@ -11,7 +11,9 @@ from schemas import Answer, DocumentSummary, Invoice
 
 
 def test_specs_follow_the_task_order_and_models() -> None:
-    settings = Settings(tasks=("extract", "summary", "ask"), schema_name="invoice", question="Who pays?")
+    settings = Settings(
+        tasks=("extract", "summary", "ask"), schema_name="invoice", question="Who pays?"
+    )
     specs = task_specs(settings)
     assert [s.name for s in specs] == ["extract", "summary", "ask"]
     assert [s.model for s in specs] == [Invoice, DocumentSummary, Answer]
@@ -19,7 +21,9 @@ def test_specs_follow_the_task_order_and_models() -> None:
 
 
 def test_instructions_are_deterministic_and_name_what_to_do() -> None:
-    settings = Settings(tasks=("summary", "ask", "extract"), schema_name="form", question="  What is\n the date? ")
+    settings = Settings(
+        tasks=("summary", "ask", "extract"), schema_name="form", question="  What is\n the date? "
+    )
     first = [s.instruction for s in task_specs(settings)]
     assert first == [s.instruction for s in task_specs(settings)]
     summary, ask, extract = first
@@ -48,6 +52,9 @@ def test_requests_carry_the_bounded_schema_and_budget() -> None:
     settings = Settings(tasks=("summary", "summary"), max_output_tokens=777)
     [spec] = task_specs(settings)
     request = spec.request(0.7)
-    assert request.json_schema == spec.json_schema and request.json_schema["additionalProperties"] is False
+    assert (
+        request.json_schema == spec.json_schema
+        and request.json_schema["additionalProperties"] is False
+    )
     assert request.max_new_tokens == spec.max_new_tokens <= 777
     assert request.temperature == 0.7 and request.turns == ()

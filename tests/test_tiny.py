@@ -42,8 +42,16 @@ def tiny_processor(tiny_model_dir: Path) -> Any:
 
 
 def test_checkpoint_files_and_marker(tiny_model_dir: Path) -> None:
-    for name in ("config.json", "model.safetensors", "generation_config.json", "tokenizer.json",
-                 "tokenizer_config.json", "chat_template.jinja", "preprocessor_config.json", MARKER):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+        "preprocessor_config.json",
+        MARKER,
+    ):
         assert (tiny_model_dir / name).is_file(), name
     marker = json.loads((tiny_model_dir / MARKER).read_text())
     assert marker["docvl_tiny"] is True and "RANDOM" in marker["note"]
@@ -62,7 +70,9 @@ def test_same_seed_same_files(tiny_model_dir: Path, tmp_path: Path) -> None:
 def test_from_pretrained_offline(tiny_model_dir: Path) -> None:
     from transformers import Qwen3VLForConditionalGeneration
 
-    model = Qwen3VLForConditionalGeneration.from_pretrained(str(tiny_model_dir), local_files_only=True)
+    model = Qwen3VLForConditionalGeneration.from_pretrained(
+        str(tiny_model_dir), local_files_only=True
+    )
     config: Any = model.config
     text = config.text_config
     assert text.max_position_embeddings == 262144
@@ -76,11 +86,16 @@ def test_tokenizer_special_tokens(tiny_model_dir: Path) -> None:
     assert tok is not None and type(tok).__name__ == "Qwen2Tokenizer"
     assert 2000 <= len(tok) <= 4096
     ids = [tok.convert_tokens_to_ids(t) for t, _ in SPECIAL_TOKENS]
-    assert ids == list(range(ids[0], ids[0] + len(SPECIAL_TOKENS)))  # real order, consecutive like 151643..
+    assert ids == list(
+        range(ids[0], ids[0] + len(SPECIAL_TOKENS))
+    )  # real order, consecutive like 151643..
     for token, _special in SPECIAL_TOKENS:
         assert tok.encode(token, add_special_tokens=False) == [tok.convert_tokens_to_ids(token)]
     assert tok.eos_token == "<|im_end|>" and tok.pad_token == "<|endoftext|>"
-    assert eos_token_ids(tok) == [tok.convert_tokens_to_ids("<|im_end|>"), tok.convert_tokens_to_ids("<|endoftext|>")]
+    assert eos_token_ids(tok) == [
+        tok.convert_tokens_to_ids("<|im_end|>"),
+        tok.convert_tokens_to_ids("<|endoftext|>"),
+    ]
     sample = 'Total: {"amount": 1234.5, "currency": "EUR", "ok": true}\nÜber naïve 数字 🙂'
     assert tok.decode(tok.encode(sample, add_special_tokens=False)) == sample
     # JSON punctuation learned as tokens (not byte by byte).
@@ -104,8 +119,9 @@ def test_template_renders_like_real(tiny_processor: Any, tiny_model_dir: Path) -
     assert apply_chat_template(tok, [user]) == expected  # tokenizer alone renders the same
     images = [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "Compare."}]
     two_images = {"role": "user", "content": images}
-    assert apply_chat_template(tiny_processor, [{"role": "system", "content": "Be brief."}, two_images],
-                               add_vision_id=True) == (
+    assert apply_chat_template(
+        tiny_processor, [{"role": "system", "content": "Be brief."}, two_images], add_vision_id=True
+    ) == (
         "<|im_start|>system\nBe brief.<|im_end|>\n"
         "<|im_start|>user\nPicture 1: <|vision_start|><|image_pad|><|vision_end|>"
         "Picture 2: <|vision_start|><|image_pad|><|vision_end|>Compare.<|im_end|>\n<|im_start|>assistant\n"
@@ -130,23 +146,37 @@ def test_generate_with_processor_output(tiny_model_dir: Path, tiny_processor: An
     import torch
     from transformers import Qwen3VLForConditionalGeneration
 
-    model = Qwen3VLForConditionalGeneration.from_pretrained(str(tiny_model_dir), local_files_only=True).eval()
+    model = Qwen3VLForConditionalGeneration.from_pretrained(
+        str(tiny_model_dir), local_files_only=True
+    ).eval()
     text = apply_chat_template(tiny_processor, [{"role": "user", "content": USER_TEXT_IMAGE_TEXT}])
     page = Image.new("RGB", (800, 1024), "white")
     inputs = tiny_processor(text=[text], images=[page], return_tensors="pt")
-    assert set(inputs) == {"input_ids", "attention_mask", "mm_token_type_ids", "pixel_values", "image_grid_thw"}
-    assert int((inputs["input_ids"] == tiny_processor.image_token_id).sum()) == (800 // 32) * (1024 // 32)
+    assert set(inputs) == {
+        "input_ids",
+        "attention_mask",
+        "mm_token_type_ids",
+        "pixel_values",
+        "image_grid_thw",
+    }
+    assert int((inputs["input_ids"] == tiny_processor.image_token_id).sum()) == (800 // 32) * (
+        1024 // 32
+    )
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=16, min_new_tokens=16, do_sample=False)
     assert out.shape == (1, inputs["input_ids"].shape[1] + 16)
-    assert isinstance(tiny_processor.decode(out[0, inputs["input_ids"].shape[1]:]), str)
+    assert isinstance(tiny_processor.decode(out[0, inputs["input_ids"].shape[1] :]), str)
 
 
 def test_missing_model_is_backend_unavailable(tmp_path: Path) -> None:
     with pytest.raises(BackendUnavailable) as err:
         load_processor(str(tmp_path / "nowhere"))
     message = str(err.value)
-    for hint in ("huggingface-cli download Qwen/Qwen3-VL-8B-Instruct", "--backend openai", "docvl dev tiny-model"):
+    for hint in (
+        "huggingface-cli download Qwen/Qwen3-VL-8B-Instruct",
+        "--backend openai",
+        "docvl dev tiny-model",
+    ):
         assert hint in message
     assert err.value.code == "backend_unavailable"
     assert load_tokenizer(str(tmp_path / "nowhere")) is None

@@ -39,7 +39,9 @@ class BadRequest(ValueError):
 def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
-    if isinstance(content, list) and all(isinstance(c, dict) and c.get("type") == "text" for c in content):
+    if isinstance(content, list) and all(
+        isinstance(c, dict) and c.get("type") == "text" for c in content
+    ):
         return "".join(str(c.get("text", "")) for c in content)
     raise BadRequest("expected text content")
 
@@ -88,7 +90,9 @@ def parse_messages(messages: Any) -> tuple[list[Part], str, tuple[Turn, ...]]:
     for reply, feedback in zip(rest[::2], rest[1::2], strict=True):
         if reply.get("role") != "assistant" or feedback.get("role") != "user":
             raise BadRequest("after the first user message, expected assistant/user pairs")
-        turns.append(Turn(reply=_text_of(reply.get("content")), feedback=_text_of(feedback.get("content"))))
+        turns.append(
+            Turn(reply=_text_of(reply.get("content")), feedback=_text_of(feedback.get("content")))
+        )
     return content, instruction, tuple(turns)
 
 
@@ -109,8 +113,11 @@ def parse_request(body: Any) -> tuple[list[Part], GenerationRequest]:
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS
     temperature = body.get("temperature")
     request = GenerationRequest(
-        instruction=instruction, json_schema=schema, max_new_tokens=int(max_tokens),
-        temperature=1.0 if temperature is None else float(temperature), turns=turns,
+        instruction=instruction,
+        json_schema=schema,
+        max_new_tokens=int(max_tokens),
+        temperature=1.0 if temperature is None else float(temperature),
+        turns=turns,
     )
     return content, request
 
@@ -135,8 +142,20 @@ def _handler(backend: ModelBackend) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             if self.path.rstrip("/") == "/v1/models":
-                self._send(200, {"object": "list", "data": [
-                    {"id": backend.model_id, "object": "model", "created": 0, "owned_by": "docvl"}]})
+                self._send(
+                    200,
+                    {
+                        "object": "list",
+                        "data": [
+                            {
+                                "id": backend.model_id,
+                                "object": "model",
+                                "created": 0,
+                                "owned_by": "docvl",
+                            }
+                        ],
+                    },
+                )
             else:
                 self._error(404, f"no route {self.path}", "not_found")
 
@@ -161,17 +180,28 @@ def _handler(backend: ModelBackend) -> type[BaseHTTPRequestHandler]:
                 log.exception("devserver: generation failed")
                 self._error(500, f"{type(exc).__name__}: {exc}", "server_error")
                 return
-            self._send(200, {
-                "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-                "model": backend.model_id,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": generation.text},
-                             "finish_reason": generation.finish_reason}],
-                "usage": {
-                    "prompt_tokens": generation.input_tokens, "completion_tokens": generation.output_tokens,
-                    "total_tokens": generation.input_tokens + generation.output_tokens,
-                    "prompt_tokens_details": {"cached_tokens": generation.cached_tokens},
+            self._send(
+                200,
+                {
+                    "id": f"chatcmpl-{uuid.uuid4().hex}",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": backend.model_id,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": generation.text},
+                            "finish_reason": generation.finish_reason,
+                        }
+                    ],
+                    "usage": {
+                        "prompt_tokens": generation.input_tokens,
+                        "completion_tokens": generation.output_tokens,
+                        "total_tokens": generation.input_tokens + generation.output_tokens,
+                        "prompt_tokens_details": {"cached_tokens": generation.cached_tokens},
+                    },
                 },
-            })
+            )
 
     return Handler
 

@@ -4,9 +4,9 @@
 * The Prefect runner (:mod:`flows`) wraps the same stages in tasks and adds retries, caching,
   concurrency limits, artifacts and delivery; it decides nothing about documents.
 
-A bad file never raises out of the engine: it becomes its envelope's error record, and the batch goes
-on. An unexpected exception in a stage is a bug: its unit's records say ``internal_error``, which is
-never final (:data:`pipeline.errors.FAILURE_POLICY`), so a rerun tries again.
+A bad file never raises out of the engine: it becomes its envelope's error record, and the batch
+goes on. An unexpected exception in a stage is a bug: its unit's records say ``internal_error``,
+which is never final (:data:`pipeline.errors.FAILURE_POLICY`), so a rerun tries again.
 
 Usage invariant: with an exact :class:`~pipeline.plan.count.TokenCounter` and a backend that reports
 prompt tokens the same way, ``envelope.usage.input_tokens == envelope.plan.input_tokens`` whenever
@@ -68,9 +68,11 @@ class Engine:
         """Reduce, check completeness, ground: one envelope per file of the unit."""
         return build_envelopes(prepared, results, self.backend, self.settings)
 
-    def failed(self, unit: Unit, exc: BaseException, started: float | None = None
-               ) -> list[ResultEnvelope]:
-        """Envelopes for a unit whose analysis raised: a DocvlError's record, else ``internal_error``."""
+    def failed(
+        self, unit: Unit, exc: BaseException, started: float | None = None
+    ) -> list[ResultEnvelope]:
+        """Envelopes for a unit whose analysis raised: a DocvlError's record, else
+        ``internal_error``."""
         record = exc.record() if isinstance(exc, DocvlError) else _internal(unit, exc)
         total = time.perf_counter() - started if started is not None else 0.0
         return failed_envelopes(unit, [record], self.model, total)
@@ -83,8 +85,10 @@ class Engine:
             return [None] * len(unit.paths)
         if len(unit.paths) == 1:
             return [cache_key("record", unit.shas, self.settings, self.specs)]
-        return [cache_key("record", unit.shas, self.settings, self.specs, i)
-                for i in range(len(unit.paths))]
+        return [
+            cache_key("record", unit.shas, self.settings, self.specs, i)
+            for i in range(len(unit.paths))
+        ]
 
     def window_key(self, unit: Unit, job: tuple[int, int]) -> str:
         return cache_key("window", unit.shas, self.settings, self.specs, *job)
@@ -113,8 +117,12 @@ class Engine:
         return expand(units, of_path, done, paths)
 
 
-def expand(units: Sequence[Unit], of_path: Sequence[int], done: Sequence[Sequence[ResultEnvelope]],
-           paths: Sequence[str | Path]) -> list[ResultEnvelope]:
+def expand(
+    units: Sequence[Unit],
+    of_path: Sequence[int],
+    done: Sequence[Sequence[ResultEnvelope]],
+    paths: Sequence[str | Path],
+) -> list[ResultEnvelope]:
     """Per input path, its envelope: a copy under its own path when its content was a duplicate."""
     out: list[ResultEnvelope] = []
     for path, u in zip(paths, of_path, strict=True):

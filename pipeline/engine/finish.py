@@ -1,4 +1,4 @@
-"""Stage 3 of the engine: from window results to one envelope per document, built here and only here.
+"""Stage 3 of the engine: from window results to one envelope per document (built here only).
 
 Per pass and task, the windows' partial results (in page order) become one output:
 * one window: its result as is;
@@ -7,12 +7,13 @@ Per pass and task, the windows' partial results (in page order) become one outpu
   error record;
 * several, ``extract``: :func:`~pipeline.tasks.reduce.merge_partials`, then
   :func:`~pipeline.tasks.reduce.complete` re-asks about pages no record cites.
+
 A shared pass (a question across documents) is reduced once; every document in it gets the answer,
 the shared windows (``shared_with`` names the other files) and their usage, so the usage invariant
 holds per envelope (totals over envelopes count shared windows once per document).
 
-Status: ``ok`` when every task has an output and nothing was recorded as an error, ``failed`` when no
-task has one, else ``partial``.
+Status: ``ok`` when every task has an output and nothing was recorded as an error, ``failed`` when
+no task has one, else ``partial``.
 """
 
 from __future__ import annotations
@@ -50,18 +51,28 @@ from schemas import Answer, DocumentSummary
 
 
 def model_info(backend: ModelBackend, settings: Settings) -> ModelInfo:
-    return ModelInfo(backend=str(getattr(backend, "name", type(backend).__name__)),
-                     id=str(getattr(backend, "model_id", settings.model)),
-                     context_window=settings.context_window)
+    return ModelInfo(
+        backend=str(getattr(backend, "name", type(backend).__name__)),
+        id=str(getattr(backend, "model_id", settings.model)),
+        context_window=settings.context_window,
+    )
 
 
-def failed_envelopes(prepared_or_unit: Any, records: list[ErrorRecord], model: ModelInfo,
-                     total_s: float = 0.0) -> list[ResultEnvelope]:
+def failed_envelopes(
+    prepared_or_unit: Any, records: list[ErrorRecord], model: ModelInfo, total_s: float = 0.0
+) -> list[ResultEnvelope]:
     """One failed envelope per file of a unit (a :class:`Prepared` or its ``unit``)."""
     unit = getattr(prepared_or_unit, "unit", prepared_or_unit)
-    return [ResultEnvelope(source=Source(path=str(path), sha256=sha), status="failed", errors=records,
-                           model=model, timings=Timings(total=round(total_s, 6)))
-            for path, sha in zip(unit.paths, unit.shas, strict=True)]
+    return [
+        ResultEnvelope(
+            source=Source(path=str(path), sha256=sha),
+            status="failed",
+            errors=records,
+            model=model,
+            timings=Timings(total=round(total_s, 6)),
+        )
+        for path, sha in zip(unit.paths, unit.shas, strict=True)
+    ]
 
 
 class _Outputs:
@@ -88,15 +99,23 @@ def _partials(spec: TaskSpec, results: Sequence[WindowResult]) -> list[tuple[str
 def _fallback(spec: TaskSpec, values: list[BaseModel]) -> BaseModel:
     if spec.name == "summary":
         data, _ = merge_partials(DocumentSummary, values)
-        data["summary"] = " ".join(v.summary for v in values if isinstance(v, DocumentSummary))[:3000]
+        data["summary"] = " ".join(v.summary for v in values if isinstance(v, DocumentSummary))[
+            :3000
+        ]
         data["key_points"] = data.get("key_points", [])[:12]
         return DocumentSummary.model_validate(data)
     answers = [v for v in values if isinstance(v, Answer)]
     return next((a for a in answers if a.found), answers[0])
 
 
-def combine(spec: TaskSpec, partials: list[tuple[str, BaseModel]], backend: ModelBackend,
-            settings: Settings, usage: Usage, errors: list[ErrorRecord]) -> BaseModel:
+def combine(
+    spec: TaskSpec,
+    partials: list[tuple[str, BaseModel]],
+    backend: ModelBackend,
+    settings: Settings,
+    usage: Usage,
+    errors: list[ErrorRecord],
+) -> BaseModel:
     """One result for a summary/answer task from its window partials (model reduce, fallback)."""
     if len(partials) == 1:
         return partials[0][1]
@@ -105,31 +124,53 @@ def combine(spec: TaskSpec, partials: list[tuple[str, BaseModel]], backend: Mode
     if reduced.data is not None:
         return spec.model.model_validate(reduced.data)
     if reduced.error is not None:
-        errors.append(reduced.error.model_copy(update={"message": f"reduce: {reduced.error.message}"}))
+        errors.append(
+            reduced.error.model_copy(update={"message": f"reduce: {reduced.error.message}"})
+        )
     return _fallback(spec, [v for _, v in partials])
 
 
-def _extraction(prepared: Prepared, pass_: Pass, spec: TaskSpec, partials: list[tuple[str, BaseModel]],
-                backend: ModelBackend, settings: Settings, usage: Usage,
-                errors: list[ErrorRecord]) -> ExtractionOutput:
+def _extraction(
+    prepared: Prepared,
+    pass_: Pass,
+    spec: TaskSpec,
+    partials: list[tuple[str, BaseModel]],
+    backend: ModelBackend,
+    settings: Settings,
+    usage: Usage,
+    errors: list[ErrorRecord],
+) -> ExtractionOutput:
     doc = prepared.loaded(pass_)[0]
     data, conflicts = merge_partials(spec.model, [v for _, v in partials])
     check = Completeness()
     ranges = [(w.first_page, w.last_page) for w in pass_.windows]
     if len(ranges) > 1:
-        done = complete(backend, spec, settings, data, ranges,
-                        lambda pages: subset_content(prepared, pass_, 0, pages, settings))
+        done = complete(
+            backend,
+            spec,
+            settings,
+            data,
+            ranges,
+            lambda pages: subset_content(prepared, pass_, 0, pages, settings),
+        )
         usage.add(done.usage)
         errors.extend(done.errors)
         data, conflicts = done.data, conflicts + done.conflicts
         check = Completeness(reasked_pages=done.reasked_pages, added_records=done.added_records)
     check.uncited_pages = uncited_pages(data, 1, doc.page_count)
-    return ExtractionOutput(schema_name=spec.schema_name, schema_version=spec.schema_version, data=data,
-                            grounding=ground(data, doc.pages), conflicts=conflicts, completeness=check)
+    return ExtractionOutput(
+        schema_name=spec.schema_name,
+        schema_version=spec.schema_version,
+        data=data,
+        grounding=ground(data, doc.pages),
+        conflicts=conflicts,
+        completeness=check,
+    )
 
 
-def _reduce_passes(prepared: Prepared, results: Sequence[WindowResult], backend: ModelBackend,
-                   settings: Settings) -> _Outputs:
+def _reduce_passes(
+    prepared: Prepared, results: Sequence[WindowResult], backend: ModelBackend, settings: Settings
+) -> _Outputs:
     out = _Outputs()
     for p, pass_ in enumerate(prepared.passes):
         mine = [r for r in results if r.pass_index == p]
@@ -139,10 +180,13 @@ def _reduce_passes(prepared: Prepared, results: Sequence[WindowResult], backend:
             if not partials:
                 continue
             if spec.name == "extract":
-                out.extract[(p, spec.name)] = _extraction(prepared, pass_, spec, partials, backend,
-                                                          settings, usage, errors)
+                out.extract[(p, spec.name)] = _extraction(
+                    prepared, pass_, spec, partials, backend, settings, usage, errors
+                )
             else:
-                out.value[(p, spec.name)] = combine(spec, partials, backend, settings, usage, errors)
+                out.value[(p, spec.name)] = combine(
+                    spec, partials, backend, settings, usage, errors
+                )
     return out
 
 
@@ -152,22 +196,29 @@ def _chooser(docs: Sequence[LoadedDocument], own: int) -> Any:
 
     def choose(record: Mapping[str, Any]) -> PageText:
         number = record.get("document")
-        ok = isinstance(number, int) and 1 <= number <= len(texts)
-        return texts[number - 1] if ok else texts[own]
+        if isinstance(number, int) and 1 <= number <= len(texts):
+            return texts[number - 1]
+        return texts[own]
 
     return choose
 
 
 def _doc_windows(prepared: Prepared, pass_: Pass, member: int) -> list[Window]:
     paths = [str(prepared.unit.paths[i]) for i in pass_.docs]
-    return [w.model_copy(update={
-        "tasks": [s.name for s in pass_.specs],
-        "shared_with": sorted({paths[s.doc] for s in w.spans if s.doc != member})})
-        for w in pass_.plans[member].windows]
+    return [
+        w.model_copy(
+            update={
+                "tasks": [s.name for s in pass_.specs],
+                "shared_with": sorted({paths[s.doc] for s in w.spans if s.doc != member}),
+            }
+        )
+        for w in pass_.plans[member].windows
+    ]
 
 
-def build_envelopes(prepared: Prepared, results: Sequence[WindowResult], backend: ModelBackend,
-                    settings: Settings) -> list[ResultEnvelope]:
+def build_envelopes(
+    prepared: Prepared, results: Sequence[WindowResult], backend: ModelBackend, settings: Settings
+) -> list[ResultEnvelope]:
     """Reduce every pass, then build each file's envelope (in unit order)."""
     t0 = time.perf_counter()
     outputs = _reduce_passes(prepared, results, backend, settings)
@@ -178,12 +229,24 @@ def build_envelopes(prepared: Prepared, results: Sequence[WindowResult], backend
         errors = list(prepared.errors.get(i, []))
         source = Source(path=str(path), sha256=prepared.unit.shas[i])
         if doc is None:
-            envelopes.append(ResultEnvelope(source=source, status="failed", errors=errors, model=model,
-                                            timings=Timings(**prepared.timings[i])))
+            envelopes.append(
+                ResultEnvelope(
+                    source=source,
+                    status="failed",
+                    errors=errors,
+                    model=model,
+                    timings=Timings(**prepared.timings[i]),
+                )
+            )
             continue
         source.kind, source.pages = doc.kind.value, doc.page_count
-        env = ResultEnvelope(source=source, status="ok", warnings=list(doc.warnings), model=model,
-                             plan=PlanSummary(exact_tokens=prepared.exact_tokens))
+        env = ResultEnvelope(
+            source=source,
+            status="ok",
+            warnings=list(doc.warnings),
+            model=model,
+            plan=PlanSummary(exact_tokens=prepared.exact_tokens),
+        )
         usage, timings = Usage(), Timings(**prepared.timings[i])
         timings.reduce = round(reduce_s, 6)
         for p, pass_ in enumerate(prepared.passes):
@@ -191,11 +254,14 @@ def build_envelopes(prepared: Prepared, results: Sequence[WindowResult], backend
                 continue
             member = pass_.docs.index(i)
             windows = _doc_windows(prepared, pass_, member)
-            env.plan.windows.extend(w.model_copy(update={"index": len(env.plan.windows) + k})
-                                    for k, w in enumerate(windows))
+            env.plan.windows.extend(
+                w.model_copy(update={"index": len(env.plan.windows) + k})
+                for k, w in enumerate(windows)
+            )
             env.plan.input_tokens += pass_.plans[member].input_tokens
-            env.plan.estimated_cost_usd = round(env.plan.estimated_cost_usd
-                                                + pass_.plans[member].estimated_cost_usd, 6)
+            env.plan.estimated_cost_usd = round(
+                env.plan.estimated_cost_usd + pass_.plans[member].estimated_cost_usd, 6
+            )
             spans = {tuple((s.doc, s.first_page, s.last_page) for s in w.spans) for w in windows}
             for wr in results:
                 key = tuple((s.doc, s.first_page, s.last_page) for s in wr.window.spans)
@@ -207,7 +273,11 @@ def build_envelopes(prepared: Prepared, results: Sequence[WindowResult], backend
                 timings.prefills += int(wr.timings.get("prefills", 0))
                 timings.generate += wr.timings.get("generate", 0.0)
                 for e in wr.error_records():
-                    e = e if e.page is not None else e.model_copy(update={"page": wr.window.first_page})
+                    e = (
+                        e
+                        if e.page is not None
+                        else e.model_copy(update={"page": wr.window.first_page})
+                    )
                     if e not in errors:
                         errors.append(e)
             usage.add(outputs.usage[p])
@@ -220,18 +290,39 @@ def build_envelopes(prepared: Prepared, results: Sequence[WindowResult], backend
                     env.extraction = outputs.extract[(p, spec.name)]
                 value = outputs.value.get((p, spec.name))
                 if isinstance(value, DocumentSummary):
-                    env.summary = SummaryOutput(data=value, completeness=Completeness(
-                        uncited_pages=uncited_pages(value.model_dump(mode="json"), 1, doc.page_count)))
+                    env.summary = SummaryOutput(
+                        data=value,
+                        completeness=Completeness(
+                            uncited_pages=uncited_pages(
+                                value.model_dump(mode="json"), 1, doc.page_count
+                            )
+                        ),
+                    )
                 elif isinstance(value, Answer):
                     quotes = {"quotes": value.model_dump(mode="json")["quotes"]}
                     env.answer = AnswerOutput(
-                        question=spec.question or "", data=value,
+                        question=spec.question or "",
+                        data=value,
                         documents=[str(d.path) for d in docs] if pass_.shared else [],
-                        grounding=ground(quotes, _chooser(docs, member) if pass_.shared else doc.pages))
+                        grounding=ground(
+                            quotes, _chooser(docs, member) if pass_.shared else doc.pages
+                        ),
+                    )
         env.errors = errors
         env.usage = usage.priced(settings.price_input_per_mtok, settings.price_output_per_mtok)
-        timings.total = round(sum((timings.load, timings.plan, timings.render, timings.prefill,
-                                   timings.generate, timings.reduce)), 6)
+        timings.total = round(
+            sum(
+                (
+                    timings.load,
+                    timings.plan,
+                    timings.render,
+                    timings.prefill,
+                    timings.generate,
+                    timings.reduce,
+                )
+            ),
+            6,
+        )
         env.timings = timings
         env.status = status_of(env, list(dict.fromkeys(settings.tasks)))
         envelopes.append(env)

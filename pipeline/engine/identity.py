@@ -29,13 +29,23 @@ def prompt_version(specs: Sequence[TaskSpec]) -> str:
     return digest.hexdigest()[:16]
 
 
-def cache_key(kind: str, shas: Sequence[str | None], settings: Settings, specs: Sequence[TaskSpec],
-              *parts: object) -> str:
+def cache_key(
+    kind: str,
+    shas: Sequence[str | None],
+    settings: Settings,
+    specs: Sequence[TaskSpec],
+    *parts: object,
+) -> str:
     """The key of one cached result: ``kind`` (``record``, ``window``), the inputs' content hashes,
     the settings and tasks, and ``parts`` that locate it (a document or window index)."""
     fields = [
-        kind, ",".join(sha or "-" for sha in shas), settings.fingerprint(), settings.model,
+        kind,
+        ",".join(sha or "-" for sha in shas),
+        settings.fingerprint(),
+        settings.model,
         ";".join(f"{s.name}={s.schema_name}@{s.schema_version}" for s in specs),
-        f"envelope={ENVELOPE_VERSION}", f"prompt={prompt_version(specs)}", *map(str, parts),
+        f"envelope={ENVELOPE_VERSION}",
+        f"prompt={prompt_version(specs)}",
+        *map(str, parts),
     ]
     return f"docvl-{kind}-" + hashlib.sha256("|".join(fields).encode()).hexdigest()

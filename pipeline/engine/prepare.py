@@ -1,12 +1,13 @@
 """Stage 1 of the engine: from input files to units of work, then to loaded, planned passes.
 
 * A :class:`Unit` is the input files analysed together: one document, or every document of a
-  cross-document question (``settings.share_windows`` with the ``ask`` task). The same content under
-  two names is one unit (:func:`make_units`).
-* :func:`prepare` loads and plans a unit into :class:`Pass` es: a set of tasks over a set of documents,
-  packed into windows. One document: one pass with every task. A cross-document question: one shared
-  pass for ``ask`` over every document (their pages share windows) plus one pass per document for
-  its other tasks. A file that cannot be loaded or planned gets an error record, never an exception.
+  cross-document question (``settings.share_windows`` with the ``ask`` task). The same content
+  under two names is one unit (:func:`make_units`).
+* :func:`prepare` loads and plans a unit into :class:`Pass` objects: a set of tasks over a set of
+  documents, packed into windows. One document: one pass with every task. A cross-document question:
+  one shared pass for ``ask`` over every document (their pages share windows) plus one pass per
+  document for its other tasks. A file that cannot be loaded or planned gets an error record, never
+  an exception.
 """
 
 from __future__ import annotations
@@ -54,8 +55,9 @@ def shares_windows(settings: Settings, specs: Sequence[TaskSpec], n_paths: int) 
     return settings.share_windows and n_paths > 1 and any(s.name == "ask" for s in specs)
 
 
-def make_units(paths: Sequence[Path], settings: Settings, specs: Sequence[TaskSpec]
-               ) -> tuple[list[Unit], list[int]]:
+def make_units(
+    paths: Sequence[Path], settings: Settings, specs: Sequence[TaskSpec]
+) -> tuple[list[Unit], list[int]]:
     """The units of a batch, and for each input path the unit that holds it.
 
     Without shared windows each distinct content is one unit, analysed once: a second path with the
@@ -118,8 +120,9 @@ class Prepared:
                 doc.close()
 
 
-def prepare(unit: Unit, settings: Settings, counter: TokenCounter, specs: Sequence[TaskSpec]
-            ) -> Prepared:
+def prepare(
+    unit: Unit, settings: Settings, counter: TokenCounter, specs: Sequence[TaskSpec]
+) -> Prepared:
     """Load and plan a unit. Bad input becomes error records; only bugs raise."""
     docs: list[LoadedDocument | None] = []
     prepared = Prepared(unit=unit, docs=docs, passes=[], exact_tokens=counter.exact)
@@ -135,24 +138,47 @@ def prepare(unit: Unit, settings: Settings, counter: TokenCounter, specs: Sequen
         shared = shares_windows(settings, specs, len(unit.paths))
         own = [s for s in specs if not (shared and s.name == "ask")]
         if shared:
-            _add_pass(prepared, [s for s in specs if s.name == "ask"], settings, counter,
-                      [i for i, d in enumerate(docs) if d is not None], shared=True)
+            _add_pass(
+                prepared,
+                [s for s in specs if s.name == "ask"],
+                settings,
+                counter,
+                [i for i, d in enumerate(docs) if d is not None],
+                shared=True,
+            )
         for i, doc in enumerate(docs):
             if doc is not None and (own or not shared):
-                _add_pass(prepared, own, settings.model_copy(update={"share_windows": False}),
-                          counter, [i])
+                _add_pass(
+                    prepared,
+                    own,
+                    settings.model_copy(update={"share_windows": False}),
+                    counter,
+                    [i],
+                )
     except BaseException:
         prepared.close()
         raise
     return prepared
 
 
-def _add_pass(prepared: Prepared, specs: list[TaskSpec], settings: Settings, counter: TokenCounter,
-              members: list[int], *, shared: bool = False) -> None:
+def _add_pass(
+    prepared: Prepared,
+    specs: list[TaskSpec],
+    settings: Settings,
+    counter: TokenCounter,
+    members: list[int],
+    *,
+    shared: bool = False,
+) -> None:
     if not members:
         return
     t0 = time.perf_counter()
-    plan = plan_loaded([d for d in (prepared.docs[i] for i in members) if d is not None], settings, counter, {s.name: s.instruction for s in specs})
+    plan = plan_loaded(
+        [d for d in (prepared.docs[i] for i in members) if d is not None],
+        settings,
+        counter,
+        {s.name: s.instruction for s in specs},
+    )
     prepared.exact_tokens = plan.exact_tokens
     plans = plan.documents
     for unit_index, doc_plan in zip(members, plans, strict=True):
@@ -166,7 +192,9 @@ def _add_pass(prepared: Prepared, specs: list[TaskSpec], settings: Settings, cou
             if key not in seen:
                 seen.add(key)
                 windows.append(w)
-    prepared.passes.append(Pass(specs=specs, docs=members, plans=plans, windows=windows, shared=shared))
+    prepared.passes.append(
+        Pass(specs=specs, docs=members, plans=plans, windows=windows, shared=shared)
+    )
     seconds = round(time.perf_counter() - t0, 6)
     for i in members:
         timing = prepared.timings[i]

@@ -1,9 +1,9 @@
-"""Stage 2 of the engine: run one window. Render its pages, then every task of its pass on them
-(one batched first attempt sharing one prefill, then re-asks; see :mod:`pipeline.tasks.repair`).
+"""Stage 2 of the engine: run one window. Render its pages, then every task of its pass on them (one
+batched first attempt sharing one prefill, then re-asks; see :mod:`pipeline.tasks.repair`).
 
-:func:`run_window` never raises: rendering failures, backend failures and bugs become error records in
-the :class:`WindowResult`, whose policy (:func:`pipeline.errors.is_final`) tells a runner whether it may
-be cached.
+:func:`run_window` never raises: rendering failures, backend failures and bugs become error records
+in the :class:`WindowResult`, whose policy (:func:`pipeline.errors.is_final`) tells a runner whether
+it may be cached.
 """
 
 from __future__ import annotations
@@ -49,8 +49,9 @@ class WindowResult(BaseModel):
         return out
 
 
-def attach_images(docs: Sequence[LoadedDocument], content: Sequence[Part],
-                  settings: Settings) -> list[Part]:
+def attach_images(
+    docs: Sequence[LoadedDocument], content: Sequence[Part], settings: Settings
+) -> list[Part]:
     """Render every page an ImagePart of ``content`` names and attach the images (planned size)."""
     wanted: dict[int, list[int]] = {}
     for part in content:
@@ -65,8 +66,10 @@ def attach_images(docs: Sequence[LoadedDocument], content: Sequence[Part],
         if isinstance(part, ImagePart):
             image = images.get((part.doc, part.page))
             if image is None:
-                raise RenderFailed(f"page {part.page} of {docs[part.doc].path.name} was not rendered",
-                                   page=part.page)
+                raise RenderFailed(
+                    f"page {part.page} of {docs[part.doc].path.name} was not rendered",
+                    page=part.page,
+                )
             if image.size != (part.width, part.height):  # keep the planned token count exact
                 image = image.resize((part.width, part.height))
             part = replace(part, image=image)
@@ -75,12 +78,20 @@ def attach_images(docs: Sequence[LoadedDocument], content: Sequence[Part],
 
 
 def _stage_timings(timings: dict[str, float]) -> dict[str, float]:
-    return {"prefill": timings.get("prefill_s", 0.0), "prefills": timings.get("prefills", 0.0),
-            "generate": timings.get("decode_s", 0.0) + timings.get("request_s", 0.0)}
+    return {
+        "prefill": timings.get("prefill_s", 0.0),
+        "prefills": timings.get("prefills", 0.0),
+        "generate": timings.get("decode_s", 0.0) + timings.get("request_s", 0.0),
+    }
 
 
-def run_window(prepared: Prepared, pass_index: int, window_index: int, backend: ModelBackend,
-               settings: Settings) -> WindowResult:
+def run_window(
+    prepared: Prepared,
+    pass_index: int,
+    window_index: int,
+    backend: ModelBackend,
+    settings: Settings,
+) -> WindowResult:
     """Render one window's pages and run every task of its pass on them. Never raises."""
     pass_ = prepared.passes[pass_index]
     window = pass_.windows[window_index]
@@ -99,7 +110,12 @@ def run_window(prepared: Prepared, pass_index: int, window_index: int, backend: 
         return result
     del content
     result.tasks = tasks
-    timings: dict[str, float] = {"render": render_s, "prefill": 0.0, "prefills": 0.0, "generate": 0.0}
+    timings: dict[str, float] = {
+        "render": render_s,
+        "prefill": 0.0,
+        "prefills": 0.0,
+        "generate": 0.0,
+    }
     for task in tasks:
         result.usage.add(task.usage)
         for key, value in _stage_timings(task.timings).items():
@@ -116,8 +132,9 @@ def _record(exc: Exception, where: str) -> ErrorRecord:
     return InternalError(f"{where}: {type(exc).__name__}: {exc}").record()
 
 
-def subset_content(prepared: Prepared, pass_: Pass, member: int, pages: Sequence[int],
-                   settings: Settings) -> list[Part]:
+def subset_content(
+    prepared: Prepared, pass_: Pass, member: int, pages: Sequence[int], settings: Settings
+) -> list[Part]:
     """Content for just ``pages`` of the pass's document ``member`` (the completeness re-ask)."""
     docs = prepared.loaded(pass_)
     doc = docs[member]

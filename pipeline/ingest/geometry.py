@@ -19,7 +19,9 @@ MAX_ASPECT = 200
 VISION_WRAP_TOKENS = 2
 
 
-def smart_resize(height: int, width: int, min_pixels: int, max_pixels: int, factor: int = FACTOR) -> tuple[int, int]:
+def smart_resize(
+    height: int, width: int, min_pixels: int, max_pixels: int, factor: int = FACTOR
+) -> tuple[int, int]:
     """Mirror of transformers' ``smart_resize`` (Python ``round`` included)."""
     h_bar = round(height / factor) * factor
     w_bar = round(width / factor) * factor

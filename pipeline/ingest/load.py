@@ -73,7 +73,9 @@ def load_pdf(path: Path, settings: Settings, digest: str) -> LoadedDocument:
     doc, password = open_pdf(path, settings.password)
     try:
         if doc.page_count == 0:
-            raise EmptyDocument(f"{path.name}: the PDF has no pages (truncated or damaged beyond repair)")
+            raise EmptyDocument(
+                f"{path.name}: the PDF has no pages (truncated or damaged beyond repair)"
+            )
         pages, warnings = textlayer.extract_pages(doc)
         warnings = textlayer.document_warnings(doc) + warnings
         if doc.is_repaired:
@@ -81,8 +83,15 @@ def load_pdf(path: Path, settings: Settings, digest: str) -> LoadedDocument:
     finally:
         doc.close()
     warnings += mupdf_messages()
-    return LoadedDocument(path=path, kind=DocKind.PDF, sha256=digest, render_path=path, pages=pages,
-                          warnings=warnings, password=password)
+    return LoadedDocument(
+        path=path,
+        kind=DocKind.PDF,
+        sha256=digest,
+        render_path=path,
+        pages=pages,
+        warnings=warnings,
+        password=password,
+    )
 
 
 def open_pdf(path: Path, password: str | None) -> tuple[pymupdf.Document, str | None]:
@@ -92,7 +101,9 @@ def open_pdf(path: Path, password: str | None) -> tuple[pymupdf.Document, str | 
     except pymupdf.EmptyFileError as exc:
         raise CorruptDocument(f"{path.name}: MuPDF sees no PDF data ({exc})") from exc
     except Exception as exc:
-        raise CorruptDocument(f"{path.name}: cannot be opened as a PDF ({type(exc).__name__}: {exc})") from exc
+        raise CorruptDocument(
+            f"{path.name}: cannot be opened as a PDF ({type(exc).__name__}: {exc})"
+        ) from exc
     try:
         if not doc.is_pdf:
             fmt = (doc.metadata or {}).get("format")
@@ -100,7 +111,9 @@ def open_pdf(path: Path, password: str | None) -> tuple[pymupdf.Document, str | 
         if not doc.needs_pass:
             return doc, None
         if password is None:
-            raise PasswordRequired(f"{path.name}: the PDF is encrypted; give its password (DOCVL_PASSWORD)")
+            raise PasswordRequired(
+                f"{path.name}: the PDF is encrypted; give its password (DOCVL_PASSWORD)"
+            )
         for candidate in password_candidates(password):
             if doc.authenticate(candidate):
                 return doc, candidate
@@ -132,9 +145,15 @@ def saslprep(value: str) -> str:
     )
     result = unicodedata.normalize("NFKC", mapped)
     prohibited = (
-        stringprep.in_table_c12, stringprep.in_table_c21, stringprep.in_table_c22,
-        stringprep.in_table_c3, stringprep.in_table_c4, stringprep.in_table_c5,
-        stringprep.in_table_c6, stringprep.in_table_c7, stringprep.in_table_c8,
+        stringprep.in_table_c12,
+        stringprep.in_table_c21,
+        stringprep.in_table_c22,
+        stringprep.in_table_c3,
+        stringprep.in_table_c4,
+        stringprep.in_table_c5,
+        stringprep.in_table_c6,
+        stringprep.in_table_c7,
+        stringprep.in_table_c8,
         stringprep.in_table_c9,
     )
     for ch in result:
@@ -179,13 +198,29 @@ def load_image(path: Path, digest: str) -> LoadedDocument:
                 if orientation in (5, 6, 7, 8):
                     width, height = height, width
                 im.load()  # decode the first frame now: a truncated image fails here, not mid-render
-        warnings += [f"image: {w.message}" for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+        warnings += [
+            f"image: {w.message}"
+            for w in caught
+            if issubclass(w.category, Image.DecompressionBombWarning)
+        ]
     except Image.DecompressionBombError as exc:
-        raise CorruptDocument(f"{path.name}: refused by the decompression-bomb guard ({exc})") from exc
+        raise CorruptDocument(
+            f"{path.name}: refused by the decompression-bomb guard ({exc})"
+        ) from exc
     except Exception as exc:
-        raise CorruptDocument(f"{path.name}: the image cannot be decoded ({type(exc).__name__}: {exc})") from exc
+        raise CorruptDocument(
+            f"{path.name}: the image cannot be decoded ({type(exc).__name__}: {exc})"
+        ) from exc
     if frames > 1:
         warnings.append(f"image has {frames} frames; only the first is used")
-    page = PageInfo(page=1, width_pt=float(width), height_pt=float(height), text="", has_text_layer=False)
-    return LoadedDocument(path=path, kind=DocKind.IMAGE, sha256=digest, render_path=path, pages=[page],
-                          warnings=warnings)
+    page = PageInfo(
+        page=1, width_pt=float(width), height_pt=float(height), text="", has_text_layer=False
+    )
+    return LoadedDocument(
+        path=path,
+        kind=DocKind.IMAGE,
+        sha256=digest,
+        render_path=path,
+        pages=[page],
+        warnings=warnings,
+    )

@@ -84,7 +84,9 @@ def render_pdf_page(pdoc: pymupdf.Document, number: int, target: tuple[int, int]
     return Image.frombytes("RGB", (width, height), data)
 
 
-def render_pdf_raw(pdoc: pymupdf.Document, number: int, target: tuple[int, int]) -> tuple[int, int, bytes]:
+def render_pdf_raw(
+    pdoc: pymupdf.Document, number: int, target: tuple[int, int]
+) -> tuple[int, int, bytes]:
     """(width, height, packed RGB bytes) of the page at exactly ``target``. The usual case (MuPDF hits
     the size exactly) copies the pixmap once and never goes through PIL."""
     try:
@@ -98,9 +100,9 @@ def render_pdf_raw(pdoc: pymupdf.Document, number: int, target: tuple[int, int])
         th, tw = target
         if (pix.width, pix.height) == (tw, th) and pix.stride == 3 * tw and pix.n == 3:
             return tw, th, pix.samples
-        image = Image.frombuffer("RGB", (pix.width, pix.height), pix.samples, "raw", "RGB", pix.stride, 1)
+        image = Image.frombuffer(
+            "RGB", (pix.width, pix.height), pix.samples, "raw", "RGB", pix.stride, 1
+        )
         return tw, th, finish(image, (cw, ch), target).tobytes()
     except Exception as exc:
         raise RenderFailed(f"page {number}: {type(exc).__name__}: {exc}", page=number) from exc
-
-

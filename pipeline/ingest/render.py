@@ -50,8 +50,9 @@ PARALLEL_MAX_LOAD_PER_CPU = 0.5
 POPPLER_CHUNK_PAGES = 16
 
 
-
-def encode_image(image: Image.Image, fmt: Literal["JPEG", "PNG"] = "JPEG", quality: int = 90) -> bytes:
+def encode_image(
+    image: Image.Image, fmt: Literal["JPEG", "PNG"] = "JPEG", quality: int = 90
+) -> bytes:
     """Encode for a model request. JPEG q90 is 7-9x faster than PNG at this size."""
     buf = io.BytesIO()
     if fmt == "JPEG":
@@ -63,8 +64,9 @@ def encode_image(image: Image.Image, fmt: Literal["JPEG", "PNG"] = "JPEG", quali
     return buf.getvalue()
 
 
-def iter_rendered(doc: LoadedDocument, settings: Settings,
-                  pages: Sequence[int] | None = None) -> Iterator[RenderedPage]:
+def iter_rendered(
+    doc: LoadedDocument, settings: Settings, pages: Sequence[int] | None = None
+) -> Iterator[RenderedPage]:
     """Yield the requested pages (default: all) in the order given, one at a time."""
     numbers = _select(doc, pages)
     if not numbers:
@@ -84,7 +86,9 @@ def use_workers(n_pages: int, workers: int) -> bool:
     """Worker processes for long documents, when more than one CPU is usable and mostly idle."""
     if n_pages <= PARALLEL_MIN_PAGES or workers <= 1:
         return False
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    )
     if cpus < 2:
         return False
     try:
@@ -98,20 +102,27 @@ def _select(doc: LoadedDocument, pages: Sequence[int] | None) -> list[int]:
     if pages is None:
         return list(range(1, doc.page_count + 1))
     numbers = list(pages)
-    bad = [n for n in numbers if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= doc.page_count]
+    bad = [
+        n
+        for n in numbers
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= doc.page_count
+    ]
     if bad:
         raise UsageError(f"{doc.path.name}: page(s) {bad[:5]} out of range 1..{doc.page_count}")
     return numbers
 
 
-def _iter_pymupdf(doc: LoadedDocument, numbers: list[int],
-                  targets: dict[int, tuple[int, int]]) -> Iterator[RenderedPage]:
+def _iter_pymupdf(
+    doc: LoadedDocument, numbers: list[int], targets: dict[int, tuple[int, int]]
+) -> Iterator[RenderedPage]:
     try:
         pdoc = open_for_render(str(doc.render_path), doc.password)
     except RenderFailed:
         raise
     except Exception as exc:
-        raise RenderFailed(f"{doc.path.name}: cannot open for rendering ({exc})", page=numbers[0]) from exc
+        raise RenderFailed(
+            f"{doc.path.name}: cannot open for rendering ({exc})", page=numbers[0]
+        ) from exc
     try:
         for number in numbers:
             yield RenderedPage(number, render_pdf_page(pdoc, number, targets[number]))
@@ -122,8 +133,9 @@ def _iter_pymupdf(doc: LoadedDocument, numbers: list[int],
 # --- pdf2image / poppler --------------------------------------------------------------------------
 
 
-def _iter_poppler(doc: LoadedDocument, numbers: list[int],
-                  targets: dict[int, tuple[int, int]]) -> Iterator[RenderedPage]:
+def _iter_poppler(
+    doc: LoadedDocument, numbers: list[int], targets: dict[int, tuple[int, int]]
+) -> Iterator[RenderedPage]:
     from pdf2image import convert_from_path
 
     # pdftoppm applies -scale-to-x/-y to the unrotated page: swap them for /Rotate 90 and 270.
@@ -134,7 +146,9 @@ def _iter_poppler(doc: LoadedDocument, numbers: list[int],
         finally:
             pdoc.close()
     except Exception as exc:
-        raise RenderFailed(f"{doc.path.name}: cannot read page rotations ({exc})", page=numbers[0]) from exc
+        raise RenderFailed(
+            f"{doc.path.name}: cannot read page rotations ({exc})", page=numbers[0]
+        ) from exc
 
     def geometry(n: int) -> tuple[tuple[int, int], tuple[int, int], bool]:
         info = doc.pages[n - 1]
@@ -143,7 +157,12 @@ def _iter_poppler(doc: LoadedDocument, numbers: list[int],
     runs: list[list[int]] = []
     for n in numbers:  # consecutive pages with the same geometry, CHUNK_PAGES at most per call
         run = runs[-1] if runs else None
-        if run and n == run[-1] + 1 and len(run) < POPPLER_CHUNK_PAGES and geometry(n) == geometry(run[0]):
+        if (
+            run
+            and n == run[-1] + 1
+            and len(run) < POPPLER_CHUNK_PAGES
+            and geometry(n) == geometry(run[0])
+        ):
             run.append(n)
         else:
             runs.append([n])
@@ -151,14 +170,24 @@ def _iter_poppler(doc: LoadedDocument, numbers: list[int],
         (cw, ch), target, swapped = geometry(run[0])
         size = (ch, cw) if swapped else (cw, ch)
         try:  # pdf2image types userpw as str but treats None as "no password"
-            images = convert_from_path(doc.render_path, first_page=run[0], last_page=run[-1], size=size,
-                                       use_cropbox=True, thread_count=1, userpw=cast(str, doc.password))
+            images = convert_from_path(
+                doc.render_path,
+                first_page=run[0],
+                last_page=run[-1],
+                size=size,
+                use_cropbox=True,
+                thread_count=1,
+                userpw=cast(str, doc.password),
+            )
         except Exception as exc:
-            raise RenderFailed(f"pages {run[0]}-{run[-1]}: pdf2image/poppler failed "
-                               f"({type(exc).__name__}: {exc})", page=run[0]) from exc
+            raise RenderFailed(
+                f"pages {run[0]}-{run[-1]}: pdf2image/poppler failed ({type(exc).__name__}: {exc})",
+                page=run[0],
+            ) from exc
         if len(images) != len(run):
-            raise RenderFailed(f"pages {run[0]}-{run[-1]}: poppler returned {len(images)} image(s)",
-                               page=run[0])
+            raise RenderFailed(
+                f"pages {run[0]}-{run[-1]}: poppler returned {len(images)} image(s)", page=run[0]
+            )
         for n, image in zip(run, images, strict=True):
             yield RenderedPage(n, finish(image, (cw, ch), target))
         del images
@@ -167,8 +196,9 @@ def _iter_poppler(doc: LoadedDocument, numbers: list[int],
 # --- images ----------------------------------------------------------------------------------------
 
 
-def _iter_image(doc: LoadedDocument, numbers: list[int],
-                targets: dict[int, tuple[int, int]]) -> Iterator[RenderedPage]:
+def _iter_image(
+    doc: LoadedDocument, numbers: list[int], targets: dict[int, tuple[int, int]]
+) -> Iterator[RenderedPage]:
     for number in numbers:
         yield RenderedPage(number, render_image(doc, targets[number]))
 
@@ -200,4 +230,3 @@ def _flatten(image: Image.Image) -> Image.Image:
         canvas.paste(rgba, mask=rgba.getchannel("A"))
         return canvas
     return image.convert("RGB")
-

@@ -36,7 +36,9 @@ from pipeline.ingest.textlayer import text_is_usable
 from pipeline.settings import Settings
 
 PDF_FILTER = 'pdf:impress_pdf_Export:{"ExportHiddenSlides":{"type":"boolean","value":"true"}}'
-INSTALL_HINT = "install LibreOffice Impress (apt-get install -y --no-install-recommends libreoffice-impress)"
+INSTALL_HINT = (
+    "install LibreOffice Impress (apt-get install -y --no-install-recommends libreoffice-impress)"
+)
 
 
 def load_slides(path: Path, kind: DocKind, settings: Settings, digest: str) -> LoadedDocument:
@@ -52,8 +54,15 @@ def load_slides(path: Path, kind: DocKind, settings: Settings, digest: str) -> L
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
-    return LoadedDocument(path=path, kind=kind, sha256=digest, render_path=pdf, pages=pages,
-                          warnings=warnings, workdir=workdir)
+    return LoadedDocument(
+        path=path,
+        kind=kind,
+        sha256=digest,
+        render_path=pdf,
+        pages=pages,
+        warnings=warnings,
+        workdir=workdir,
+    )
 
 
 # --- text from python-pptx -------------------------------------------------------------------------
@@ -67,10 +76,14 @@ def pptx_slide_texts(path: Path, warnings: list[str]) -> list[tuple[str, bool]] 
         prs = Presentation(str(path))
         slides = list(prs.slides)
     except (PackageNotFoundError, zipfile.BadZipFile, KeyError, EOFError) as exc:
-        raise CorruptDocument(f"{path.name}: the PowerPoint package is damaged ({type(exc).__name__}: {exc})") from exc
+        raise CorruptDocument(
+            f"{path.name}: the PowerPoint package is damaged ({type(exc).__name__}: {exc})"
+        ) from exc
     except Exception as exc:
-        warnings.append(f"python-pptx cannot read the deck ({type(exc).__name__}: {exc}); "
-                        "slide text comes from the converted PDF")
+        warnings.append(
+            f"python-pptx cannot read the deck ({type(exc).__name__}: {exc}); "
+            "slide text comes from the converted PDF"
+        )
         return None
     if not slides:
         raise EmptyDocument(f"{path.name}: the presentation has no slides")
@@ -93,7 +106,9 @@ def pptx_slide_texts(path: Path, warnings: list[str]) -> list[tuple[str, bool]] 
 
 
 def _shape_texts(shape: Any, slide_no: int, warnings: list[str]) -> list[str]:
-    label = f"slide {slide_no}, shape {getattr(shape, 'shape_id', '?')} {getattr(shape, 'name', '')!r}"
+    label = (
+        f"slide {slide_no}, shape {getattr(shape, 'shape_id', '?')} {getattr(shape, 'name', '')!r}"
+    )
     out: list[str] = []
     try:
         if shape.has_text_frame and shape.text_frame.text.strip():
@@ -188,11 +203,26 @@ def convert_to_pdf(src: Path, kind: DocKind, workdir: Path, timeout_s: float) ->
         shutil.copyfile(src, staged)
     profile = workdir / "lo-profile"
     outdir = workdir / "out"
-    cmd = [exe, f"-env:UserInstallation={profile.as_uri()}", "--headless", "--norestore", "--nolockcheck",
-           "--convert-to", PDF_FILTER, "--outdir", str(outdir), str(staged)]
+    cmd = [
+        exe,
+        f"-env:UserInstallation={profile.as_uri()}",
+        "--headless",
+        "--norestore",
+        "--nolockcheck",
+        "--convert-to",
+        PDF_FILTER,
+        "--outdir",
+        str(outdir),
+        str(staged),
+    ]
     try:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     except OSError as exc:
         raise ConversionFailed(f"cannot start LibreOffice ({exc}): {INSTALL_HINT}") from exc
     try:
@@ -210,8 +240,9 @@ def convert_to_pdf(src: Path, kind: DocKind, workdir: Path, timeout_s: float) ->
     pdf = outdir / "input.pdf"
     if proc.returncode != 0 or not pdf.is_file() or pdf.stat().st_size == 0:
         tail = output.decode("utf-8", "replace").strip()[-400:] if output else "no output"
-        raise ConversionFailed(f"{src.name}: LibreOffice could not convert the deck "
-                               f"(exit {proc.returncode}): {tail}")
+        raise ConversionFailed(
+            f"{src.name}: LibreOffice could not convert the deck (exit {proc.returncode}): {tail}"
+        )
     return pdf
 
 
@@ -222,8 +253,9 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         proc.communicate(timeout=10)
 
 
-def _pages_from_pdf(pdf: Path, texts: list[tuple[str, bool]] | None, warnings: list[str],
-                    name: str) -> list[PageInfo]:
+def _pages_from_pdf(
+    pdf: Path, texts: list[tuple[str, bool]] | None, warnings: list[str], name: str
+) -> list[PageInfo]:
     try:
         doc = pymupdf.open(pdf, filetype="pdf")
     except Exception as exc:
@@ -232,8 +264,10 @@ def _pages_from_pdf(pdf: Path, texts: list[tuple[str, bool]] | None, warnings: l
         if doc.page_count == 0:
             raise EmptyDocument(f"{name}: the presentation has no slides")
         if texts is not None and len(texts) != doc.page_count:
-            warnings.append(f"{len(texts)} slides but LibreOffice made {doc.page_count} pages; "
-                            "slide text is matched by position")
+            warnings.append(
+                f"{len(texts)} slides but LibreOffice made {doc.page_count} pages; "
+                "slide text is matched by position"
+            )
         pages: list[PageInfo] = []
         for index in range(doc.page_count):
             page = doc.load_page(index)
@@ -242,7 +276,9 @@ def _pages_from_pdf(pdf: Path, texts: list[tuple[str, bool]] | None, warnings: l
             else:
                 text = page.get_text("text")
                 usable = text_is_usable(text)
-            pages.append(PageInfo(index + 1, float(page.rect.width), float(page.rect.height), text, usable))
+            pages.append(
+                PageInfo(index + 1, float(page.rect.width), float(page.rect.height), text, usable)
+            )
         return pages
     finally:
         doc.close()

@@ -85,10 +85,14 @@ def sniff_details(path: Path) -> Sniffed:
     if _PDF_OBJ.search(head) and any(m in tail for m in _PDF_TAIL_MARKERS):
         return Sniffed(
             DocKind.PDF,
-            ["no '%PDF-' header: the file has PDF objects and a trailer, so it is read as a PDF "
-             "(MuPDF repairs it); check the result"],
+            [
+                "no '%PDF-' header: the file has PDF objects and a trailer, so it is read as a PDF "
+                "(MuPDF repairs it); check the result"
+            ],
         )
-    raise UnsupportedFormat(f"{path.name}: {_describe(head)}; docvl reads PDF, PPTX, PPT, PNG, JPEG, TIFF and WebP")
+    raise UnsupportedFormat(
+        f"{path.name}: {_describe(head)}; docvl reads PDF, PPTX, PPT, PNG, JPEG, TIFF and WebP"
+    )
 
 
 def _image_kind(head: bytes) -> str | None:
@@ -112,7 +116,9 @@ def _sniff_zip(path: Path, head: bytes) -> DocKind:
             raise CorruptDocument(
                 f"{path.name}: PowerPoint package is truncated or damaged (zip unreadable: {exc})"
             ) from exc
-        raise UnsupportedFormat(f"{path.name}: an unreadable zip archive, not a PowerPoint deck") from exc
+        raise UnsupportedFormat(
+            f"{path.name}: an unreadable zip archive, not a PowerPoint deck"
+        ) from exc
     if "ppt/presentation.xml" in names:
         return DocKind.PPTX
     if any(n.startswith("ppt/") for n in names):
@@ -132,8 +138,8 @@ def _local_header_names(path: Path, limit: int = 4 * 1024 * 1024) -> bytes:
     names: list[bytes] = []
     pos = data.find(b"PK\x03\x04")
     while pos != -1 and pos + 30 <= len(data) and len(names) < 2000:
-        name_len = int.from_bytes(data[pos + 26:pos + 28], "little")
-        names.append(data[pos + 30:pos + 30 + name_len])
+        name_len = int.from_bytes(data[pos + 26 : pos + 28], "little")
+        names.append(data[pos + 30 : pos + 30 + name_len])
         pos = data.find(b"PK\x03\x04", pos + 30 + name_len)
     return b"\n".join(names)
 
@@ -154,10 +160,16 @@ def _sniff_ole(path: Path) -> DocKind:
             seen += len(block)
             prev = block
             if b"W\x00o\x00r\x00d\x00D\x00o\x00c\x00u\x00m\x00e\x00n\x00t\x00" in block:
-                raise UnsupportedFormat(f"{path.name}: a legacy Word document (.doc); convert it to PDF first")
+                raise UnsupportedFormat(
+                    f"{path.name}: a legacy Word document (.doc); convert it to PDF first"
+                )
             if b"W\x00o\x00r\x00k\x00b\x00o\x00o\x00k\x00" in block:
-                raise UnsupportedFormat(f"{path.name}: a legacy Excel workbook (.xls); convert it to PDF first")
-    raise UnsupportedFormat(f"{path.name}: an OLE2 compound file that is not a PowerPoint presentation")
+                raise UnsupportedFormat(
+                    f"{path.name}: a legacy Excel workbook (.xls); convert it to PDF first"
+                )
+    raise UnsupportedFormat(
+        f"{path.name}: an OLE2 compound file that is not a PowerPoint presentation"
+    )
 
 
 def _describe(head: bytes) -> str:

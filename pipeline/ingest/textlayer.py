@@ -112,19 +112,28 @@ def document_warnings(doc: pymupdf.Document) -> list[str]:
     warnings: list[str] = []
     js = _javascript_places(doc)
     if js:
-        warnings.append("contains JavaScript (" + ", ".join(js[:8]) + (", ..." if len(js) > 8 else "")
-                        + "); it is never executed")
+        warnings.append(
+            "contains JavaScript ("
+            + ", ".join(js[:8])
+            + (", ..." if len(js) > 8 else "")
+            + "); it is never executed"
+        )
     try:
         fields = doc.is_form_pdf
     except Exception:
         fields = False
     if fields:
-        warnings.append("interactive form (AcroForm): filled field values are appended to the page text "
-                        "under 'Form fields:'")
+        warnings.append(
+            "interactive form (AcroForm): filled field values are appended to the page text "
+            "under 'Form fields:'"
+        )
     restricted = _restricted_permissions(doc)
     if restricted:
-        warnings.append("document permissions restrict " + ", ".join(restricted)
-                        + "; it is read for analysis only")
+        warnings.append(
+            "document permissions restrict "
+            + ", ".join(restricted)
+            + "; it is read for analysis only"
+        )
     return warnings
 
 

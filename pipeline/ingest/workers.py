@@ -83,14 +83,22 @@ def _discard(results: ChunkResult) -> None:
                 shm.unlink()
 
 
-def iter_parallel(doc: LoadedDocument, numbers: list[int], targets: dict[int, tuple[int, int]],
-                   workers: int) -> Iterator[RenderedPage]:
-    chunks = [[(n, targets[n]) for n in numbers[i:i + CHUNK_PAGES]] for i in range(0, len(numbers), CHUNK_PAGES)]
+def iter_parallel(
+    doc: LoadedDocument, numbers: list[int], targets: dict[int, tuple[int, int]], workers: int
+) -> Iterator[RenderedPage]:
+    chunks = [
+        [(n, targets[n]) for n in numbers[i : i + CHUNK_PAGES]]
+        for i in range(0, len(numbers), CHUNK_PAGES)
+    ]
     workers = min(workers, len(chunks))
     window = 2 * workers
     ctx = multiprocessing.get_context(START_METHOD)
-    executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                                   initargs=(str(doc.render_path), doc.password))
+    executor = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=ctx,
+        initializer=_worker_init,
+        initargs=(str(doc.render_path), doc.password),
+    )
     pending: deque[tuple[int, Future[ChunkResult]]] = deque()
     todo = iter(chunks)
     results: ChunkResult = []
@@ -104,7 +112,9 @@ def iter_parallel(doc: LoadedDocument, numbers: list[int], targets: dict[int, tu
             try:
                 results = future.result()
             except BrokenProcessPool as exc:
-                raise InternalError(f"page {first}: a render worker process died ({exc})", page=first) from exc
+                raise InternalError(
+                    f"page {first}: a render worker process died ({exc})", page=first
+                ) from exc
             except RenderFailed as exc:  # the initializer failed to open the document
                 raise RenderFailed(exc.message, page=first) from exc
             nxt = next(todo, None)

@@ -40,7 +40,9 @@ class ModelBackend(Protocol):
     name: str
     model_id: str
 
-    def generate(self, content: Sequence[Part], requests: Sequence[GenerationRequest]) -> list[Generation]:
+    def generate(
+        self, content: Sequence[Part], requests: Sequence[GenerationRequest]
+    ) -> list[Generation]:
         """Answer each request over the same ``content`` (page parts with rendered images).
 
         Backends that can share work do so: transformers prefills ``content`` once and reuses its KV

@@ -34,7 +34,11 @@ GRAMMAR_OVERRIDES: dict[str, Any] = {"whitespace_flexible": False}
 def _grammar(schema_json: str) -> str:
     import llguidance
 
-    return str(llguidance.LLMatcher.grammar_from_json_schema(schema_json, overrides=cast(Any, GRAMMAR_OVERRIDES)))
+    return str(
+        llguidance.LLMatcher.grammar_from_json_schema(
+            schema_json, overrides=cast(Any, GRAMMAR_OVERRIDES)
+        )
+    )
 
 
 def json_grammar(schema: Mapping[str, Any]) -> str:
@@ -100,7 +104,9 @@ class JsonConstrainer:
     ``vocab_size``: the width of the model's logits (the model pads its vocabulary beyond the tokenizer's).
     """
 
-    def __init__(self, tokenizer: Any, eos_token_ids: Sequence[int], vocab_size: int | None = None) -> None:
+    def __init__(
+        self, tokenizer: Any, eos_token_ids: Sequence[int], vocab_size: int | None = None
+    ) -> None:
         import llguidance.hf
 
         self.eos_token_ids = list(eos_token_ids)
@@ -116,7 +122,9 @@ class JsonConstrainer:
 
         matcher = llguidance.LLMatcher(self.ll_tokenizer, json_grammar(schema), log_level=0)
         if matcher.is_error():
-            raise UsageError(f"JSON schema not supported by the constrained decoder: {matcher.get_error()}")
+            raise UsageError(
+                f"JSON schema not supported by the constrained decoder: {matcher.get_error()}"
+            )
         return matcher
 
     def processor(self, schema: Mapping[str, Any]) -> LLGuidanceLogitsProcessor:

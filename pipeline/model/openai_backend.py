@@ -59,9 +59,14 @@ def chat_messages(
         elif isinstance(part, ImagePart):
             if part.image is None:
                 raise UsageError(f"page {part.page} of document {part.doc} has no rendered image")
-            user.append({"type": "image_url", "image_url": {"url": image_data_url(part.image, fmt)}})
+            user.append(
+                {"type": "image_url", "image_url": {"url": image_data_url(part.image, fmt)}}
+            )
     user.append({"type": "text", "text": request.instruction})
-    messages: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": user},
+    ]
     for turn in request.turns:
         messages.append({"role": "assistant", "content": turn.reply})
         messages.append({"role": "user", "content": turn.feedback})
@@ -113,7 +118,9 @@ class OpenAIBackend:
         self.delays: list[float] = []  # every backoff slept, in order
         self._stats_lock = threading.Lock()
 
-    def payload(self, content: Sequence[Part], request: GenerationRequest, structured: bool) -> dict[str, Any]:
+    def payload(
+        self, content: Sequence[Part], request: GenerationRequest, structured: bool
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model_id,
             "messages": chat_messages(content, request, self.image_format),
@@ -127,15 +134,21 @@ class OpenAIBackend:
             body["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {
-                    "name": _schema_name(request.json_schema), "schema": request.json_schema, "strict": True,
+                    "name": _schema_name(request.json_schema),
+                    "schema": request.json_schema,
+                    "strict": True,
                 },
             }
         return body
 
-    def generate(self, content: Sequence[Part], requests: Sequence[GenerationRequest]) -> list[Generation]:
+    def generate(
+        self, content: Sequence[Part], requests: Sequence[GenerationRequest]
+    ) -> list[Generation]:
         if len(requests) <= 1:
             return [self._one(content, r) for r in requests]
-        with ThreadPoolExecutor(max_workers=min(len(requests), self.settings.max_concurrency)) as pool:
+        with ThreadPoolExecutor(
+            max_workers=min(len(requests), self.settings.max_concurrency)
+        ) as pool:
             return list(pool.map(lambda r: self._one(content, r), requests))
 
     def _one(self, content: Sequence[Part], request: GenerationRequest) -> Generation:
@@ -143,8 +156,10 @@ class OpenAIBackend:
         start = time.perf_counter()
         response, retries = self._post(self.payload(content, request, structured))
         if response.status_code == 400 and structured:
-            log.warning("server rejected response_format (%s); falling back to plain prompting",
-                        _server_message(response))
+            log.warning(
+                "server rejected response_format (%s); falling back to plain prompting",
+                _server_message(response),
+            )
             response, more = self._post(self.payload(content, request, False))
             retries += more
             if response.status_code < 400:
@@ -175,7 +190,13 @@ class OpenAIBackend:
                 if after is not None and after > MAX_RETRY_AFTER_S:
                     return response, attempt
                 delay = self._backoff(attempt, after)
-                log.warning("%s: HTTP %d; retry %d in %.1fs", self.url, response.status_code, attempt + 1, delay)
+                log.warning(
+                    "%s: HTTP %d; retry %d in %.1fs",
+                    self.url,
+                    response.status_code,
+                    attempt + 1,
+                    delay,
+                )
             attempt += 1
             with self._stats_lock:
                 self.retries += 1
@@ -212,7 +233,8 @@ class OpenAIBackend:
         usage = body.get("usage") or {}
         details = usage.get("prompt_tokens_details") or {}
         return Generation(
-            text=text, finish_reason=finish,
+            text=text,
+            finish_reason=finish,
             input_tokens=int(usage.get("prompt_tokens") or 0),
             output_tokens=int(usage.get("completion_tokens") or 0),
             cached_tokens=int(details.get("cached_tokens") or 0),

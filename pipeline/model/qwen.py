@@ -124,9 +124,15 @@ def image_only_processor_class() -> type:
         """``Qwen3VLProcessor`` without the video processor (which needs torchvision). Images and text only."""
 
         def __init__(
-            self, image_processor: Any = None, tokenizer: Any = None, chat_template: str | None = None, **kwargs: Any
+            self,
+            image_processor: Any = None,
+            tokenizer: Any = None,
+            chat_template: str | None = None,
+            **kwargs: Any,
         ) -> None:
-            super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+            super().__init__(
+                image_processor, tokenizer, None, chat_template=chat_template, **kwargs
+            )
 
     ImageOnlyQwen3VLProcessor.__module__ = __name__
     ImageOnlyQwen3VLProcessor.__qualname__ = "ImageOnlyQwen3VLProcessor"
@@ -142,7 +148,9 @@ def build_image_only_processor(model_dir: Path) -> Any:
         raise BackendUnavailable(
             f"{model_dir} has no preprocessor_config.json: not a Qwen3-VL checkpoint. {_NOT_FOUND_HELP}"
         )
-    image_processor = Qwen2VLImageProcessorPil.from_pretrained(str(model_dir), local_files_only=True)
+    image_processor = Qwen2VLImageProcessorPil.from_pretrained(
+        str(model_dir), local_files_only=True
+    )
     if image_processor.patch_size * image_processor.merge_size != 32:
         raise BackendUnavailable(
             f"{config_path}: patch_size {image_processor.patch_size} x merge_size {image_processor.merge_size} "
@@ -174,9 +182,15 @@ def load_processor(model: str, *, local_files_only: bool = True) -> Any:
             processor = AutoProcessor.from_pretrained(str(model_dir), local_files_only=True)
             if isinstance(processor, ProcessorMixin) and hasattr(processor, "image_processor"):
                 return processor
-            log.warning("AutoProcessor gave %s for %s; building the image-only processor", type(processor), model)
+            log.warning(
+                "AutoProcessor gave %s for %s; building the image-only processor",
+                type(processor),
+                model,
+            )
         except Exception as exc:
-            log.warning("AutoProcessor failed for %s (%s); building the image-only processor", model, exc)
+            log.warning(
+                "AutoProcessor failed for %s (%s); building the image-only processor", model, exc
+            )
     try:
         processor = build_image_only_processor(model_dir)
     except BackendUnavailable:

@@ -59,13 +59,17 @@ class ScriptedBackend:
     def requests(self) -> list[GenerationRequest]:
         return [c.request for c in self.calls]
 
-    def _next(self, content: Sequence[Part], request: GenerationRequest) -> tuple[str, FinishReason]:
+    def _next(
+        self, content: Sequence[Part], request: GenerationRequest
+    ) -> tuple[str, FinishReason]:
         if self._replier is not None:
             reply = self._replier(content, request)
         elif self._replies:
             reply = self._replies.pop(0)
         else:
-            raise AssertionError(f"ScriptedBackend ran out of replies at call {len(self.calls) + 1}")
+            raise AssertionError(
+                f"ScriptedBackend ran out of replies at call {len(self.calls) + 1}"
+            )
         return (reply, "stop") if isinstance(reply, str) else reply
 
     def _prompt_tokens(self, parts: Sequence[Part], request: GenerationRequest) -> int:
@@ -73,10 +77,15 @@ class ScriptedBackend:
         if not request.turns:
             return n
         if self.counter.tokenizer is None:  # estimate: text plus ChatML framing per message
-            return n + sum(self.counter.text(t.reply) + self.counter.text(t.feedback) + 10 for t in request.turns)
+            return n + sum(
+                self.counter.text(t.reply) + self.counter.text(t.feedback) + 10
+                for t in request.turns
+            )
         tok = self.counter.tokenizer
         with_turns = tok.apply_chat_template(
-            hf_messages(parts, request.instruction, request.turns), tokenize=False, add_generation_prompt=True
+            hf_messages(parts, request.instruction, request.turns),
+            tokenize=False,
+            add_generation_prompt=True,
         )
         without = tok.apply_chat_template(
             hf_messages(parts, request.instruction), tokenize=False, add_generation_prompt=True
@@ -85,7 +94,9 @@ class ScriptedBackend:
         extra -= len(tok.encode(without, add_special_tokens=False))
         return int(n + extra)
 
-    def generate(self, content: Sequence[Part], requests: Sequence[GenerationRequest]) -> list[Generation]:
+    def generate(
+        self, content: Sequence[Part], requests: Sequence[GenerationRequest]
+    ) -> list[Generation]:
         with self._lock:
             parts = tuple(content)
             same = self._last_content == parts
@@ -99,8 +110,12 @@ class ScriptedBackend:
                     n_out, finish = request.max_new_tokens, "length"
                 n_in = self._prompt_tokens(parts, request)
                 generation = Generation(
-                    text=text, finish_reason=finish, input_tokens=n_in, output_tokens=n_out,
-                    cached_tokens=content_tokens if (same or i > 0) else 0, timings={"decode_s": 0.0},
+                    text=text,
+                    finish_reason=finish,
+                    input_tokens=n_in,
+                    output_tokens=n_out,
+                    cached_tokens=content_tokens if (same or i > 0) else 0,
+                    timings={"decode_s": 0.0},
                 )
                 self.calls.append(ScriptedCall(parts, request, generation))
                 out.append(generation)

@@ -91,10 +91,11 @@ class TransformersBackend:
 
     name = "transformers"
 
-    def __init__(self, model: str = DEFAULT_MODEL, *, device: str | None = None, dtype: Any = None) -> None:
+    def __init__(
+        self, model: str = DEFAULT_MODEL, *, device: str | None = None, dtype: Any = None
+    ) -> None:
         import torch
         from transformers import Qwen3VLForConditionalGeneration
-
 
         self.model_id = model
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -104,8 +105,11 @@ class TransformersBackend:
         model_dir = resolve_model_dir(model)
         if model_dir is None and not os.environ.get("HF_HUB_OFFLINE"):
             # A hub id not on disk yet: fetch it once (weights only; no document leaves this machine).
-            log.warning("%s is not on disk: downloading it from the Hugging Face hub (the 8B model is 17.5 GB); "
-                        "set HF_HUB_OFFLINE=1 to never download", model)
+            log.warning(
+                "%s is not on disk: downloading it from the Hugging Face hub (the 8B model is 17.5 GB); "
+                "set HF_HUB_OFFLINE=1 to never download",
+                model,
+            )
             model_dir = resolve_model_dir(model, local_files_only=False)
         self.processor = load_processor(model, local_files_only=True)
         try:
@@ -113,7 +117,9 @@ class TransformersBackend:
                 str(model_dir), dtype=self.dtype, attn_implementation=attn, local_files_only=True
             )
         except (OSError, ValueError) as exc:
-            raise BackendUnavailable(f"Cannot load the weights of {model!r} from {model_dir}: {exc}. {_HELP}") from exc
+            raise BackendUnavailable(
+                f"Cannot load the weights of {model!r} from {model_dir}: {exc}. {_HELP}"
+            ) from exc
         self.model: Any = loaded.to(self.device).eval()
         self.tokenizer = self.processor.tokenizer
         self.eos_ids = eos_token_ids(self.tokenizer)
@@ -129,24 +135,38 @@ class TransformersBackend:
 
     # --- inputs -------------------------------------------------------------------------------
     def render(self, content: Sequence[Part], request: GenerationRequest) -> str:
-        return apply_chat_template(self.processor, hf_messages(content, request.instruction, request.turns))
+        return apply_chat_template(
+            self.processor, hf_messages(content, request.instruction, request.turns)
+        )
 
     def _tokenize(self, text: str, image_grid_thw: Any) -> list[int]:
         """Token ids of a rendered prompt with each image pad expanded (the processor's own rule)."""
         pieces = text.split(self.image_pad)
-        counts = [int(g.prod()) // self.merge**2 for g in image_grid_thw] if image_grid_thw is not None else []
+        counts = (
+            [int(g.prod()) // self.merge**2 for g in image_grid_thw]
+            if image_grid_thw is not None
+            else []
+        )
         if len(pieces) - 1 != len(counts):
-            raise UsageError(f"prompt has {len(pieces) - 1} image placeholders for {len(counts)} images")
-        expanded = pieces[0] + "".join(self.image_pad * n + rest for n, rest in zip(counts, pieces[1:], strict=True))
+            raise UsageError(
+                f"prompt has {len(pieces) - 1} image placeholders for {len(counts)} images"
+            )
+        expanded = pieces[0] + "".join(
+            self.image_pad * n + rest for n, rest in zip(counts, pieces[1:], strict=True)
+        )
         return list(self.tokenizer(expanded, add_special_tokens=False)["input_ids"])
 
     def processor_inputs(self, content: Sequence[Part], request: GenerationRequest) -> Any:
         """The processor's own output for a full prompt (what an uncached ``generate`` gets)."""
         images = _images(content)
-        return self.processor(text=[self.render(content, request)], images=images or None, return_tensors="pt")
+        return self.processor(
+            text=[self.render(content, request)], images=images or None, return_tensors="pt"
+        )
 
     # --- prefix cache -------------------------------------------------------------------------
-    def _build_prefix(self, key: str, content: Sequence[Part], prompts: Sequence[str]) -> tuple[_Prefix, float]:
+    def _build_prefix(
+        self, key: str, content: Sequence[Part], prompts: Sequence[str]
+    ) -> tuple[_Prefix, float]:
         import torch
         from transformers import DynamicCache
 
@@ -165,14 +185,22 @@ class TransformersBackend:
             n = min(n, common_prefix_len(probe_ids, ids), len(ids) - 1)
         ids_t = probe["input_ids"][:, :n].to(self.device)
         cache = DynamicCache(config=self.model.config)
-        kwargs: dict[str, Any] = {"mm_token_type_ids": probe["mm_token_type_ids"][:, :n].to(self.device)}
+        kwargs: dict[str, Any] = {
+            "mm_token_type_ids": probe["mm_token_type_ids"][:, :n].to(self.device)
+        }
         if grid is not None:
             kwargs["pixel_values"] = probe["pixel_values"].to(self.device, self.dtype)
             kwargs["image_grid_thw"] = grid.to(self.device)
         self.model.model.rope_deltas = None
         with torch.inference_mode():
-            self.model(input_ids=ids_t, attention_mask=torch.ones_like(ids_t), cache=cache, use_cache=True,
-                       logits_to_keep=1, **kwargs)
+            self.model(
+                input_ids=ids_t,
+                attention_mask=torch.ones_like(ids_t),
+                cache=cache,
+                use_cache=True,
+                logits_to_keep=1,
+                **kwargs,
+            )
         rope_deltas = self.model.model.rope_deltas
         if rope_deltas is None:  # text only: positions are plain
             rope_deltas = torch.zeros((1, 1), dtype=torch.long, device=self.device)
@@ -186,13 +214,17 @@ class TransformersBackend:
             prefix.cache.crop(-extra)
 
     # --- generation ---------------------------------------------------------------------------
-    def generate(self, content: Sequence[Part], requests: Sequence[GenerationRequest]) -> list[Generation]:
+    def generate(
+        self, content: Sequence[Part], requests: Sequence[GenerationRequest]
+    ) -> list[Generation]:
         if not requests:
             return []
         with self._lock:
             return self._generate(content, requests)
 
-    def _generate(self, content: Sequence[Part], requests: Sequence[GenerationRequest]) -> list[Generation]:
+    def _generate(
+        self, content: Sequence[Part], requests: Sequence[GenerationRequest]
+    ) -> list[Generation]:
         key = content_key(content)
         prompts = [self.render(content, r) for r in requests]
         prefix = self._prefix if self._prefix is not None and self._prefix.key == key else None
@@ -215,21 +247,32 @@ class TransformersBackend:
         return results
 
     def _generate_one(
-        self, prefix: _Prefix, request: GenerationRequest, ids: list[int], cached: int, prefill_s: float
+        self,
+        prefix: _Prefix,
+        request: GenerationRequest,
+        ids: list[int],
+        cached: int,
+        prefill_s: float,
     ) -> Generation:
         import torch
         from transformers import GenerationConfig, LogitsProcessorList
 
         ids_t = torch.tensor([ids], dtype=torch.long, device=self.device)
-        mm = torch.tensor(self.processor.create_mm_token_type_ids([ids]), dtype=torch.long, device=self.device)
+        mm = torch.tensor(
+            self.processor.create_mm_token_type_ids([ids]), dtype=torch.long, device=self.device
+        )
         sample = request.temperature > 0
         config = GenerationConfig(
-            max_new_tokens=request.max_new_tokens, do_sample=sample,
+            max_new_tokens=request.max_new_tokens,
+            do_sample=sample,
             # Greedy: the neutral values, so the checkpoint's sampling defaults are not merged in.
             temperature=request.temperature if sample else 1.0,
-            top_p=TOP_P if sample else 1.0, top_k=TOP_K if sample else 50,
+            top_p=TOP_P if sample else 1.0,
+            top_k=TOP_K if sample else 50,
             eos_token_id=self.eos_ids,
-            pad_token_id=self.eos_ids[-1] if self.tokenizer.pad_token_id is None else self.tokenizer.pad_token_id,
+            pad_token_id=self.eos_ids[-1]
+            if self.tokenizer.pad_token_id is None
+            else self.tokenizer.pad_token_id,
         )
         processors = LogitsProcessorList()
         if request.json_schema is not None:
@@ -242,21 +285,31 @@ class TransformersBackend:
             self.model.model.rope_deltas = prefix.rope_deltas
             with torch.inference_mode():
                 out = self.model.generate(
-                    input_ids=ids_t, attention_mask=torch.ones_like(ids_t), cache=prefix.cache,
-                    generation_config=config, logits_processor=processors, **kwargs,
+                    input_ids=ids_t,
+                    attention_mask=torch.ones_like(ids_t),
+                    cache=prefix.cache,
+                    generation_config=config,
+                    logits_processor=processors,
+                    **kwargs,
                 )
         finally:
             self._rewind(prefix)
         decode_s = time.perf_counter() - start
-        new = out[0, len(ids):].tolist()
+        new = out[0, len(ids) :].tolist()
         finish: FinishReason = "length"
         if new and new[-1] in self.eos_ids:
             new, finish = new[:-1], "stop"
         elif len(new) < request.max_new_tokens:
             finish = "stop"
-        text = self.tokenizer.decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        text = self.tokenizer.decode(
+            new, skip_special_tokens=True, clean_up_tokenization_spaces=False
+        )
         return Generation(
-            text=text, finish_reason=finish, input_tokens=len(ids), output_tokens=len(new), cached_tokens=cached,
+            text=text,
+            finish_reason=finish,
+            input_tokens=len(ids),
+            output_tokens=len(new),
+            cached_tokens=cached,
             timings={"prefill_s": prefill_s, "decode_s": decode_s},
         )
 

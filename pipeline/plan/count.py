@@ -61,4 +61,6 @@ class TokenCounter:
         )
         n_text = len(self.tokenizer.encode(rendered, add_special_tokens=False))
         # Each image renders as one <|image_pad|>; the processor expands it to N pads.
-        return n_text + sum(image_tokens(p.height, p.width) - 1 for p in content if isinstance(p, ImagePart))
+        return n_text + sum(
+            image_tokens(p.height, p.width) - 1 for p in content if isinstance(p, ImagePart)
+        )

@@ -65,6 +65,11 @@ def pack(
 
 
 def _window(index: int, spans: list[Span], tokens: int) -> Window:
-    return Window(index=index, first_page=spans[0].first_page, last_page=spans[0].last_page,
-                  input_tokens=tokens, images=sum(s.last_page - s.first_page + 1 for s in spans),
-                  spans=list(spans))
+    return Window(
+        index=index,
+        first_page=spans[0].first_page,
+        last_page=spans[0].last_page,
+        input_tokens=tokens,
+        images=sum(s.last_page - s.first_page + 1 for s in spans),
+        spans=list(spans),
+    )

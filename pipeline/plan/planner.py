@@ -64,7 +64,9 @@ def page_content(doc: int, page: PageInfo, kind: DocKind, settings: Settings) ->
     return parts
 
 
-def window_content(docs: Sequence[LoadedDocument], spans: Iterable[Span], settings: Settings) -> list[Part]:
+def window_content(
+    docs: Sequence[LoadedDocument], spans: Iterable[Span], settings: Settings
+) -> list[Part]:
     """The content parts of one window, without images (the runner renders and attaches them)."""
     parts: list[Part] = []
     for span in spans:
@@ -75,7 +77,9 @@ def window_content(docs: Sequence[LoadedDocument], spans: Iterable[Span], settin
     return parts
 
 
-def _page_tokens(doc: int, loaded: LoadedDocument, settings: Settings, counter: TokenCounter) -> list[PageTokens]:
+def _page_tokens(
+    doc: int, loaded: LoadedDocument, settings: Settings, counter: TokenCounter
+) -> list[PageTokens]:
     out = []
     for info in loaded.pages:
         parts = page_content(doc, info, loaded.kind, settings)
@@ -96,7 +100,9 @@ def _page_tokens(doc: int, loaded: LoadedDocument, settings: Settings, counter: 
 def _cost(input_tokens: int, windows: int, settings: Settings) -> float:
     output = windows * settings.max_output_tokens
     return round(
-        (input_tokens * settings.price_input_per_mtok + output * settings.price_output_per_mtok) / 1e6, 6
+        (input_tokens * settings.price_input_per_mtok + output * settings.price_output_per_mtok)
+        / 1e6,
+        6,
     )
 
 
@@ -125,8 +131,14 @@ def plan_loaded(
             continue
         tokens = _page_tokens(i, doc, settings, counter)
         plans.append(
-            DocumentPlan(path=str(doc.path), kind=doc.kind.value, sha256=doc.sha256, pages=doc.page_count,
-                         page_tokens=tokens, warnings=list(doc.warnings))
+            DocumentPlan(
+                path=str(doc.path),
+                kind=doc.kind.value,
+                sha256=doc.sha256,
+                pages=doc.page_count,
+                page_tokens=tokens,
+                warnings=list(doc.warnings),
+            )
         )
         items[i] = [PackItem(i, t.page, t.image + t.text) for t in tokens]
         headers[i] = counter.part(document_header(i + 1, doc.path.name, doc.page_count))
@@ -137,33 +149,65 @@ def plan_loaded(
     header_list = [headers.get(i, 0) for i in range(len(docs))]
     for group in groups:
         try:
-            packed = pack([it for i in group for it in items[i]], budget=budget, framing=framing,
-                          header_tokens=header_list, max_images=settings.max_images_per_request)
+            packed = pack(
+                [it for i in group for it in items[i]],
+                budget=budget,
+                framing=framing,
+                header_tokens=header_list,
+                max_images=settings.max_images_per_request,
+            )
         except DocvlError as exc:
             for i in group:
-                plans[i] = plans[i].model_copy(update={"status": "failed", "error": exc.record(), "windows": []})
+                plans[i] = plans[i].model_copy(
+                    update={"status": "failed", "error": exc.record(), "windows": []}
+                )
             continue
-        _assign_windows(plans, packed, [f - framing for f in framings], list(instructions), settings)
-    return Plan(context_window=settings.context_window, max_output_tokens=settings.max_output_tokens,
-                exact_tokens=counter.exact, framing_tokens=framing, documents=plans)
+        _assign_windows(
+            plans, packed, [f - framing for f in framings], list(instructions), settings
+        )
+    return Plan(
+        context_window=settings.context_window,
+        max_output_tokens=settings.max_output_tokens,
+        exact_tokens=counter.exact,
+        framing_tokens=framing,
+        documents=plans,
+    )
 
 
-def _assign_windows(plans: list[DocumentPlan], packed: list[Window], framing_deltas: list[int],
-                    tasks: list[str], settings: Settings) -> None:
+def _assign_windows(
+    plans: list[DocumentPlan],
+    packed: list[Window],
+    framing_deltas: list[int],
+    tasks: list[str],
+    settings: Settings,
+) -> None:
     for w in packed:
         received = sum(w.input_tokens + delta for delta in framing_deltas)
         for s in w.spans:
-            plans[s.doc].windows.append(w.model_copy(update={
-                "index": len(plans[s.doc].windows), "first_page": s.first_page, "last_page": s.last_page,
-                "input_tokens": received, "tasks": tasks}))
+            plans[s.doc].windows.append(
+                w.model_copy(
+                    update={
+                        "index": len(plans[s.doc].windows),
+                        "first_page": s.first_page,
+                        "last_page": s.last_page,
+                        "input_tokens": received,
+                        "tasks": tasks,
+                    }
+                )
+            )
     for p in plans:
         if p.status == "ok":
             p.input_tokens = sum(w.input_tokens for w in p.windows)
-            p.estimated_cost_usd = _cost(p.input_tokens, len(p.windows) * len(framing_deltas), settings)
+            p.estimated_cost_usd = _cost(
+                p.input_tokens, len(p.windows) * len(framing_deltas), settings
+            )
 
 
 def plan_paths(
-    paths: Sequence[Path], settings: Settings, counter: TokenCounter, instructions: Mapping[str, str]
+    paths: Sequence[Path],
+    settings: Settings,
+    counter: TokenCounter,
+    instructions: Mapping[str, str],
 ) -> Plan:
     """Load, plan and close each document; a bad file becomes a failed record, never an exception."""
     loaded: list[LoadedDocument | DocvlError] = []

@@ -75,7 +75,9 @@ def page_text(text: str, max_chars: int) -> TextPart | None:
     return TextPart(f"Text layer:\n{text}\n")
 
 
-def hf_messages(content: Sequence[Part], instruction: str, turns: Sequence[Turn] = ()) -> list[dict[str, Any]]:
+def hf_messages(
+    content: Sequence[Part], instruction: str, turns: Sequence[Turn] = ()
+) -> list[dict[str, Any]]:
     """Messages in the transformers chat-template format (images as ``{"type": "image"}``)."""
     user: list[dict[str, Any]] = []
     for part in content:

@@ -34,8 +34,19 @@ MIN_EVIDENCE_CHARS = 2
 _PROVENANCE_KEYS = {"page", "pages", "quote", "document"}
 _EVIDENCE_KEYS = ("quote", "text")
 
-_TRANSLATE = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-",
-                            "\u2014": "-", "\u2212": "-", "\u00ad": None, "\u00a0": " "})
+_TRANSLATE = str.maketrans(
+    {
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u2013": "-",
+        "\u2014": "-",
+        "\u2212": "-",
+        "\u00ad": None,
+        "\u00a0": " ",
+    }
+)
 _HYPHEN_BREAK = re.compile(r"(\w)-\s*\n\s*(\w)")
 _SPACE = re.compile(r"\s+")
 _NON_ALNUM = re.compile(r"[\W_]+")
@@ -108,8 +119,14 @@ def number_forms(value: float) -> list[str]:
         forms.add(str(int(value)))
         forms.add(f"{int(value):,}")
     two = f"{value:,.2f}"
-    forms.update({two, two.replace(",", ""), two.replace(",", "_").replace(".", ",").replace("_", "."),
-                  two.replace(",", " ").replace(".", ",")})
+    forms.update(
+        {
+            two,
+            two.replace(",", ""),
+            two.replace(",", "_").replace(".", ",").replace("_", "."),
+            two.replace(",", " ").replace(".", ","),
+        }
+    )
     return sorted(forms)
 
 
@@ -146,7 +163,9 @@ def _strings(record: Mapping[str, Any]) -> list[str]:
         if key in _PROVENANCE_KEYS:
             continue
         values = value if isinstance(value, list) else [value]
-        out.extend(v for v in values if isinstance(v, str) and len(normalize(v)) >= MIN_EVIDENCE_CHARS)
+        out.extend(
+            v for v in values if isinstance(v, str) and len(normalize(v)) >= MIN_EVIDENCE_CHARS
+        )
     return out
 
 
@@ -159,8 +178,11 @@ def _evidence(record: Mapping[str, Any]) -> tuple[Checked, list[list[str]]]:
     strings = _strings(record)
     if strings:
         return "value", [[s] for s in strings]
-    numbers = [v for k, v in record.items() if k not in _PROVENANCE_KEYS and isinstance(v, int | float)
-               and not isinstance(v, bool)]
+    numbers = [
+        v
+        for k, v in record.items()
+        if k not in _PROVENANCE_KEYS and isinstance(v, int | float) and not isinstance(v, bool)
+    ]
     if numbers:
         return "value", [number_forms(float(n)) for n in numbers]
     return "none", []
@@ -170,25 +192,46 @@ def ground_record(record: Mapping[str, Any], texts: PageText, path: str = "") ->
     pages = cited_pages(record)
     checked, evidence = _evidence(record)
     if not pages:
-        return GroundingItem(path=path, status="ungrounded", checked=checked, detail="cites no page")
+        return GroundingItem(
+            path=path, status="ungrounded", checked=checked, detail="cites no page"
+        )
     missing = [p for p in pages if p not in texts.pages]
     if missing:
-        return GroundingItem(path=path, pages=pages, status="ungrounded", checked=checked,
-                             detail=f"cites page(s) the document does not have: {missing}")
+        return GroundingItem(
+            path=path,
+            pages=pages,
+            status="ungrounded",
+            checked=checked,
+            detail=f"cites page(s) the document does not have: {missing}",
+        )
     layered = [p for p in pages if texts.has_layer(p)]
     if not layered:
-        return GroundingItem(path=path, pages=pages, status="unverifiable", checked=checked,
-                             detail="no text layer on the cited page(s)")
+        return GroundingItem(
+            path=path,
+            pages=pages,
+            status="unverifiable",
+            checked=checked,
+            detail="no text layer on the cited page(s)",
+        )
     if not evidence:
-        return GroundingItem(path=path, pages=pages, status="unverifiable", checked="none",
-                             detail="nothing to compare")
-    found = all(any(texts.contains(p, form) for p in layered for form in forms) for forms in evidence)
+        return GroundingItem(
+            path=path,
+            pages=pages,
+            status="unverifiable",
+            checked="none",
+            detail="nothing to compare",
+        )
+    found = all(
+        any(texts.contains(p, form) for p in layered for form in forms) for forms in evidence
+    )
     status: GroundingStatus = "grounded" if found else "ungrounded"
     detail = None if found else f"{checked} not found on page(s) {layered}"
     return GroundingItem(path=path, pages=pages, status=status, checked=checked, detail=detail)
 
 
-def ground(data: Any, pages: Sequence[PageInfo] | Callable[[Mapping[str, Any]], PageText]) -> Grounding:
+def ground(
+    data: Any, pages: Sequence[PageInfo] | Callable[[Mapping[str, Any]], PageText]
+) -> Grounding:
     """Ground every record of ``data`` (a dumped model) against the pages' text layers.
 
     ``pages`` is one document's pages, or a function choosing the pages for a record (cross-document

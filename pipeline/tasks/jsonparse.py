@@ -51,7 +51,9 @@ def parse_json(text: str, *, expect_object: bool = True) -> Any:
             return value
     if not starts:
         what = "JSON object" if expect_object else "JSON value"
-        raise JsonParseError(f"no {what} found in the reply (it starts with {_snippet(cleaned, 0)!r})")
+        raise JsonParseError(
+            f"no {what} found in the reply (it starts with {_snippet(cleaned, 0)!r})"
+        )
     error = best_error[1] if best_error else first_error
     if error is None:
         raise JsonParseError("the reply holds JSON, but no JSON object")

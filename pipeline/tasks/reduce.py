@@ -42,6 +42,7 @@ _PUNCT = re.compile(r"[\W_]+")
 
 # --- deterministic merge ---------------------------------------------------------------------------
 
+
 def _unwrap(annotation: Any) -> Any:
     """Strip ``Annotated`` and ``X | None`` down to X (unions of several types stay unions)."""
     while True:
@@ -77,12 +78,17 @@ def norm_key(value: Any) -> Any:
 
 
 def _is_null(value: Any) -> bool:
-    return value is None or value == "" or value == [] or (isinstance(value, Mapping) and "value" in value
-                                                           and value.get("value") in (None, ""))
+    return (
+        value is None
+        or value == ""
+        or value == []
+        or (isinstance(value, Mapping) and "value" in value and value.get("value") in (None, ""))
+    )
 
 
-def merge_partials(model: type[BaseModel], partials: Sequence[Mapping[str, Any] | BaseModel]
-                   ) -> tuple[dict[str, Any], list[Conflict]]:
+def merge_partials(
+    model: type[BaseModel], partials: Sequence[Mapping[str, Any] | BaseModel]
+) -> tuple[dict[str, Any], list[Conflict]]:
     """Merge partial results (in page order) into one dict of ``model``'s shape, plus the conflicts.
 
     The result is not re-validated: merged lists may be longer than one reply's ``max_length``.
@@ -92,8 +98,9 @@ def merge_partials(model: type[BaseModel], partials: Sequence[Mapping[str, Any] 
     return _merge_object(model, dicts, "", conflicts), conflicts
 
 
-def _merge_object(model: type[BaseModel] | None, objs: list[dict[str, Any]], path: str,
-                  conflicts: list[Conflict]) -> dict[str, Any]:
+def _merge_object(
+    model: type[BaseModel] | None, objs: list[dict[str, Any]], path: str, conflicts: list[Conflict]
+) -> dict[str, Any]:
     names = list(model.model_fields) if model is not None else []
     for obj in objs:
         names.extend(k for k in obj if k not in names)
@@ -101,8 +108,9 @@ def _merge_object(model: type[BaseModel] | None, objs: list[dict[str, Any]], pat
     for name in names:
         values = [o[name] for o in objs if name in o]
         info = model.model_fields.get(name) if model is not None else None
-        out[name] = _merge_values(info.annotation if info else Any, values, f"{path}.{name}" if path else name,
-                                  conflicts)
+        out[name] = _merge_values(
+            info.annotation if info else Any, values, f"{path}.{name}" if path else name, conflicts
+        )
     return out
 
 
@@ -125,9 +133,14 @@ def _first_non_null(values: list[Any], path: str, conflicts: list[Conflict]) -> 
     kept = filled[0]
     distinct: dict[Any, Any] = {}
     for v in filled:
-        distinct.setdefault(norm_key(v.get("value") if isinstance(v, Mapping) and "value" in v else v), v)
+        distinct.setdefault(
+            norm_key(v.get("value") if isinstance(v, Mapping) and "value" in v else v), v
+        )
     if len(distinct) > 1:
-        shown = [v.get("value") if isinstance(v, Mapping) and "value" in v else v for v in distinct.values()]
+        shown = [
+            v.get("value") if isinstance(v, Mapping) and "value" in v else v
+            for v in distinct.values()
+        ]
         conflicts.append(Conflict(path=path, values=shown, kept=shown[0]))
     return kept
 
@@ -187,18 +200,25 @@ def uncited_pages(data: Any, first_page: int, last_page: int) -> list[int]:
 
 # --- model-based reduce -----------------------------------------------------------------------------
 
+
 def reduce_instruction(spec: TaskSpec) -> str:
     what = {"summary": "summaries", "ask": "answers to the question"}.get(spec.name, "results")
     goal = {
         "summary": "Merge them into one summary of the whole document: one title, one summary covering every "
-                   "part in proportion, and the most important key points (at most 12) with their pages.",
+        "part in proportion, and the most important key points (at most 12) with their pages.",
         "ask": "Combine them into one answer to the question over all parts. Keep the pages and quotes that "
-               "support the answer; \"found\" is true if any part found the answer.",
+        'support the answer; "found" is true if any part found the answer.',
     }.get(spec.name, "Merge them into one result of the same schema.")
     question = f"Question: {' '.join(spec.question.split())}\n" if spec.question else ""
-    return (f"Task: the JSON objects above are partial {what}, each from a consecutive part of the same "
-            f"document(s), in page order. {goal} Keep page numbers as they are; do not invent content.\n"
-            + question + JSON_ONLY + "\n" + prompt_schema(spec.model) + "\n")
+    return (
+        f"Task: the JSON objects above are partial {what}, each from a consecutive part of the same "
+        f"document(s), in page order. {goal} Keep page numbers as they are; do not invent content.\n"
+        + question
+        + JSON_ONLY
+        + "\n"
+        + prompt_schema(spec.model)
+        + "\n"
+    )
 
 
 def partial_parts(partials: Sequence[tuple[str, BaseModel]]) -> list[Part]:
@@ -210,8 +230,12 @@ def partial_parts(partials: Sequence[tuple[str, BaseModel]]) -> list[Part]:
     return parts
 
 
-def reduce_with_model(backend: ModelBackend, spec: TaskSpec,
-                      partials: Sequence[tuple[str, BaseModel]], settings: Settings) -> TaskResult:
+def reduce_with_model(
+    backend: ModelBackend,
+    spec: TaskSpec,
+    partials: Sequence[tuple[str, BaseModel]],
+    settings: Settings,
+) -> TaskResult:
     """One validated result from several partial ones (labels like ``pages 1-40``).
 
     More than :data:`REDUCE_FANIN` partials are reduced in groups first. The result's usage covers
@@ -253,6 +277,7 @@ def _sum_timings(into: dict[str, float], more: Mapping[str, float]) -> None:
 
 # --- completeness check -----------------------------------------------------------------------------
 
+
 @dataclass
 class CompletenessResult:
     data: dict[str, Any]
@@ -263,9 +288,14 @@ class CompletenessResult:
     errors: list[ErrorRecord] = field(default_factory=list)
 
 
-def complete(backend: ModelBackend, spec: TaskSpec, settings: Settings, data: Mapping[str, Any],
-             ranges: Sequence[tuple[int, int]], build_content: Callable[[list[int]], Sequence[Part]]
-             ) -> CompletenessResult:
+def complete(
+    backend: ModelBackend,
+    spec: TaskSpec,
+    settings: Settings,
+    data: Mapping[str, Any],
+    ranges: Sequence[tuple[int, int]],
+    build_content: Callable[[list[int]], Sequence[Part]],
+) -> CompletenessResult:
     """Re-ask about uncited pages, one call per window range (a subset of a window always fits).
 
     ``build_content(pages)`` returns the prompt content for just those pages (rendered images attached).

@@ -40,7 +40,9 @@ MAX_FEEDBACK_ERRORS = 20
 class RepairFailed(ValidationFailed):
     """No valid reply after every attempt. ``usage`` covers all attempts."""
 
-    def __init__(self, message: str, *, raw: str, attempts: int, usage: Usage, page: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, raw: str, attempts: int, usage: Usage, page: int | None = None
+    ) -> None:
         super().__init__(message, raw=raw, attempts=attempts, page=page)
         self.usage = usage
 
@@ -75,7 +77,9 @@ def next_temperature(current: float) -> float:
     return round(min(current + 0.3, 2.0), 3)
 
 
-def looks_repetitive(text: str, *, min_repeats: int = 4, min_span: int = 48, max_period: int = 120) -> bool:
+def looks_repetitive(
+    text: str, *, min_repeats: int = 4, min_span: int = 48, max_period: int = 120
+) -> bool:
     """True when the reply ends in the same chunk repeated (the classic Qwen loop)."""
     tail = text.rstrip()[-max_period * (min_repeats + 1) :]
     for period in range(1, max_period + 1):
@@ -111,8 +115,12 @@ def feedback_for(error: JsonParseError | ValidationError) -> str:
 
 
 def usage_of(gen: Generation) -> Usage:
-    return Usage(input_tokens=gen.input_tokens, output_tokens=gen.output_tokens,
-                 cached_tokens=gen.cached_tokens, requests=1)
+    return Usage(
+        input_tokens=gen.input_tokens,
+        output_tokens=gen.output_tokens,
+        cached_tokens=gen.cached_tokens,
+        requests=1,
+    )
 
 
 def _add_timings(into: dict[str, float], gen: Generation) -> None:
@@ -122,8 +130,14 @@ def _add_timings(into: dict[str, float], gen: Generation) -> None:
     into["prefills"] = into.get("prefills", 0.0) + (1.0 if gen.cached_tokens == 0 else 0.0)
 
 
-def run_tasks(backend: ModelBackend, content: Sequence[Part], specs: Sequence[TaskSpec],
-              settings: Settings, *, page: int | None = None) -> list[TaskResult]:
+def run_tasks(
+    backend: ModelBackend,
+    content: Sequence[Part],
+    specs: Sequence[TaskSpec],
+    settings: Settings,
+    *,
+    page: int | None = None,
+) -> list[TaskResult]:
     """Every spec over ``content``: one batched first attempt, then individual re-asks.
 
     Never raises for a task's validation failure (it becomes the result's error record); a
@@ -134,7 +148,9 @@ def run_tasks(backend: ModelBackend, content: Sequence[Part], specs: Sequence[Ta
         return results
     pages = pages_of(content)
     try:
-        firsts = backend.generate(content, [s.request(settings.temperature, pages=pages) for s in specs])
+        firsts = backend.generate(
+            content, [s.request(settings.temperature, pages=pages) for s in specs]
+        )
     except DocvlError as exc:
         for result in results:
             result.error = exc.record()
@@ -145,14 +161,23 @@ def run_tasks(backend: ModelBackend, content: Sequence[Part], specs: Sequence[Ta
         try:
             result.accept(repair(backend, content, spec, settings, first=first, state=result))
         except RepairFailed as exc:
-            result.error = ErrorRecord(code=exc.code, message=f"{spec.name}: {exc.message}", page=page)
+            result.error = ErrorRecord(
+                code=exc.code, message=f"{spec.name}: {exc.message}", page=page
+            )
         except DocvlError as exc:
             result.error = exc.record()
     return results
 
 
-def repair(backend: ModelBackend, content: Sequence[Part], spec: TaskSpec, settings: Settings, *,
-           first: Generation | None = None, state: TaskResult | None = None) -> BaseModel:
+def repair(
+    backend: ModelBackend,
+    content: Sequence[Part],
+    spec: TaskSpec,
+    settings: Settings,
+    *,
+    first: Generation | None = None,
+    state: TaskResult | None = None,
+) -> BaseModel:
     """Ask (unless ``first`` is the first attempt's reply) and re-ask until a reply validates.
 
     ``state`` (optional) receives raw, attempts, usage and timings as they accrue.
@@ -165,7 +190,9 @@ def repair(backend: ModelBackend, content: Sequence[Part], spec: TaskSpec, setti
     problem = ""
     while True:
         if gen is None:
-            gen = backend.generate(content, [spec.request(temperature, turns, pages_of(content))])[0]
+            gen = backend.generate(content, [spec.request(temperature, turns, pages_of(content))])[
+                0
+            ]
         state.attempts += 1
         state.raw = gen.text
         state.usage.add(usage_of(gen))
@@ -174,8 +201,10 @@ def repair(backend: ModelBackend, content: Sequence[Part], spec: TaskSpec, setti
             return validate_reply(gen.text, spec.model)
         except (JsonParseError, ValidationError) as exc:
             if gen.finish_reason == "length":
-                problem = (f"the reply hit the {spec.max_new_tokens}-token limit before the JSON "
-                           "was complete")
+                problem = (
+                    f"the reply hit the {spec.max_new_tokens}-token limit before the JSON "
+                    "was complete"
+                )
                 temperature = next_temperature(temperature)
             elif looks_repetitive(gen.text):
                 problem = "the reply fell into a repetition loop"
@@ -187,7 +216,9 @@ def repair(backend: ModelBackend, content: Sequence[Part], spec: TaskSpec, setti
             raise RepairFailed(
                 f"no valid {spec.schema_name} reply after {state.attempts} attempt(s); "
                 f"last problem: {problem}",
-                raw=state.raw or "", attempts=state.attempts, usage=state.usage,
+                raw=state.raw or "",
+                attempts=state.attempts,
+                usage=state.usage,
             )
         gen = None
 

@@ -53,21 +53,33 @@ class TaskSpec:
     schema_version: str
     question: str | None = None
 
-    def request(self, temperature: float, turns: Sequence[Turn] = (), pages: Sequence[int] = ()) -> GenerationRequest:
+    def request(
+        self, temperature: float, turns: Sequence[Turn] = (), pages: Sequence[int] = ()
+    ) -> GenerationRequest:
         """The request for one attempt; ``pages`` (the pages in the prompt) bound the decoder's page fields."""
-        return GenerationRequest(instruction=self.instruction, json_schema=bind_pages(self.json_schema, list(pages)),
-                                 max_new_tokens=self.max_new_tokens, temperature=temperature, turns=tuple(turns))
+        return GenerationRequest(
+            instruction=self.instruction,
+            json_schema=bind_pages(self.json_schema, list(pages)),
+            max_new_tokens=self.max_new_tokens,
+            temperature=temperature,
+            turns=tuple(turns),
+        )
 
 
 def prompt_schema(model: type[BaseModel]) -> str:
     """The model's JSON Schema as shown to the model: compact, ``$defs`` kept, titles dropped."""
-    return json.dumps(_strip_titles(model.model_json_schema()), separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(
+        _strip_titles(model.model_json_schema()), separators=(",", ":"), ensure_ascii=False
+    )
 
 
 def _strip_titles(node: Any, in_properties: bool = False) -> Any:
     if isinstance(node, dict):
-        return {k: _strip_titles(v, k in ("properties", "$defs"))
-                for k, v in node.items() if in_properties or k != "title"}
+        return {
+            k: _strip_titles(v, k in ("properties", "$defs"))
+            for k, v in node.items()
+            if in_properties or k != "title"
+        }
     if isinstance(node, list):
         return [_strip_titles(v) for v in node]
     return node
@@ -76,18 +88,28 @@ def _strip_titles(node: Any, in_properties: bool = False) -> Any:
 def summary_instruction() -> str:
     return (
         "Task: summarize the document(s) above into the DocumentSummary schema: a title, a faithful summary "
-        "and up to 12 key points, each with the pages it comes from. " + CITE + "\n"
-        + JSON_ONLY + "\n" + prompt_schema(DocumentSummary) + "\n"
+        "and up to 12 key points, each with the pages it comes from. "
+        + CITE
+        + "\n"
+        + JSON_ONLY
+        + "\n"
+        + prompt_schema(DocumentSummary)
+        + "\n"
     )
 
 
 def ask_instruction(question: str) -> str:
     return (
         "Task: answer the question below from the document(s) above into the Answer schema. Put the pages "
-        "the answer rests on in \"pages\" and up to 8 supporting quotes in \"quotes\". If the pages do not "
-        "contain the answer, set \"found\" to false and say so in \"answer\". " + CITE + "\n"
-        "Question: " + " ".join(question.split()) + "\n"
-        + JSON_ONLY + "\n" + prompt_schema(Answer) + "\n"
+        'the answer rests on in "pages" and up to 8 supporting quotes in "quotes". If the pages do not '
+        'contain the answer, set "found" to false and say so in "answer". ' + CITE + "\n"
+        "Question: "
+        + " ".join(question.split())
+        + "\n"
+        + JSON_ONLY
+        + "\n"
+        + prompt_schema(Answer)
+        + "\n"
     )
 
 
@@ -97,17 +119,28 @@ def extract_instruction(name: str, model: type[BaseModel]) -> str:
     return (
         f"Task: extract the data of the document(s) above into the {name!r} schema{about}. Give every record "
         "the page it was read from and, where possible, a short verbatim quote. List every record on "
-        "the pages, in page order. " + CITE + "\n"
-        + JSON_ONLY + "\n" + prompt_schema(model) + "\n"
+        "the pages, in page order. " + CITE + "\n" + JSON_ONLY + "\n" + prompt_schema(model) + "\n"
     )
 
 
-def make_spec(name: TaskName, model: type[BaseModel], instruction: str, settings: Settings,
-              question: str | None = None) -> TaskSpec:
+def make_spec(
+    name: TaskName,
+    model: type[BaseModel],
+    instruction: str,
+    settings: Settings,
+    question: str | None = None,
+) -> TaskSpec:
     schema = decoder_schema(model)
-    return TaskSpec(name=name, model=model, instruction=instruction, json_schema=schema,
-                    max_new_tokens=max_reply_tokens(schema, settings.max_output_tokens),
-                    schema_name=schema_name(model), schema_version=schema_version(model), question=question)
+    return TaskSpec(
+        name=name,
+        model=model,
+        instruction=instruction,
+        json_schema=schema,
+        max_new_tokens=max_reply_tokens(schema, settings.max_output_tokens),
+        schema_name=schema_name(model),
+        schema_version=schema_version(model),
+        question=question,
+    )
 
 
 def load_schema(ref: str) -> type[BaseModel]:
@@ -137,12 +170,20 @@ def task_specs(settings: Settings) -> list[TaskSpec]:
             question = (settings.question or "").strip()
             if not question:
                 raise UsageError("the ask task needs a question (--question)")
-            specs.append(make_spec("ask", Answer, ask_instruction(question), settings, question=question))
+            specs.append(
+                make_spec("ask", Answer, ask_instruction(question), settings, question=question)
+            )
         elif task == "extract":
             if not settings.schema_name:
-                raise UsageError("the extract task needs a schema (--schema NAME, module:Class or file.json)")
+                raise UsageError(
+                    "the extract task needs a schema (--schema NAME, module:Class or file.json)"
+                )
             model = load_schema(settings.schema_name)
-            specs.append(make_spec("extract", model, extract_instruction(schema_name(model), model), settings))
+            specs.append(
+                make_spec(
+                    "extract", model, extract_instruction(schema_name(model), model), settings
+                )
+            )
         else:  # pragma: no cover - TaskName is a Literal
             raise UsageError(f"unknown task {task!r}")
     return specs

@@ -1,0 +1,93 @@
+"""The tree is the data flow: layering and import hygiene, checked on every test run.
+
+* ``lint-imports`` (import-linter, contracts in pyproject.toml): schemas <- pipeline (its stages in
+  order) <- flows <- docvl, and no import cycle between the modules of any package.
+* No function-level import of a project module: lazy imports may only defer heavy third-party
+  packages (torch, transformers, prefect), never dodge a cycle.
+"""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from docvl import api
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGES = ("docvl", "flows", "pipeline", "schemas")
+
+
+def _lint_imports() -> str:
+    exe = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
+    assert exe is not None, "import-linter is a dev dependency"
+    done = subprocess.run(
+        [exe, "--no-cache"], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    return done.stdout
+
+
+def test_import_contracts_hold() -> None:
+    out = _lint_imports()
+    assert "3 kept, 0 broken" in out, out
+
+
+def nested_project_imports(source: str) -> list[tuple[int, str]]:
+    """(line, module) of every import of a project module that is not at module level."""
+    tree = ast.parse(source)
+    top = {id(node) for node in tree.body}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom) and id(node) not in top:
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+            )
+            found += [(node.lineno, n) for n in names if n.split(".")[0] in PACKAGES]
+    return found
+
+
+def test_finder_sees_nested_project_imports() -> None:
+    source = "import os\n\ndef f():\n    from pipeline.errors import DocvlError\n    import torch\n"
+    assert nested_project_imports(source) == [(4, "pipeline.errors")]
+
+
+def test_no_function_level_project_imports() -> None:
+    offenders = [
+        f"{path.relative_to(REPO)}:{line} imports {module}"
+        for package in PACKAGES
+        for path in sorted((REPO / package).rglob("*.py"))
+        for line, module in nested_project_imports(path.read_text(encoding="utf-8"))
+    ]
+    assert offenders == []
+
+
+def test_public_api_is_pinned() -> None:
+    assert api.__all__ == [
+        "Plan",
+        "ResultEnvelope",
+        "RunOptions",
+        "Settings",
+        "analyze",
+        "counter_for",
+        "plan",
+        "run",
+    ]
+    for name in ("plan", "run", "analyze"):
+        assert (getattr(api, name).__doc__ or "").strip(), name
+
+
+def test_docstrings_name_repository_relative_paths() -> None:
+    absolute = [
+        f"{path.relative_to(REPO)}:{n}"
+        for package in (*PACKAGES, "tests")
+        for path in sorted((REPO / package).rglob("*.py"))
+        if path.name != "test_layers.py"
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if "/work/" in line or "/root/" in line
+    ]
+    assert absolute == []
