@@ -1,11 +1,13 @@
-"""Batch of small documents with and without Prefect: plain loop over ``pipeline.engine.stages.analyze_document``
-vs the ``analyze_batch`` flow (ephemeral server), scripted backend (no model), optional simulated latency.
+"""Batch of small documents with and without Prefect: plain loop over
+``pipeline.engine.stages.analyze_document`` vs the ``analyze_batch`` flow (ephemeral server),
+scripted backend (no model), optional simulated latency.
 
-    .venv/bin/python bench/bench_flows.py [--docs 50] [--pages 2] [--latency 0.0 0.1] [--concurrency 4]
+    .venv/bin/python bench/bench_flows.py [--docs 50] [--pages 2] [--latency 0.0 0.1]
+        [--concurrency 4]
 
-Rows: plain loop; flow cold (empty caches, local limit only); flow cold with the Prefect global concurrency
-limit; flow rerun (every document from the record store). Server startup is measured separately (first
-flow run of the process) and excluded from the rows.
+Rows: plain loop; flow cold (empty caches, local limit only); flow cold with the Prefect global
+concurrency limit; flow rerun (every document from the record store). Server startup is measured
+separately (first flow run of the process) and excluded from the rows.
 """
 
 from __future__ import annotations

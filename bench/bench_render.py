@@ -119,7 +119,8 @@ def throughput(corpus: Path, pdf2image_pages: int) -> list[list[str]]:
 
 
 def parallel_threshold(corpus: Path) -> list[list[str]]:
-    """Forced parallel rendering of the first k book pages vs one process (first page latency incl.)."""
+    """Forced parallel rendering of the first k book pages vs one process (first page latency
+    incl.)."""
     from pipeline.ingest import render
 
     path = corpus / BOOK
@@ -131,13 +132,17 @@ def parallel_threshold(corpus: Path) -> list[list[str]]:
             pages = list(range(1, k + 1))
             render.PARALLEL_MIN_PAGES = 10**9
             one = timed(
-                lambda: sum(1 for _ in iter_rendered(doc, Settings(render_workers=1), pages))
-            )  # noqa: B023
+                lambda pages=pages: sum(
+                    1 for _ in iter_rendered(doc, Settings(render_workers=1), pages)
+                )
+            )
             render.PARALLEL_MIN_PAGES = 0
             render.PARALLEL_MAX_LOAD_PER_CPU = float("inf")
             two = timed(
-                lambda: sum(1 for _ in iter_rendered(doc, Settings(render_workers=2), pages))
-            )  # noqa: B023
+                lambda pages=pages: sum(
+                    1 for _ in iter_rendered(doc, Settings(render_workers=2), pages)
+                )
+            )
             rows.append([str(k), f"{one:.1f}", f"{two:.1f}", f"{two / one:.2f}"])
     finally:
         render.PARALLEL_MIN_PAGES, render.PARALLEL_MAX_LOAD_PER_CPU = saved
@@ -204,7 +209,8 @@ def main() -> None:
         return
     print(
         f"python {platform.python_version()}, pymupdf {pymupdf.VersionBind}, {platform.machine()}, "
-        f"budget {Settings().max_pixels} px/page at {Settings().dpi} dpi, PARALLEL_MIN_PAGES={PARALLEL_MIN_PAGES}\n"
+        f"budget {Settings().max_pixels} px/page at {Settings().dpi} dpi, "
+        f"PARALLEL_MIN_PAGES={PARALLEL_MIN_PAGES}\n"
     )
     rows = throughput(args.corpus, args.pdf2image_pages)
     print(

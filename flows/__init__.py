@@ -1,4 +1,5 @@
-"""Prefect orchestration of the docvl pipeline. Orchestration only: business logic lives in ``pipeline``.
+"""Prefect orchestration of the docvl pipeline. Orchestration only: business logic lives in
+``pipeline``.
 
 Importing this package sets the offline defaults Prefect needs on air-gapped machines (the one place
 they are set). Explicit environment values always win (``setdefault``).

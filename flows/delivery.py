@@ -1,17 +1,20 @@
-"""Delivery into an outbox: the ledger (done markers and claims), per-document JSON files, run manifests,
-and webhook POSTs with retries.
+"""Delivery into an outbox: the ledger (done markers and claims), per-document JSON files, run
+manifests, and webhook POSTs with retries.
 
 Layout of an outbox::
 
     outbox/<input stem>.<sha256[:12]>.json     one result per input document (atomic: temp + rename)
     outbox/manifests/<flow run id>.jsonl       one line per document a run picked up (atomic)
-    outbox/.docvl-ledger/<key>.done            the ledger: a delivered document (key = sha256-fingerprint)
+    outbox/.docvl-ledger/<key>.done            the ledger: a delivered document
+                                               (key = sha256-fingerprint)
     outbox/.docvl-ledger/<key>.claim           a run is processing that document right now
-    outbox/.docvl-ledger/stat-cache.json       (size, mtime) -> sha256, so unchanged inputs are not rehashed
+    outbox/.docvl-ledger/stat-cache.json       (size, mtime) -> sha256, so unchanged inputs are not
+                                               rehashed
 
-Claims make overlapping runs safe: a claim is created with O_CREAT|O_EXCL, so exactly one run gets it. A
-claim whose process is gone (same host, pid not alive) or older than ``ttl_s`` is stale; it is taken over
-by renaming it away first (only one renamer wins), so a run killed mid-document is picked up again later.
+Claims make overlapping runs safe: a claim is created with O_CREAT|O_EXCL, so exactly one run gets
+it. A claim whose process is gone (same host, pid not alive) or older than ``ttl_s`` is stale; it is
+taken over by renaming it away first (only one renamer wins), so a run killed mid-document is picked
+up again later.
 """
 
 from __future__ import annotations

@@ -1,16 +1,19 @@
-"""``docvl serve``: a served deployment that turns an inbox of documents into an outbox of JSON results.
+"""``docvl serve``: a served deployment that turns an inbox of documents into an outbox of JSON
+results.
 
-Each scheduled run scans the inbox, claims documents whose ``sha256 + settings.fingerprint()`` is not in
-the outbox ledger, processes them with the same tasks as ``analyze_batch`` (caches and the concurrency
-limit included), delivers one JSON file per document atomically, optionally POSTs each record to a webhook,
-and writes a manifest of what the run picked up. See :mod:`flows.delivery` for the outbox layout.
+Each scheduled run scans the inbox, claims documents whose ``sha256 + settings.fingerprint()`` is
+not in the outbox ledger, processes them with the same tasks as ``analyze_batch`` (caches and the
+concurrency limit included), delivers one JSON file per document atomically, optionally POSTs each
+record to a webhook, and writes a manifest of what the run picked up. See :mod:`flows.delivery` for
+the outbox layout.
 
 Run it without the CLI (tests, debugging)::
 
     python -m flows.inbox --inbox IN --outbox OUT --interval 10 [--backend-factory module:fn]
 """
 
-# No `from __future__ import annotations`: Prefect resolves flow parameter types (Settings) at load time.
+# No `from __future__ import annotations`: Prefect resolves flow parameter types (Settings) at load
+# time.
 
 import argparse
 import importlib
@@ -38,7 +41,8 @@ IGNORED_SUFFIXES = (".tmp", ".part", ".crdownload", ".partial", ".swp")
 
 
 def scan(inbox: Path, min_age_s: float) -> list[Path]:
-    """Regular files in the inbox (recursively), skipping hidden, temporary and still-changing files."""
+    """Regular files in the inbox (recursively), skipping hidden, temporary and still-changing
+    files."""
     now = time.time()
     found = []
     for path in sorted(inbox.rglob("*")):
@@ -162,13 +166,15 @@ def serve_inbox(
     options: RunOptions | None = None,
     limit: int | None = 1,
 ) -> None:
-    """Serve ``docvl-inbox/<name>`` on a cron or interval schedule; blocks until interrupted (SIGINT/SIGTERM).
+    """Serve ``docvl-inbox/<name>`` on a cron or interval schedule; blocks until interrupted
+    (SIGINT/SIGTERM).
 
-    Each run executes in a subprocess of this one (Prefect runner). The encryption password is not stored
-    in the deployment's parameters: served runs take it from ``DOCVL_PASSWORD`` in this process's env.
-    ``limit`` caps the flow runs this server executes at once (1: a slow run delays the next scan instead of
-    doubling the model load; claims keep overlapping runs correct either way). ``global_limit`` names a
-    Prefect global concurrency limit for model calls shared with other processes (opt-in).
+    Each run executes in a subprocess of this one (Prefect runner). The encryption password is not
+    stored in the deployment's parameters: served runs take it from ``DOCVL_PASSWORD`` in this
+    process's env. ``limit`` caps the flow runs this server executes at once (1: a slow run delays
+    the next scan instead of doubling the model load; claims keep overlapping runs correct either
+    way). ``global_limit`` names a Prefect global concurrency limit for model calls shared with
+    other processes (opt-in).
     """
     if (cron is None) == (interval is None):
         raise UsageError("serve needs exactly one of --cron EXPR or --interval SECONDS")

@@ -1,14 +1,17 @@
-"""Model-call concurrency: one in-process semaphore plus an optional Prefect global concurrency limit.
+"""Model-call concurrency: one in-process semaphore plus an optional Prefect global concurrency
+limit.
 
-Measured on the ephemeral server (2 cores, prefect 3.9.1): 16 calls of 0.2 s through a global limit of 2
-took 10.8 s instead of 1.6 s, because a blocked acquire sleeps for the server's ``Retry-After`` before
-asking again. So every call first takes a slot of a local semaphore sized ``settings.max_concurrency``
-(no latency, exact within one process) and then, when a global limit name is given, a slot of that
-Prefect limit (protects a shared GPU/vLLM pool across processes and workers). With the local semaphore in
-front, a single process never waits on the global limit at all; only cross-process contention does.
+Measured on the ephemeral server (2 cores, prefect 3.9.1): 16 calls of 0.2 s through a global limit
+of 2 took 10.8 s instead of 1.6 s, because a blocked acquire sleeps for the server's ``Retry-After``
+before asking again. So every call first takes a slot of a local semaphore sized
+``settings.max_concurrency`` (no latency, exact within one process) and then, when a global limit
+name is given, a slot of that Prefect limit (protects a shared GPU/vLLM pool across processes and
+workers). With the local semaphore in front, a single process never waits on the global limit at
+all; only cross-process contention does.
 
-The global limit is created on demand with ``settings.max_concurrency`` slots when it does not exist; an
-existing limit is never resized (operators size it to the server pool: ``prefect gcl update``).
+The global limit is created on demand with ``settings.max_concurrency`` slots when it does not
+exist; an existing limit is never resized (operators size it to the server pool:
+``prefect gcl update``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ log = logging.getLogger(__name__)
 
 
 def ensure_global_limit(name: str, slots: int) -> bool:
-    """Create the Prefect global concurrency limit ``name`` if missing. Returns True when it exists now."""
+    """Create the Prefect global concurrency limit ``name`` if missing. Returns True when it exists
+    now."""
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 

@@ -1,4 +1,5 @@
-"""``RunOptions``: how the Prefect runner runs a batch (never what it computes: that is ``Settings``)."""
+"""``RunOptions``: how the Prefect runner runs a batch (never what it computes: that is
+``Settings``)."""
 
 from __future__ import annotations
 

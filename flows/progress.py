@@ -1,4 +1,5 @@
-"""Progress events from flow tasks, and a Rich progress bar (documents, pages, windows) driven by them.
+"""Progress events from flow tasks, and a Rich progress bar (documents, pages, windows) driven by
+them.
 
 Tasks call :func:`emit` (a no-op without listeners, e.g. in served runs). Listeners are process-wide
 because tasks run in worker threads; :func:`listening` registers one for the duration of a block.

@@ -1,4 +1,5 @@
-"""Prefect artifacts of a run: a table of documents and a markdown report per document (presentation only)."""
+"""Prefect artifacts of a run: a table of documents and a markdown report per document (presentation
+only)."""
 
 from __future__ import annotations
 
@@ -36,8 +37,9 @@ def document_markdown(env: ResultEnvelope) -> str:
     lines = [
         f"# {env.source.path}",
         "",
-        f"**status** {env.status} · **pages** {env.source.pages} · **tokens** {env.usage.input_tokens} in / "
-        f"{env.usage.output_tokens} out · **cost** ${env.usage.cost_usd:.6f}",
+        f"**status** {env.status} · **pages** {env.source.pages} · **tokens** "
+        f"{env.usage.input_tokens} in / {env.usage.output_tokens} out · **cost** "
+        f"${env.usage.cost_usd:.6f}",
         "",
     ]
     for err in env.errors:

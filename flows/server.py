@@ -1,9 +1,10 @@
 """A local Prefect API server for ``docvl serve`` when none is configured.
 
-Schedules need Prefect's scheduler, which the ephemeral server does not run ("Cannot schedule flows on
-an ephemeral server"). So with no ``PREFECT_API_URL``, ``docvl serve`` starts ``prefect server start`` on
-127.0.0.1 (a free port; the usual ``PREFECT_HOME`` database, so deployments and history persist) for as
-long as it serves, and stops it after the runner (a runner whose API is gone hangs on SIGTERM).
+Schedules need Prefect's scheduler, which the ephemeral server does not run ("Cannot schedule flows
+on an ephemeral server"). So with no ``PREFECT_API_URL``, ``docvl serve`` starts
+``prefect server start`` on 127.0.0.1 (a free port; the usual ``PREFECT_HOME`` database, so
+deployments and history persist) for as long as it serves, and stops it after the runner (a runner
+whose API is gone hangs on SIGTERM).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``docvl trigger DEPLOYMENT``: start a run of a served or deployed flow on the Prefect API server.
 
-Needs ``PREFECT_API_URL`` pointing at a real server (``prefect server start``): an ephemeral server lives
-inside one process, so another process's ``serve`` cannot see runs created against it.
+Needs ``PREFECT_API_URL`` pointing at a real server (``prefect server start``): an ephemeral server
+lives inside one process, so another process's ``serve`` cannot see runs created against it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 
 
 def parse_value(value: str) -> Any:
-    """``--param k=v`` values: JSON when they parse (numbers, true/false, lists, objects), else the string."""
+    """``--param k=v`` values: JSON when they parse (numbers, true/false, lists, objects), else the
+    string."""
     try:
         return json.loads(value)
     except ValueError:
@@ -34,9 +35,10 @@ def trigger(
     timeout_s: float | None = None,
     poll_interval_s: float = 2.0,
 ) -> int:
-    """Create a flow run of ``deployment`` ("flow-name/deployment-name") with ``params`` merged over the
-    deployment's parameters. Without ``wait`` returns 0 once the run is created. With ``wait`` polls until
-    the run is final: 0 when Completed, 1 otherwise (Failed, Crashed, Cancelled or timed out)."""
+    """Create a flow run of ``deployment`` ("flow-name/deployment-name") with ``params`` merged over
+    the deployment's parameters. Without ``wait`` returns 0 once the run is created. With ``wait``
+    polls until the run is final: 0 when Completed, 1 otherwise (Failed, Crashed, Cancelled or timed
+    out)."""
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL
 
@@ -47,7 +49,8 @@ def trigger(
         )
     if not PREFECT_API_URL.value():
         log.warning(
-            "PREFECT_API_URL is not set: triggering against an ephemeral server that no worker watches"
+            "PREFECT_API_URL is not set: triggering against an ephemeral server that no worker "
+            "watches"
         )
     parameters = {k: parse_value(v) if isinstance(v, str) else v for k, v in params.items()}
     flow_run = cast(

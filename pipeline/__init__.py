@@ -1,4 +1,5 @@
-"""docvl's pipeline: sniff → load → render → plan/pack → backend → tasks → result.
+"""docvl's library: ingest → plan → model → tasks → engine, over result, settings and errors.
 
-The Python API lives in :mod:`docvl.api`.
+The engine (:class:`pipeline.engine.Engine`) is the one analysis chain; the Prefect runner lives in
+``flows`` and the CLI and Python API in ``docvl`` (see the README's "How it works" table).
 """

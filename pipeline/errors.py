@@ -1,8 +1,8 @@
 """The one error hierarchy of docvl.
 
-Every failure a user can meet is a :class:`DocvlError` with a stable ``code``. Bad input never raises
-out of the pipeline: it becomes an :class:`ErrorRecord` in the document's result, and the rest of the
-batch goes on.
+Every failure a user can meet is a :class:`DocvlError` with a stable ``code``. Bad input never
+raises out of the pipeline: it becomes an :class:`ErrorRecord` in the document's result, and the
+rest of the batch goes on.
 
 ==========================  ======================  ==========================================
 class                       code                    meaning
@@ -24,7 +24,8 @@ UsageError                  usage_error             bad command-line or API argu
 InternalError               internal_error          a bug in docvl (reported, never final)
 ==========================  ======================  ==========================================
 
-What a runner does with each error is declared once, in :data:`FAILURE_POLICY` (see :func:`policy_of`).
+What a runner does with each error is declared once, in :data:`FAILURE_POLICY` (see
+:func:`policy_of`).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ class ErrorRecord(BaseModel):
 
 
 class DocvlError(Exception):
-    """Base of every docvl error. Raised by the stages; runners turn it into an :class:`ErrorRecord`."""
+    """Base of every docvl error. Raised by the stages; runners turn it into an
+    :class:`ErrorRecord`."""
 
     code = "docvl_error"
     #: True when trying the same thing again may succeed (backend hiccups), never for bad input.
@@ -119,14 +121,15 @@ class DocumentTooLarge(InputError):
 
 
 class BackendUnavailable(DocvlError):
-    """Raised by a backend when the model cannot be reached or loaded at all (weights missing, server
-    down, HTTP 401/404): a configuration problem, not retried in the run, never final."""
+    """Raised by a backend when the model cannot be reached or loaded at all (weights missing,
+    server down, HTTP 401/404): a configuration problem, not retried in the run, never final."""
 
     code = "backend_unavailable"
 
 
 class BackendError(DocvlError):
-    """Raised by a backend when a call failed in a way that may pass on retry (timeouts, 429, 5xx)."""
+    """Raised by a backend when a call failed in a way that may pass on retry (timeouts, 429,
+    5xx)."""
 
     code = "backend_error"
     retryable = True
@@ -204,12 +207,14 @@ def policy_of(code: str) -> Policy:
 
 
 def is_final(records: list[ErrorRecord]) -> bool:
-    """True when none of ``records`` could change on a rerun (so a result holding them may be cached)."""
+    """True when none of ``records`` could change on a rerun (so a result holding them may be
+    cached)."""
     return all(policy_of(r.code) is Policy.FINAL for r in records)
 
 
 def retried_in_run(code: str) -> bool:
-    """True for the codes a runner retries within the run (``DocvlError.retryable``: BackendError)."""
+    """True for the codes a runner retries within the run (``DocvlError.retryable``:
+    BackendError)."""
     stack: list[type[DocvlError]] = [DocvlError]
     while stack:
         cls = stack.pop()

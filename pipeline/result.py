@@ -1,13 +1,14 @@
 """The result envelope: one JSON record per document (``docvl run`` writes them as JSONL).
 
-``docvl schemas export`` writes :func:`envelope_json_schema`. Task outputs keep their own schemas inside:
-``summary`` is a :class:`~schemas.DocumentSummary`, ``answer.data`` an :class:`~schemas.Answer`, and
-``extraction.data`` follows the schema named in ``extraction.schema_name`` (version in ``schema_version``).
+``docvl schemas export`` writes :func:`envelope_json_schema`. Task outputs keep their own schemas
+inside: ``summary`` is a :class:`~schemas.DocumentSummary`, ``answer.data`` an
+:class:`~schemas.Answer`, and ``extraction.data`` follows the schema named in
+``extraction.schema_name`` (version in ``schema_version``).
 
-Usage accounting: ``usage.input_tokens`` is the sum of the prompt tokens the backend reported for every
-call made for this document (window prefills, re-asks, reduce and completeness calls). When every first
-attempt validates and no reduce or completeness call is needed, it equals ``plan.input_tokens`` (the sum
-of the plan's window ``input_tokens``) with an exact counter.
+Usage accounting: ``usage.input_tokens`` is the sum of the prompt tokens the backend reported for
+every call made for this document (window prefills, re-asks, reduce and completeness calls). When
+every first attempt validates and no reduce or completeness call is needed, it equals
+``plan.input_tokens`` (the sum of the plan's window ``input_tokens``) with an exact counter.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ class ModelInfo(BaseModel):
 
 
 class Span(BaseModel):
-    """Pages ``first_page..last_page`` (1-based, inclusive) of document ``doc`` (its index in the plan)."""
+    """Pages ``first_page..last_page`` (1-based, inclusive) of document ``doc`` (its index in the
+    plan)."""
 
     doc: int
     first_page: int
@@ -73,15 +75,16 @@ class Span(BaseModel):
 class Window(BaseModel):
     """One prompt: the one window type from the packer through the plan to the result envelope.
 
-    ``first_page``/``last_page`` are the pages of the document whose plan or record holds the window;
-    ``spans`` lists every document's pages in it (several when windows are shared across documents).
+    ``first_page``/``last_page`` are the pages of the document whose plan or record holds the
+    window; ``spans`` lists every document's pages in it (several when windows are shared across
+    documents).
     """
 
     index: int
     first_page: int
     last_page: int
-    #: Input tokens the model receives: framing, instruction, headers and pages (of every document in
-    #: it), summed over the tasks when several share the window's prefill.
+    #: Input tokens the model receives: framing, instruction, headers and pages (of every document
+    #: in it), summed over the tasks when several share the window's prefill.
     input_tokens: int
     images: int = 0
     spans: list[Span] = Field(default_factory=list)
@@ -116,7 +119,8 @@ class Grounding(BaseModel):
 
 
 class Conflict(BaseModel):
-    """A scalar field with different values in different windows; the first (page order) was kept."""
+    """A scalar field with different values in different windows; the first (page order) was
+    kept."""
 
     path: str
     values: list[Any]

@@ -25,7 +25,8 @@ class Settings(BaseSettings):
     # --- rendering -----------------------------------------------------------------------------
     renderer: Literal["pymupdf", "pdf2image"] = "pymupdf"
     dpi: int = Field(150, ge=36, le=600)
-    #: Per-page pixel budget. Pages are scaled to fit [min_pixels, max_pixels] (the processor's rule).
+    #: Per-page pixel budget. Pages are scaled to fit [min_pixels, max_pixels] (the processor's
+    #: rule).
     min_pixels: int = Field(64 * PIXELS_PER_TOKEN, ge=PIXELS_PER_TOKEN)
     max_pixels: int = Field(1280 * PIXELS_PER_TOKEN, ge=PIXELS_PER_TOKEN)
     render_workers: int = Field(2, ge=1, le=64)

@@ -1,13 +1,14 @@
 """Building blocks shared by the built-in schemas.
 
-Every field is bounded (string ``max_length``, number ``ge``/``le``, list ``max_length``) and every model
-forbids extra keys, so the JSON Schema sent to a constrained decoder describes a finite language (see
-``schemas.decoder``). Validation itself stays with pydantic.
+Every field is bounded (string ``max_length``, number ``ge``/``le``, list ``max_length``) and every
+model forbids extra keys, so the JSON Schema sent to a constrained decoder describes a finite
+language (see ``schemas.decoder``). Validation itself stays with pydantic.
 
-Provenance convention (what :mod:`pipeline.tasks.grounding` and :mod:`pipeline.tasks.reduce` rely on): every extracted
-record carries ``page`` (or ``pages``) with the 1-based page number(s) from the ``<page N>`` markers, and
-optionally ``quote``, a short verbatim excerpt of the page that supports it. Scalar document-level fields
-are :class:`SourcedText` / :class:`SourcedAmount` objects for the same reason.
+Provenance convention (what :mod:`pipeline.tasks.grounding` and :mod:`pipeline.tasks.reduce` rely
+on): every extracted record carries ``page`` (or ``pages``) with the 1-based page number(s) from the
+``<page N>`` markers, and optionally ``quote``, a short verbatim excerpt of the page that supports
+it. Scalar document-level fields are :class:`SourcedText` / :class:`SourcedAmount` objects for the
+same reason.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ class Strict(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    #: Fields that identify a record when lists from several windows are merged (``pipeline.tasks.reduce``).
-    #: Empty: every field except provenance (page, pages, quote).
+    #: Fields that identify a record when lists from several windows are merged
+    #: (``pipeline.tasks.reduce``). Empty: every field except provenance (page, pages, quote).
     dedup_keys: ClassVar[tuple[str, ...]] = ()
 
 

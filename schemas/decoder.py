@@ -1,17 +1,20 @@
 """The JSON Schema sent to a constrained decoder (llguidance, vLLM ``response_format``).
 
-:func:`decoder_schema` turns a model's JSON Schema into one that describes a finite language, which a
-model with random weights can still finish (see ../shared/notes/qwen3-vl.md, beside the repository):
+:func:`decoder_schema` turns a model's JSON Schema into one that describes a finite language, which
+a model with random weights can still finish (see ../shared/notes/qwen3-vl.md, beside the
+repository):
 
 * every ``$ref`` is inlined (``$defs`` dropped) unless the schema is recursive;
-* every object has ``additionalProperties: false`` and lists all its properties as ``required`` (nullable
-  fields are emitted as ``null``: one shape per schema, no optional keys for the decoder to wander into);
-* every string without ``enum``/``const`` gets a ``maxLength``, every number and integer ``minimum`` and
-  ``maximum``, every number a ``multipleOf`` (bounded decimals), every array a ``maxItems``;
-* ``title`` keywords are dropped (they only cost prompt tokens when the schema is shown to the model).
+* every object has ``additionalProperties: false`` and lists all its properties as ``required``
+  (nullable fields are emitted as ``null``: one shape per schema, no optional keys for the decoder
+  to wander into);
+* every string without ``enum``/``const`` gets a ``maxLength``, every number and integer ``minimum``
+  and ``maximum``, every number a ``multipleOf`` (bounded decimals), every array a ``maxItems``;
+* ``title`` keywords are dropped (they only cost prompt tokens when the schema is shown to the
+  model).
 
-The bounds already in the model are kept; the defaults below only fill gaps. Validation of replies stays
-with pydantic, so a decoder bound never loosens what is accepted.
+The bounds already in the model are kept; the defaults below only fill gaps. Validation of replies
+stays with pydantic, so a decoder bound never loosens what is accepted.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ def decoder_schema(model: type[BaseModel] | dict[str, Any]) -> dict[str, Any]:
     schema = copy.deepcopy(raw)
     defs: dict[str, Any] = schema.pop("$defs", None) or schema.pop("definitions", None) or {}
     recursive = _recursive_defs(defs)
-    out = _bound(_inline(schema, defs, recursive, ()))
+    out: dict[str, Any] = _bound(_inline(schema, defs, recursive, ()))
     if recursive:
         out["$defs"] = {
             name: _bound(_inline(defs[name], defs, recursive, ())) for name in sorted(recursive)
@@ -144,10 +147,11 @@ def _bound(node: Any) -> Any:
 
 
 def max_reply_tokens(schema: dict[str, Any], cap: int) -> int:
-    """An upper bound on the tokens of any reply ``schema`` allows (no free whitespace), at most ``cap``.
+    """An upper bound on the tokens of any reply ``schema`` allows (no free whitespace), at most
+    ``cap``.
 
-    Counted in UTF-8 bytes of the longest serialisation (a token is at least one byte); a string char
-    counts 6 (a ``\\uXXXX`` escape). Unbounded or recursive parts give ``cap``.
+    Counted in UTF-8 bytes of the longest serialisation (a token is at least one byte); a string
+    char counts 6 (a ``\\uXXXX`` escape). Unbounded or recursive parts give ``cap``.
     """
     try:
         return min(cap, _max_len(schema, 0, cap) + 1)
@@ -203,8 +207,9 @@ PAGE_FIELDS = ("page", "pages")
 def bind_pages(schema: dict[str, Any], pages: list[int]) -> dict[str, Any]:
     """A copy of a decoder schema whose ``page``/``pages`` fields only allow the pages shown.
 
-    A constrained decoder then cannot cite a page that is not in the prompt (the validation model keeps
-    its own, wider bounds). ``pages`` are the page numbers of the window; empty leaves the schema as is.
+    A constrained decoder then cannot cite a page that is not in the prompt (the validation model
+    keeps its own, wider bounds). ``pages`` are the page numbers of the window; empty leaves the
+    schema as is.
     """
     if not pages:
         return schema

@@ -2,11 +2,12 @@
 
 Supported (the subset extraction schemas use): ``type`` object / array / string / integer / number /
 boolean / null and lists of them, ``properties``, ``required``, ``additionalProperties`` (boolean),
-``items``, ``enum``, ``const``, ``anyOf`` / ``oneOf``, local ``$ref`` into ``$defs`` / ``definitions``,
-``description``, ``default`` and the bounds ``maxLength``, ``minLength``, ``pattern``, ``minimum``,
-``maximum``, ``exclusiveMinimum``, ``exclusiveMaximum``, ``multipleOf``, ``minItems``, ``maxItems``.
-Anything else (``allOf``, remote references, recursion, tuple ``prefixItems``...) is refused with a
-:class:`~schemas.errors.SchemaError` naming the keyword and where it is, rather than silently ignored.
+``items``, ``enum``, ``const``, ``anyOf`` / ``oneOf``, local ``$ref`` into ``$defs`` /
+``definitions``, ``description``, ``default`` and the bounds ``maxLength``, ``minLength``,
+``pattern``, ``minimum``, ``maximum``, ``exclusiveMinimum``, ``exclusiveMaximum``, ``multipleOf``,
+``minItems``, ``maxItems``. Anything else (``allOf``, remote references, recursion, tuple
+``prefixItems``...) is refused with a :class:`~schemas.errors.SchemaError` naming the keyword and
+where it is, rather than silently ignored.
 """
 
 from __future__ import annotations

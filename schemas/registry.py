@@ -2,7 +2,8 @@
 
 ``get_schema`` accepts
 * a built-in name (``invoice``; see :func:`list_schemas`);
-* ``package.module:ClassName`` naming a pydantic ``BaseModel`` subclass importable from ``sys.path``;
+* ``package.module:ClassName`` naming a pydantic ``BaseModel`` subclass importable from
+  ``sys.path``;
 * a path to a ``.json`` file holding a JSON Schema (converted by :mod:`schemas.from_json`).
 Anything else raises :class:`~schemas.errors.SchemaError` saying what was tried.
 """
@@ -118,7 +119,8 @@ def schema_name(model: type[BaseModel]) -> str:
 
 def schema_version(model: type[BaseModel]) -> str:
     """A built-in's declared version; else a class ``schema_version`` attribute; else a content hash
-    (``sha256:`` + 12 hex digits of the canonical JSON Schema), so any change to a custom schema shows."""
+    (``sha256:`` + 12 hex digits of the canonical JSON Schema), so any change to a custom schema
+    shows."""
     entry = _BY_MODEL.get(model)
     if entry is not None:
         return entry.version

@@ -143,34 +143,36 @@ def make_invoice(path: Path) -> None:
 REPORT_PAGES = [
     (
         "1. Executive summary",
-        "Northwind Analytics processed 412,000 document pages for its customers in 2023, an increase of 58 percent "
-        "over the previous year. Revenue grew in every quarter, from 4.2 million euros in the first quarter to "
-        "7.4 million euros in the fourth, for a full-year total of 23.0 million euros. The growth came mostly from "
-        "structured extraction of invoices and purchase orders, which now accounts for 61 percent of billed pages.\n\n"
-        "Two risks dominate the outlook for 2024: the cost of GPU capacity, which rose 22 percent during the year, "
-        "and the concentration of revenue in the East region, which alone delivered 37 percent of new business. "
-        "This report summarises the financial results, the regional breakdown and the operational measures planned "
-        "for the coming year.",
+        "Northwind Analytics processed 412,000 document pages for its customers in 2023, an "
+        "increase of 58 percent over the previous year. Revenue grew in every quarter, from 4.2 "
+        "million euros in the first quarter to 7.4 million euros in the fourth, for a full-year "
+        "total of 23.0 million euros. The growth came mostly from structured extraction of "
+        "invoices and purchase orders, which now accounts for 61 percent of billed pages.\n\n"
+        "Two risks dominate the outlook for 2024: the cost of GPU capacity, which rose 22 percent "
+        "during the year, and the concentration of revenue in the East region, which alone "
+        "delivered 37 percent of new business. This report summarises the financial results, the "
+        "regional breakdown and the operational measures planned for the coming year.",
     ),
     ("2. Quarterly revenue", None),
     ("3. Regional results", None),
     (
         "4. Operations",
-        "Average processing time per page fell from 2.9 seconds to 1.7 seconds after the rendering pipeline was "
-        "rebuilt around streaming page images sized to the model's pixel budget. Failed documents dropped from "
-        "3.1 percent to 0.6 percent of submissions; the remaining failures are mostly encrypted files without a "
-        "password and slide decks that could not be converted.\n\n"
-        "The support team answered 1,930 tickets with a median first response of 2 hours 40 minutes. Customer "
-        "satisfaction, measured after each closed ticket, reached 4.6 out of 5.",
+        "Average processing time per page fell from 2.9 seconds to 1.7 seconds after the rendering "
+        "pipeline was rebuilt around streaming page images sized to the model's pixel budget. "
+        "Failed documents dropped from 3.1 percent to 0.6 percent of submissions; the remaining "
+        "failures are mostly encrypted files without a password and slide decks that could not be "
+        "converted.\n\n"
+        "The support team answered 1,930 tickets with a median first response of 2 hours 40 "
+        "minutes. Customer satisfaction, measured after each closed ticket, reached 4.6 out of 5.",
     ),
     (
         "5. Outlook and recommendations",
-        "We recommend three measures for 2024. First, reserve GPU capacity a year ahead to cap inference cost "
-        "growth at 10 percent. Second, expand sales in the West region, the only region whose revenue declined "
-        "(minus 7.2 percent). Third, offer schema-validated extraction for expense reports, the most requested "
-        "feature in customer interviews.\n\n"
-        "If these measures succeed, the board expects revenue of 29 to 31 million euros in 2024 at an operating "
-        "margin of at least 18 percent.",
+        "We recommend three measures for 2024. First, reserve GPU capacity a year ahead to cap "
+        "inference cost growth at 10 percent. Second, expand sales in the West region, the only "
+        "region whose revenue declined (minus 7.2 percent). Third, offer schema-validated "
+        "extraction for expense reports, the most requested feature in customer interviews.\n\n"
+        "If these measures succeed, the board expects revenue of 29 to 31 million euros in 2024 at "
+        "an operating margin of at least 18 percent.",
     ),
 ]
 

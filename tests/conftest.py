@@ -1,5 +1,6 @@
-"""Shared fixtures. The real-world corpus lives outside the repo (never copy it in): ``DOCVL_CORPUS``
-or ``<repo>/../shared/corpus``. A missing corpus fails the tests that need it, loudly."""
+"""Shared fixtures. The real-world corpus lives outside the repo (never copy it in):
+``DOCVL_CORPUS`` or ``<repo>/../shared/corpus``. A missing corpus fails the tests that need it,
+loudly."""
 
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ def samples() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny random Qwen3-VL checkpoint (real architecture, processor and template), built once."""
+    """The tiny random Qwen3-VL checkpoint (real architecture, processor and template), built
+    once."""
     from pipeline.dev.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen3-vl"), seed=0)

@@ -1,8 +1,9 @@
-"""Test support for the flow tests: small PDFs and a scripted backend usable in-process and in subprocesses.
+"""Test support for the flow tests: small PDFs and a scripted backend usable in-process and in
+subprocesses.
 
-``flowkit:scripted_backend`` is passed to the flows as ``backend_factory``. Its replies cite every page in
-the window (so no completeness re-ask happens). Environment knobs, read at call time so subprocesses
-(``python -m flows.inbox``, batch runs) behave the same:
+``flowkit:scripted_backend`` is passed to the flows as ``backend_factory``. Its replies cite every
+page in the window (so no completeness re-ask happens). Environment knobs, read at call time so
+subprocesses (``python -m flows.inbox``, batch runs) behave the same:
 
 * ``DOCVL_TEST_CALL_LOG``: append one line per model call (``<pid> <first page> <doc name>``);
 * ``DOCVL_TEST_DELAY_S``: sleep this long in each call;
@@ -73,8 +74,8 @@ def reply(content: Sequence[Part], request: GenerationRequest) -> str:
 
 
 class ConcurrentScripted:
-    """Like ScriptedBackend (estimate token counts) but without its global lock: calls overlap, so the
-    flows' concurrency limit is what bounds them."""
+    """Like ScriptedBackend (estimate token counts) but without its global lock: calls overlap, so
+    the flows' concurrency limit is what bounds them."""
 
     name = "scripted"
 

@@ -1,7 +1,8 @@
 """The OpenAI-compatible backend against REAL HTTP servers on 127.0.0.1 (no mocked transport).
 
 * docvl's devserver serving the tiny random Qwen3-VL through the transformers backend;
-* a small stdlib server replaying scripted statuses (429 with Retry-After, 503, 400, 401) for retries.
+* a small stdlib server replaying scripted statuses (429 with Retry-After, 503, 400, 401) for
+  retries.
 """
 
 from __future__ import annotations
@@ -145,7 +146,8 @@ def test_devserver_rejects_bad_requests(server: ServerHandle) -> None:
 
 
 class Scripted:
-    """A real HTTP server answering with scripted (status, headers, body) and recording each request."""
+    """A real HTTP server answering with scripted (status, headers, body) and recording each
+    request."""
 
     def __init__(
         self,

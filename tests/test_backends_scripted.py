@@ -1,4 +1,5 @@
-"""The scripted backend: canned replies, token accounting, recorded calls; and the factory's scripted path."""
+"""The scripted backend: canned replies, token accounting, recorded calls; and the factory's
+scripted path."""
 
 from __future__ import annotations
 

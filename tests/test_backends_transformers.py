@@ -1,4 +1,5 @@
-"""The transformers backend end to end on the tiny random Qwen3-VL: real processor, real generate."""
+"""The transformers backend end to end on the tiny random Qwen3-VL: real processor, real
+generate."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""llguidance as a LogitsProcessor: random weights still produce schema-valid JSON for bounded schemas."""
+"""llguidance as a LogitsProcessor: random weights still produce schema-valid JSON for bounded
+schemas."""
 
 from __future__ import annotations
 
@@ -73,7 +74,8 @@ def _outside_strings(text: str) -> str:
 
 
 def _bounded(schema: dict[str, Any]) -> dict[str, Any]:
-    """Pydantic schemas leave pages/item lists' integers unbounded: bound them for a random model."""
+    """Pydantic schemas leave pages/item lists' integers unbounded: bound them for a random
+    model."""
     schema["$defs"]["Item"]["properties"]["name"]["maxLength"] = 12
     schema["properties"]["pages"]["items"] = {"type": "integer", "minimum": 1, "maximum": 999}
     return schema
@@ -151,7 +153,8 @@ def test_property_order_follows_schema() -> None:
 def test_validate_helper(tiny: tuple[Any, Any, JsonConstrainer]) -> None:
     constrainer = tiny[2]
     assert constrainer.validate(BOUNDED_NUMBERS, '{"score":0.75,"page":3}')
-    # llguidance quirk: with multipleOf 0.25 a fraction is written with 2 decimals ("0.50", not "0.5").
+    # llguidance quirk: with multipleOf 0.25 a fraction is written with 2 decimals ("0.50", not
+    # "0.5").
     assert constrainer.validate(BOUNDED_NUMBERS, '{"score":0.50,"page":3}')
     assert not constrainer.validate(
         BOUNDED_NUMBERS, '{"score": 0.75, "page": 3}'

@@ -1,8 +1,8 @@
 """End to end on the tiny random Qwen3-VL: the real processor, generate, constrained decoding.
 
 These are the model layer's acceptance checks: a CLI run writes one schema-valid record whose input
-tokens equal the plan's, the OpenAI-compatible path gives the same, two tasks share one prefill, and a
-long document goes through map → reduce → check to one valid result.
+tokens equal the plan's, the OpenAI-compatible path gives the same, two tasks share one prefill, and
+a long document goes through map → reduce → check to one valid result.
 """
 
 from __future__ import annotations
@@ -135,8 +135,8 @@ def test_summary_and_extraction_share_one_prefill(tiny_model_dir: Path, samples:
 def test_long_book_runs_map_reduce_to_one_valid_result(
     backend: TransformersBackend, tiny_model_dir: Path, corpus: Path
 ) -> None:
-    # The whole 352-page book, with a small window so it needs several (the default window holds ~160
-    # of its pages; a 258k-token prefill is GPU work, not a CPU unit test).
+    # The whole 352-page book, with a small window so it needs several (the default window holds
+    # ~160 of its pages; a 258k-token prefill is GPU work, not a CPU unit test).
     settings = Settings(
         model=str(tiny_model_dir),
         include_text=False,

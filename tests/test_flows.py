@@ -1,4 +1,5 @@
-"""The Prefect flows on a temporary (ephemeral) server: JSONL output, caching, retries, concurrency, resume."""
+"""The Prefect flows on a temporary (ephemeral) server: JSONL output, caching, retries, concurrency,
+resume."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import flowkit
@@ -15,7 +17,7 @@ import flows  # noqa: F401  (offline env defaults before prefect is imported)
 from flows.analyze import analyze_batch, run_batch
 from flows.options import RunOptions
 from flows.store import RecordStore
-from pipeline.engine import Engine, Prepared, Unit
+from pipeline.engine import Engine, Prepared, Unit, windows
 from pipeline.errors import ErrorRecord, is_final
 from pipeline.result import ResultEnvelope, Source
 from schemas import DocumentSummary, registry
@@ -85,6 +87,24 @@ def test_editing_a_schema_version_recomputes(
     monkeypatch.setitem(registry._BY_MODEL, DocumentSummary, edited)
     results = run_batch(paths, settings, tmp_path / "c.jsonl", options=OPTIONS)
     assert len(flowkit.CALLS) == 2 and all(r.status == "ok" for r in results)
+
+
+def test_a_crash_is_never_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    [p] = flowkit.make_pdfs(tmp_path / "in", 1)
+    settings = flowkit.test_settings(tmp_path / "cache")
+
+    def crash(*args: object, **kwargs: object) -> Iterator[object]:
+        raise RuntimeError("render worker died")
+        yield  # pragma: no cover
+
+    with monkeypatch.context() as patch:
+        patch.setattr(windows, "iter_rendered", crash)
+        [res] = run_batch([p], settings, tmp_path / "a.jsonl", options=OPTIONS)
+    assert res.status == "failed" and res.errors[0].code == "internal_error"
+    assert flowkit.CALLS == [] and flowkit.record_key(p, settings) is not None
+    assert RecordStore.for_settings(settings).get(flowkit.record_key(p, settings) or "") is None
+    [res] = run_batch([p], settings, tmp_path / "b.jsonl", options=OPTIONS)
+    assert res.status == "ok" and len(flowkit.CALLS) == 1  # nothing of the crash was cached
 
 
 def test_same_content_twice_in_a_batch_runs_once(tmp_path: Path) -> None:
@@ -214,15 +234,20 @@ tmp = Path(tempfile.mkdtemp())
 with flowkit.harness():
     with get_client(sync_client=True) as client:  # before the first model call of this process
         client.create_concurrency_limit(tag=MODEL_TAG, concurrency_limit=1)
-    results = run_batch(flowkit.make_pdfs(tmp / "in", 3), flowkit.test_settings(tmp / "cache"), tmp / "o.jsonl",
-                        options=RunOptions(backend_factory="flowkit:scripted_backend"))
+    results = run_batch(
+        flowkit.make_pdfs(tmp / "in", 3),
+        flowkit.test_settings(tmp / "cache"),
+        tmp / "o.jsonl",
+        options=RunOptions(backend_factory="flowkit:scripted_backend"),
+    )
     print("RESULT", [r.status for r in results], flowkit.ACTIVE["peak"], len(flowkit.CALLS))
 """
 
 
 @pytest.mark.slow
 def test_tag_concurrency_limit_caps_model_calls_across_the_server(tmp_path: Path) -> None:
-    # A fresh process: Prefect clients look a tag's limit up once, so it must exist before the first call.
+    # A fresh process: Prefect clients look a tag's limit up once, so it must exist before the first
+    # call.
     env = flowkit.prefect_env(tmp_path / "home") | {
         "DOCVL_TEST_DELAY_S": "0.5",
         "PREFECT_SERVER_TASKS_TAG_CONCURRENCY_SLOT_WAIT_SECONDS": "1",

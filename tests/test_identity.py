@@ -1,4 +1,5 @@
-"""Cache identity: every part of a result's identity changes its key (pipeline/engine/identity.py)."""
+"""Cache identity: every part of a result's identity changes its key
+(pipeline/engine/identity.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The inbox flow in process (temporary Prefect server): delivery, ledger, changes, overlap, retries."""
+"""The inbox flow in process (temporary Prefect server): delivery, ledger, changes, overlap,
+retries."""
 
 from __future__ import annotations
 

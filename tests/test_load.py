@@ -29,7 +29,8 @@ SLIDE_TIMEOUT_S = 600.0
 
 
 def manifest_rows() -> list[dict[str, str]]:
-    """Rows at collection time (same location rule as the ``corpus`` fixture, which fails loudly)."""
+    """Rows at collection time (same location rule as the ``corpus`` fixture, which fails
+    loudly)."""
     root = Path(
         os.environ.get(
             "DOCVL_CORPUS", Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
@@ -78,7 +79,7 @@ def test_expected_errors_are_manifest_rows() -> None:
     assert set(EXPECTED_ERRORS) <= {row["relpath"] for row in manifest_rows()}
 
 
-# --- passwords -------------------------------------------------------------------------------------
+# --- passwords ------------------------------------------------------------------------------------
 
 
 def test_encrypted_pdf_password_paths(corpus: Path) -> None:
@@ -128,7 +129,7 @@ def test_aes256_unicode_password_needs_saslprep(tmp_path: Path) -> None:
         load_document(path, Settings(password="passwort"))
 
 
-# --- warnings and text layers ----------------------------------------------------------------------
+# --- warnings and text layers ---------------------------------------------------------------------
 
 
 def test_document_warnings(corpus: Path) -> None:
@@ -189,7 +190,7 @@ def test_samples_load(samples: Path) -> None:
     assert report.page_count == 5 and all(p.has_text_layer for p in report.pages)
 
 
-# --- images ----------------------------------------------------------------------------------------
+# --- images ---------------------------------------------------------------------------------------
 
 
 def test_image_one_page_pixels_after_exif(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Packing invariants, property-based: no window over the limit, order kept, window count minimal."""
+"""Packing invariants, property-based: no window over the limit, order kept, window count
+minimal."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Against a REAL ``prefect server start`` (started by the test): a served inbox deployment on an interval
-schedule, ``trigger``, and SIGKILL-resume of a batch. All subprocesses use the scripted test backend."""
+"""Against a REAL ``prefect server start`` (started by the test): a served inbox deployment on an
+interval schedule, ``trigger``, and SIGKILL-resume of a batch. All subprocesses use the scripted
+test backend."""
 
 from __future__ import annotations
 
@@ -134,13 +135,15 @@ def test_served_inbox_delivers_once_and_trigger_works(
         assert len(_calls(tmp_path)) == 3
         manifests = list((outbox / "manifests").glob("*.jsonl"))
 
-        # Later scheduled runs see nothing new. trigger --wait runs one more and waits for its final state.
+        # Later scheduled runs see nothing new. trigger --wait runs one more and waits for its final
+        # state.
         trig = subprocess.run(
             [
                 sys.executable,
                 "-c",
                 "from flows.trigger import trigger; "
-                "raise SystemExit(trigger('docvl-inbox/test-inbox', {'min_age_s': '0'}, wait=True))",
+                "raise SystemExit(trigger('docvl-inbox/test-inbox', {'min_age_s': '0'}, "
+                "wait=True))",
             ],
             cwd=REPO,
             env=env,
@@ -214,7 +217,8 @@ def test_sigkill_mid_batch_then_rerun_recomputes_only_unfinished(
 
 @pytest.mark.slow
 def test_serve_without_a_configured_server_starts_its_own(tmp_path: Path) -> None:
-    """No PREFECT_API_URL: the ephemeral server runs no scheduler, so serve starts and stops a local one."""
+    """No PREFECT_API_URL: the ephemeral server runs no scheduler, so serve starts and stops a local
+    one."""
     inbox, outbox = tmp_path / "in", tmp_path / "out"
     inbox.mkdir()
     for pdf in flowkit.make_pdfs(tmp_path / "staging", 2):

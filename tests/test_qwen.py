@@ -1,4 +1,5 @@
-"""pipeline.ingest.geometry' image-token accounting against the real transformers processor classes and settings."""
+"""pipeline.ingest.geometry' image-token accounting against the real transformers processor classes
+and settings."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ from pipeline.settings import Settings
 
 REAL_MIN = REAL_PREPROCESSOR["size"]["shortest_edge"]
 REAL_MAX = REAL_PREPROCESSOR["size"]["longest_edge"]
-ONE_IMAGE = "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Describe.<|im_end|>\n<|im_start|>assistant\n"
+ONE_IMAGE = (
+    "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Describe.<|im_end|>\n"
+    "<|im_start|>assistant\n"
+)
 
 #: (id, page, kind): PDF sizes in points, image sizes in pixels.
 PAGES: list[tuple[str, PageInfo, DocKind]] = [
@@ -78,7 +82,8 @@ def test_smart_resize_equals_transformers(
 
 @pytest.mark.parametrize(("height", "width"), RAW_SIZES)
 def test_raw_image_count_equals_processor_rule(processor: Any, height: int, width: int) -> None:
-    """(c) without resizing first: the checkpoint's own rule (real min/max) equals tokens.smart_resize."""
+    """(c) without resizing first: the checkpoint's own rule (real min/max) equals
+    tokens.smart_resize."""
     h, w = smart_resize(height, width, REAL_MIN, REAL_MAX)
     data = processor._get_num_multimodal_tokens(image_sizes=[(height, width)])
     assert data["num_image_tokens"] == [image_tokens(h, w)]
@@ -117,7 +122,8 @@ def test_page_pixels_count_matches_processor(
     )
     assert counted["num_image_tokens"] == [expected]  # (c)
     if settings.min_pixels >= REAL_MIN:
-        # Inside the checkpoint's own bounds the processor leaves the rendered page alone: no per-call sizing needed.
+        # Inside the checkpoint's own bounds the processor leaves the rendered page alone: no
+        # per-call sizing needed.
         plain = processor(text=[ONE_IMAGE], images=[image], return_tensors="pt")
         assert plain["image_grid_thw"].tolist() == out["image_grid_thw"].tolist()
         assert processor._get_num_multimodal_tokens(image_sizes=[(height, width)])[
@@ -132,7 +138,8 @@ def test_a4_150dpi_real_bounds_is_2145_tokens() -> None:
 
 
 def test_small_budget_without_images_kwargs_is_upscaled(processor: Any) -> None:
-    """Why the backend must pass images_kwargs: below 65,536 px the checkpoint's default would upscale."""
+    """Why the backend must pass images_kwargs: below 65,536 px the checkpoint's default would
+    upscale."""
     image = Image.new("RGB", (128, 128))
     plain = processor(text=[ONE_IMAGE], images=[image], return_tensors="pt")["image_grid_thw"][
         0

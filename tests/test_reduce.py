@@ -59,7 +59,8 @@ def test_invoice_merge_dedups_across_windows_and_notes_conflicts() -> None:
     )
     data, conflicts = merge_partials(Invoice, [w1, w2, w3])
     descs = [(li["description"], li["page"]) for li in data["line_items"]]
-    # Two coffees within window 1 stay two; the third (window 2) merges; "widget  a." merges into "Widget A".
+    # Two coffees within window 1 stay two; the third (window 2) merges; "widget  a." merges into
+    # "Widget A".
     assert descs == [("Widget A", 1), ("Coffee", 1), ("Coffee", 1), ("Gadget", 3)]
     assert data["line_items"][0]["quote"] == "Widget A 10.00"
     assert data["invoice_number"]["value"] == "INV-1" and data["invoice_number"]["page"] == 1

@@ -24,7 +24,8 @@ from pipeline.settings import Settings
 
 
 def structural_check(node: Any) -> None:
-    """A JSON Schema without the jsonschema package: keywords have the right JSON types, refs resolve."""
+    """A JSON Schema without the jsonschema package: keywords have the right JSON types, refs
+    resolve."""
     if isinstance(node, dict):
         for key, value in node.items():
             if key in ("properties", "$defs"):

@@ -215,8 +215,8 @@ def test_json_schema_file_becomes_a_validating_model(tmp_path: Path) -> None:
             "only local references",
         ),
         (
-            '{"type": "object", "properties": {"a": {"$ref": "#/$defs/n"}}, "$defs": {"n": {"type": "object", '
-            '"properties": {"c": {"$ref": "#/$defs/n"}}}}}',
+            '{"type": "object", "properties": {"a": {"$ref": "#/$defs/n"}}, '
+            '"$defs": {"n": {"type": "object", "properties": {"c": {"$ref": "#/$defs/n"}}}}}',
             "recursive",
         ),
     ],

@@ -1,4 +1,5 @@
-"""The tiny random Qwen3-VL checkpoint: loads offline, real template, real special tokens, generates on CPU."""
+"""The tiny random Qwen3-VL checkpoint: loads offline, real template, real special tokens, generates
+on CPU."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ from pipeline.model.qwen import (
     load_tokenizer,
 )
 
-#: sha256 of the real Qwen3-VL-8B-Instruct chat template (chat_template.json's string): catches edits.
+#: sha256 of the real Qwen3-VL-8B-Instruct chat template (chat_template.json's string): catches
+#: edits.
 REAL_TEMPLATE_SHA256 = "3636d0f0bd6bef02"
 
 USER_TEXT_IMAGE_TEXT = [
@@ -111,7 +113,8 @@ def test_template_is_the_real_one(tiny_model_dir: Path) -> None:
 def test_template_renders_like_real(tiny_processor: Any, tiny_model_dir: Path) -> None:
     user = {"role": "user", "content": USER_TEXT_IMAGE_TEXT}
     expected = (
-        "<|im_start|>user\nPage 1:<|vision_start|><|image_pad|><|vision_end|>What is it?<|im_end|>\n"
+        "<|im_start|>user\nPage 1:<|vision_start|><|image_pad|><|vision_end|>"
+        "What is it?<|im_end|>\n"
         "<|im_start|>assistant\n"
     )
     assert apply_chat_template(tiny_processor, [user]) == expected
@@ -124,7 +127,8 @@ def test_template_renders_like_real(tiny_processor: Any, tiny_model_dir: Path) -
     ) == (
         "<|im_start|>system\nBe brief.<|im_end|>\n"
         "<|im_start|>user\nPicture 1: <|vision_start|><|image_pad|><|vision_end|>"
-        "Picture 2: <|vision_start|><|image_pad|><|vision_end|>Compare.<|im_end|>\n<|im_start|>assistant\n"
+        "Picture 2: <|vision_start|><|image_pad|><|vision_end|>Compare.<|im_end|>\n"
+        "<|im_start|>assistant\n"
     )
     chat = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": '{"a": 1}'}]
     assert apply_chat_template(tiny_processor, chat, add_generation_prompt=False) == (

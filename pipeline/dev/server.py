@@ -1,11 +1,12 @@
 """A real OpenAI-compatible HTTP server over any :class:`ModelBackend` (``docvl dev serve``).
 
-``POST /v1/chat/completions`` and ``GET /v1/models`` on a stdlib threading HTTP server. Messages are mapped
-back to prompt parts exactly as :func:`pipeline.model.openai_backend.chat_messages` built them: each text
-item of the first user message becomes a :class:`TextPart`, each ``image_url`` data URL an :class:`ImagePart`,
-the LAST text item is the instruction, and later assistant/user pairs are re-ask turns. The backend therefore
-renders the very same prompt as in-process, so ``usage.prompt_tokens`` equals the local exact count (PNG
-images: same pixels too). ``response_format: json_schema`` goes to the backend's constrained decoding.
+``POST /v1/chat/completions`` and ``GET /v1/models`` on a stdlib threading HTTP server. Messages are
+mapped back to prompt parts exactly as :func:`pipeline.model.openai_backend.chat_messages` built
+them: each text item of the first user message becomes a :class:`TextPart`, each ``image_url`` data
+URL an :class:`ImagePart`, the LAST text item is the instruction, and later assistant/user pairs are
+re-ask turns. The backend therefore renders the very same prompt as in-process, so
+``usage.prompt_tokens`` equals the local exact count (PNG images: same pixels too).
+``response_format: json_schema`` goes to the backend's constrained decoding.
 
 For development and tests only: no authentication, binds to 127.0.0.1 by default.
 """
@@ -219,7 +220,8 @@ class ServerHandle:
 
 
 def serve(backend: ModelBackend, host: str = "127.0.0.1", port: int = 0) -> ServerHandle:
-    """Start serving ``backend`` in a daemon thread; port 0 picks a free port (see ``handle.url``)."""
+    """Start serving ``backend`` in a daemon thread; port 0 picks a free port (see
+    ``handle.url``)."""
     server = ThreadingHTTPServer((host, port), _handler(backend))
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, name="docvl-devserver", daemon=True)

@@ -1,9 +1,11 @@
-"""A tiny RANDOM Qwen3-VL checkpoint for offline tests and smoke runs (no download, a few seconds to build).
+"""A tiny RANDOM Qwen3-VL checkpoint for offline tests and smoke runs (no download, a few seconds to
+build).
 
-Real code path, real processor settings, real chat template and Qwen's special tokens; only the sizes are
-tiny (about 0.7 M parameters) and the weights are random, so its replies are noise. The tokenizer is a
-byte-level BPE trained here on a built-in English + JSON sample (Qwen's pre-tokenizer regex), so its ids
-differ from the real ones, but every special token exists with its real role and in the real order.
+Real code path, real processor settings, real chat template and Qwen's special tokens; only the
+sizes are tiny (about 0.7 M parameters) and the weights are random, so its replies are noise. The
+tokenizer is a byte-level BPE trained here on a built-in English + JSON sample (Qwen's pre-tokenizer
+regex), so its ids differ from the real ones, but every special token exists with its real role and
+in the real order.
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ _PROSE = """\
 Summarize the document in a few sentences. Answer the question using only the pages shown above.
 Extract the fields defined by the JSON schema and reply with one JSON object, nothing else.
 The annual report describes revenue, costs, profit and the outlook for the next financial year.
-This invoice lists the items, quantities, unit prices, taxes and the total amount due by the customer.
+This invoice lists the items, quantities, unit prices, taxes and the total amount due by the \
+customer.
 Page one shows the title, the authors and the date; the following pages contain tables and figures.
 The contract between the parties starts on the first day of January and ends after twelve months.
 A slide deck presents the project plan: goals, milestones, risks, budget and the team responsible.
@@ -91,7 +94,8 @@ _KEYS = (
 
 
 def _training_text(seed: int) -> list[str]:
-    """Deterministic English + JSON sample (JSON punctuation such as '": ', '{"', '"}' gets its own tokens)."""
+    """Deterministic English + JSON sample (JSON punctuation such as '": ', '{"', '"}' gets its own
+    tokens)."""
     rng = random.Random(seed)
     words = _PROSE.split()
     lines = _PROSE.splitlines()
@@ -112,7 +116,8 @@ def _training_text(seed: int) -> list[str]:
                 record[key] = {"text": rng.choice(words), "page": rng.randint(1, 99)}
         out.append(json.dumps(record, indent=rng.choice((None, 2))))
         out.append(rng.choice(lines))
-    # Word forms (capitalised, upper case, common affixes) widen the vocabulary to a few thousand tokens.
+    # Word forms (capitalised, upper case, common affixes) widen the vocabulary to a few thousand
+    # tokens.
     stems = sorted({w.strip(".,;:").lower() for w in words if w.strip(".,;:").isalpha()})
     forms = [
         " ".join(
@@ -134,7 +139,8 @@ def _training_text(seed: int) -> list[str]:
 
 
 def build_tokenizer(seed: int = 0) -> Any:
-    """Byte-level BPE with Qwen's pre-tokenizer, trained locally, plus Qwen's special tokens: a Qwen2Tokenizer."""
+    """Byte-level BPE with Qwen's pre-tokenizer, trained locally, plus Qwen's special tokens: a
+    Qwen2Tokenizer."""
     from tokenizers import AddedToken, Regex, Tokenizer, normalizers, pre_tokenizers, trainers
     from tokenizers.models import BPE
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX, Qwen2Tokenizer
@@ -250,14 +256,15 @@ def build_tiny_model(out_dir: Path, *, seed: int = 0) -> Path:
     tokenizer = build_tokenizer(seed)
     config = _config(tokenizer)
     torch.manual_seed(seed)
-    model = Qwen3VLForConditionalGeneration(config).eval()
+    model = Qwen3VLForConditionalGeneration(config).eval()  # type: ignore[no-untyped-call]
     eos = [
         tokenizer.convert_tokens_to_ids("<|im_end|>"),
         tokenizer.convert_tokens_to_ids("<|endoftext|>"),
     ]
     pad = tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    # The checkpoint's generation_config.json, with the tiny ids (real: eos [151645, 151643], pad/bos 151643).
-    model.generation_config = GenerationConfig(
+    # The checkpoint's generation_config.json, with the tiny ids (real: eos [151645, 151643],
+    # pad/bos 151643).
+    model.generation_config = GenerationConfig(  # type: ignore[no-untyped-call]
         bos_token_id=pad,
         pad_token_id=pad,
         eos_token_id=eos,
@@ -277,7 +284,10 @@ def build_tiny_model(out_dir: Path, *, seed: int = 0) -> Path:
         out_dir / MARKER,
         {
             "docvl_tiny": True,
-            "note": "RANDOM weights for tests and smoke runs: outputs are noise. Not Qwen3-VL-8B-Instruct.",
+            "note": (
+                "RANDOM weights for tests and smoke runs: outputs are noise. "
+                "Not Qwen3-VL-8B-Instruct."
+            ),
             "seed": seed,
             "parameters": params,
             "vocab_size": config.text_config.vocab_size,

@@ -1,8 +1,9 @@
 """Exact Qwen3-VL image-token accounting and the per-page pixel budget.
 
-The rule is the processor's own ``smart_resize`` (transformers ``qwen2_vl/image_processing_qwen2_vl``)
-with the real checkpoint's settings: patch 16 x merge 2 = one token per 32x32 block. The renderer resizes
-every page to exactly :func:`page_pixels`, so the processor leaves it alone and the count is exact.
+The rule is the processor's own ``smart_resize`` (transformers
+``qwen2_vl/image_processing_qwen2_vl``) with the real checkpoint's settings: patch 16 x merge 2 =
+one token per 32x32 block. The renderer resizes every page to exactly :func:`page_pixels`, so the
+processor leaves it alone and the count is exact.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def smart_resize(
 
 
 def clamp_aspect(height: float, width: float) -> tuple[float, float]:
-    """Pixel-bomb guard for strips: widen the short side so the aspect ratio stays <= MAX_ASPECT - 1."""
+    """Pixel-bomb guard for strips: widen the short side so the aspect ratio stays
+    <= MAX_ASPECT - 1."""
     limit = MAX_ASPECT - 1
     if height > width * limit:
         width = height / limit
@@ -49,14 +51,15 @@ def clamp_aspect(height: float, width: float) -> tuple[float, float]:
 def page_pixels(page: PageInfo, kind: DocKind, settings: Settings) -> tuple[int, int]:
     """(height, width) in pixels the page image will have: the DPI size fitted to the pixel budget.
 
-    Never larger than ``max_pixels`` whatever the page size (A0 posters, 14,000-pt strips), never smaller
-    than ``min_pixels`` (3-pt pages).
+    Never larger than ``max_pixels`` whatever the page size (A0 posters, 14,000-pt strips), never
+    smaller than ``min_pixels`` (3-pt pages).
     """
     scale = 1.0 if kind is DocKind.IMAGE else settings.dpi / 72.0
     height, width = clamp_aspect(max(page.height_pt * scale, 1.0), max(page.width_pt * scale, 1.0))
     h, w = smart_resize(round(height), round(width), settings.min_pixels, settings.max_pixels)
-    # Rounding to multiples of 32 can push a clamped strip back past the processor's limit (a 14,400 x 20 pt
-    # strip became 32 x 7232 = 226:1 and the processor raised): cut the long side, which only removes pixels.
+    # Rounding to multiples of 32 can push a clamped strip back past the processor's limit (a 14,400
+    # x 20 pt strip became 32 x 7232 = 226:1 and the processor raised): cut the long side, which
+    # only removes pixels.
     limit = MAX_ASPECT - 1
     if h > w * limit:
         h = w * limit
@@ -66,5 +69,6 @@ def page_pixels(page: PageInfo, kind: DocKind, settings: Settings) -> tuple[int,
 
 
 def image_tokens(height: int, width: int) -> int:
-    """Image-pad tokens for an image already resized to multiples of 32 (without the wrap tokens)."""
+    """Image-pad tokens for an image already resized to multiples of 32 (without the wrap
+    tokens)."""
     return (height // FACTOR) * (width // FACTOR)

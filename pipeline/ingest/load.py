@@ -3,10 +3,10 @@
 ``load_document`` never returns a half-usable document and never lets a library exception out: bad
 input becomes one of the typed errors of :mod:`pipeline.errors`.
 
-Passwords: ``settings.password`` is tried as given, then SASLprep-normalised (RFC 4013), which is what
-AES-256 (PDF 2.0, R6) requires: a password typed in decomposed form (``"pa\\u0308sswort"``) or with a
-no-break space only authenticates after normalisation. The password that worked is kept on the
-``LoadedDocument`` so the renderer (and poppler) can reopen the file.
+Passwords: ``settings.password`` is tried as given, then SASLprep-normalised (RFC 4013), which is
+what AES-256 (PDF 2.0, R6) requires: a password typed in decomposed form (``"pa\\u0308sswort"``) or
+with a no-break space only authenticates after normalisation. The password that worked is kept on
+the ``LoadedDocument`` so the renderer (and poppler) can reopen the file.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from pipeline.ingest.slides import load_slides
 from pipeline.ingest.sniff import sniff_details
 from pipeline.settings import Settings
 
-# MuPDF prints its errors to stdout, which would corrupt `--json` and JSONL output; its messages stay
-# in the warning store instead (load copies them into the document's warnings).
-pymupdf.TOOLS.mupdf_display_errors(False)
-pymupdf.TOOLS.mupdf_display_warnings(False)
+# MuPDF prints its errors to stdout, which would corrupt `--json` and JSONL output; its messages
+# stay in the warning store instead (load copies them into the document's warnings).
+pymupdf.TOOLS.mupdf_display_errors(False)  # type: ignore[no-untyped-call]
+pymupdf.TOOLS.mupdf_display_warnings(False)  # type: ignore[no-untyped-call]
 
 #: MuPDF warnings copied into the document's warnings, at most.
 MAX_MUPDF_WARNINGS = 5
@@ -65,11 +65,11 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-# --- PDF -------------------------------------------------------------------------------------------
+# --- PDF ------------------------------------------------------------------------------------------
 
 
 def load_pdf(path: Path, settings: Settings, digest: str) -> LoadedDocument:
-    pymupdf.TOOLS.mupdf_warnings(reset=True)
+    pymupdf.TOOLS.mupdf_warnings(reset=True)  # type: ignore[no-untyped-call]
     doc, password = open_pdf(path, settings.password)
     try:
         if doc.page_count == 0:
@@ -81,7 +81,7 @@ def load_pdf(path: Path, settings: Settings, digest: str) -> LoadedDocument:
         if doc.is_repaired:
             warnings.insert(0, "the file is damaged; MuPDF repaired its structure")
     finally:
-        doc.close()
+        doc.close()  # type: ignore[no-untyped-call]
     warnings += mupdf_messages()
     return LoadedDocument(
         path=path,
@@ -97,7 +97,7 @@ def load_pdf(path: Path, settings: Settings, digest: str) -> LoadedDocument:
 def open_pdf(path: Path, password: str | None) -> tuple[pymupdf.Document, str | None]:
     """Open and authenticate a PDF. Returns the document and the password that worked (or None)."""
     try:
-        doc = pymupdf.open(path, filetype="pdf")
+        doc = pymupdf.open(path, filetype="pdf")  # type: ignore[no-untyped-call]
     except pymupdf.EmptyFileError as exc:
         raise CorruptDocument(f"{path.name}: MuPDF sees no PDF data ({exc})") from exc
     except Exception as exc:
@@ -115,11 +115,11 @@ def open_pdf(path: Path, password: str | None) -> tuple[pymupdf.Document, str | 
                 f"{path.name}: the PDF is encrypted; give its password (DOCVL_PASSWORD)"
             )
         for candidate in password_candidates(password):
-            if doc.authenticate(candidate):
+            if doc.authenticate(candidate):  # type: ignore[no-untyped-call]
                 return doc, candidate
         raise WrongPassword(f"{path.name}: the password does not open this PDF")
     except BaseException:
-        doc.close()
+        doc.close()  # type: ignore[no-untyped-call]
         raise
 
 
@@ -168,7 +168,7 @@ def saslprep(value: str) -> str:
 
 
 def mupdf_messages() -> list[str]:
-    text = pymupdf.TOOLS.mupdf_warnings(reset=True)
+    text = pymupdf.TOOLS.mupdf_warnings(reset=True)  # type: ignore[no-untyped-call]
     seen: list[str] = []
     for line in (text or "").splitlines():
         line = line.strip()
@@ -181,7 +181,7 @@ def mupdf_messages() -> list[str]:
     return out
 
 
-# --- images ----------------------------------------------------------------------------------------
+# --- images ---------------------------------------------------------------------------------------
 
 
 def load_image(path: Path, digest: str) -> LoadedDocument:
@@ -197,7 +197,8 @@ def load_image(path: Path, digest: str) -> LoadedDocument:
                 orientation = im.getexif().get(0x0112, 1)
                 if orientation in (5, 6, 7, 8):
                     width, height = height, width
-                im.load()  # decode the first frame now: a truncated image fails here, not mid-render
+                # decode the first frame now: a truncated image fails here, not mid-render
+                im.load()
         warnings += [
             f"image: {w.message}"
             for w in caught

@@ -11,13 +11,14 @@ from PIL import Image
 
 from pipeline.errors import RenderFailed
 
-# MuPDF prints its errors to stdout, which would corrupt `--json` and JSONL output; its messages stay
-# in the warning store instead (load copies them into the document's warnings).
-pymupdf.TOOLS.mupdf_display_errors(False)
-pymupdf.TOOLS.mupdf_display_warnings(False)
+# MuPDF prints its errors to stdout, which would corrupt `--json` and JSONL output; its messages
+# stay in the warning store instead (load copies them into the document's warnings).
+pymupdf.TOOLS.mupdf_display_errors(False)  # type: ignore[no-untyped-call]
+pymupdf.TOOLS.mupdf_display_warnings(False)  # type: ignore[no-untyped-call]
 
 CHUNK_PAGES = 4
-#: The target may deviate this much from the page's aspect ratio before we letterbox instead of stretch.
+#: The target may deviate this much from the page's aspect ratio before we letterbox instead of
+#: stretch.
 ASPECT_TOLERANCE = 1.10
 WHITE = (255, 255, 255)
 #: Start method for render workers: "spawn" is safe in processes with threads (servers, torch).
@@ -30,7 +31,7 @@ class RenderedPage:
     image: Image.Image  #: RGB, exactly ``tokens.page_pixels`` (width, height)
 
 
-# --- geometry shared by both PDF engines -----------------------------------------------------------
+# --- geometry shared by both PDF engines ----------------------------------------------------------
 
 
 def content_size(width_pt: float, height_pt: float, target: tuple[int, int]) -> tuple[int, int]:
@@ -67,19 +68,20 @@ def finish(image: Image.Image, content: tuple[int, int], target: tuple[int, int]
     return image
 
 
-# --- PyMuPDF ---------------------------------------------------------------------------------------
+# --- PyMuPDF --------------------------------------------------------------------------------------
 
 
 def open_for_render(path: str, password: str | None) -> pymupdf.Document:
-    pdoc = pymupdf.open(path, filetype="pdf")
-    if pdoc.needs_pass and not (password is not None and pdoc.authenticate(password)):
-        pdoc.close()
+    pdoc = pymupdf.open(path, filetype="pdf")  # type: ignore[no-untyped-call]
+    if pdoc.needs_pass and not (password is not None and pdoc.authenticate(password)):  # type: ignore[no-untyped-call]
+        pdoc.close()  # type: ignore[no-untyped-call]
         raise RenderFailed(f"{path}: cannot reopen the encrypted PDF with the loaded password")
     return pdoc
 
 
 def render_pdf_page(pdoc: pymupdf.Document, number: int, target: tuple[int, int]) -> Image.Image:
-    """Render page ``number`` (1-based) of an open Document to exactly ``target`` = (height, width)."""
+    """Render page ``number`` (1-based) of an open Document to exactly
+    ``target`` = (height, width)."""
     width, height, data = render_pdf_raw(pdoc, number, target)
     return Image.frombytes("RGB", (width, height), data)
 
@@ -87,15 +89,15 @@ def render_pdf_page(pdoc: pymupdf.Document, number: int, target: tuple[int, int]
 def render_pdf_raw(
     pdoc: pymupdf.Document, number: int, target: tuple[int, int]
 ) -> tuple[int, int, bytes]:
-    """(width, height, packed RGB bytes) of the page at exactly ``target``. The usual case (MuPDF hits
-    the size exactly) copies the pixmap once and never goes through PIL."""
+    """(width, height, packed RGB bytes) of the page at exactly ``target``. The usual case (MuPDF
+    hits the size exactly) copies the pixmap once and never goes through PIL."""
     try:
-        page = pdoc.load_page(number - 1)
+        page = pdoc.load_page(number - 1)  # type: ignore[no-untyped-call]
         rect = page.rect
         if rect.is_empty or rect.width <= 0 or rect.height <= 0:
             raise ValueError(f"empty page box {tuple(rect)}")
         cw, ch = content_size(rect.width, rect.height, target)
-        matrix = pymupdf.Matrix(cw / rect.width, ch / rect.height)
+        matrix = pymupdf.Matrix(cw / rect.width, ch / rect.height)  # type: ignore[no-untyped-call]
         pix = page.get_pixmap(matrix=matrix, colorspace=pymupdf.csRGB, alpha=False)
         th, tw = target
         if (pix.width, pix.height) == (tw, th) and pix.stride == 3 * tw and pix.n == 3:

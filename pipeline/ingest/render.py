@@ -5,8 +5,8 @@
   two) is fixed by cropping/padding, never by resampling the whole page.
 * pdf2image/poppler (``settings.renderer = "pdf2image"``): ``pdftoppm -scale-to-x/-y`` per run of
   pages with the same size, crop box, at most ``POPPLER_CHUNK_PAGES`` per call; same output sizes.
-* Long documents (more than ``PARALLEL_MIN_PAGES`` pages, ``render_workers > 1``, idle CPUs): chunks of
-  ``CHUNK_PAGES`` pages are rendered in worker processes (each opens its own Document; PyMuPDF
+* Long documents (more than ``PARALLEL_MIN_PAGES`` pages, ``render_workers > 1``, idle CPUs): chunks
+  of ``CHUNK_PAGES`` pages are rendered in worker processes (each opens its own Document; PyMuPDF
   objects never cross processes), pixels come back through shared memory and are yielded in page
   order with at most ``2 * workers`` chunks in flight. A crashed worker becomes ``RenderFailed``.
 * /Rotate is honoured by both engines (``page.rect`` and the pixmap are the rotated page).
@@ -127,7 +127,7 @@ def _iter_pymupdf(
         for number in numbers:
             yield RenderedPage(number, render_pdf_page(pdoc, number, targets[number]))
     finally:
-        pdoc.close()
+        pdoc.close()  # type: ignore[no-untyped-call]
 
 
 # --- pdf2image / poppler --------------------------------------------------------------------------
@@ -142,9 +142,9 @@ def _iter_poppler(
     try:
         pdoc = open_for_render(str(doc.render_path), doc.password)
         try:
-            quarter = {n: pdoc.load_page(n - 1).rotation % 180 == 90 for n in set(numbers)}
+            quarter = {n: pdoc.load_page(n - 1).rotation % 180 == 90 for n in set(numbers)}  # type: ignore[no-untyped-call]
         finally:
-            pdoc.close()
+            pdoc.close()  # type: ignore[no-untyped-call]
     except Exception as exc:
         raise RenderFailed(
             f"{doc.path.name}: cannot read page rotations ({exc})", page=numbers[0]
@@ -193,7 +193,7 @@ def _iter_poppler(
         del images
 
 
-# --- images ----------------------------------------------------------------------------------------
+# --- images ---------------------------------------------------------------------------------------
 
 
 def _iter_image(

@@ -3,8 +3,8 @@ the text.
 
 * Conversion: ``soffice --headless --convert-to pdf`` with a fresh profile directory per conversion
   (two runs sharing a profile fail silently), in its own process group, killed as a group when it
-  runs past ``settings.slide_timeout_s``. Hidden slides are exported too (``ExportHiddenSlides``), so
-  page N of the PDF is always slide N of the deck; the loader warns which slides are hidden.
+  runs past ``settings.slide_timeout_s``. Hidden slides are exported too (``ExportHiddenSlides``),
+  so page N of the PDF is always slide N of the deck; the loader warns which slides are hidden.
 * Text (.pptx): per slide, every shape's text, tables as ``a | b | c`` rows, chart series, picture
   alt text, then ``Notes: ...`` from the speaker notes. Errors are isolated per shape: a shape that
   python-pptx cannot classify (``NotImplementedError``) or a 3-D chart (``ValueError``) becomes a
@@ -65,7 +65,7 @@ def load_slides(path: Path, kind: DocKind, settings: Settings, digest: str) -> L
     )
 
 
-# --- text from python-pptx -------------------------------------------------------------------------
+# --- text from python-pptx ------------------------------------------------------------------------
 
 
 def pptx_slide_texts(path: Path, warnings: list[str]) -> list[tuple[str, bool]] | None:
@@ -135,7 +135,8 @@ def _shape_texts(shape: Any, slide_no: int, warnings: list[str]) -> list[str]:
 
 
 def _alt_text(descr: str) -> str:
-    """Picture alt text on one line, without Office's 'Description generated with ... confidence'."""
+    """Picture alt text on one line, without Office's 'Description generated with ...
+    confidence'."""
     lines = [ln.strip() for ln in descr.splitlines()]
     return " ".join(ln for ln in lines if ln and not ln.startswith("Description generated with"))
 
@@ -183,7 +184,7 @@ def _notes_text(slide: Any, slide_no: int, warnings: list[str]) -> str:
         return ""
 
 
-# --- conversion ------------------------------------------------------------------------------------
+# --- conversion -----------------------------------------------------------------------------------
 
 
 def find_soffice() -> str:
@@ -257,7 +258,7 @@ def _pages_from_pdf(
     pdf: Path, texts: list[tuple[str, bool]] | None, warnings: list[str], name: str
 ) -> list[PageInfo]:
     try:
-        doc = pymupdf.open(pdf, filetype="pdf")
+        doc = pymupdf.open(pdf, filetype="pdf")  # type: ignore[no-untyped-call]
     except Exception as exc:
         raise ConversionFailed(f"{name}: LibreOffice produced an unreadable PDF ({exc})") from exc
     try:
@@ -270,7 +271,7 @@ def _pages_from_pdf(
             )
         pages: list[PageInfo] = []
         for index in range(doc.page_count):
-            page = doc.load_page(index)
+            page = doc.load_page(index)  # type: ignore[no-untyped-call]
             if texts is not None and index < len(texts):
                 text, usable = texts[index]
             else:
@@ -281,4 +282,4 @@ def _pages_from_pdf(
             )
         return pages
     finally:
-        doc.close()
+        doc.close()  # type: ignore[no-untyped-call]

@@ -7,8 +7,8 @@ zero bytes             :class:`EmptyFile`
 ``%PDF-`` in the       ``DocKind.PDF``
 first 1024 bytes
 PDF objects but no     ``DocKind.PDF`` with a note (``Sniffed.notes``): a header without ``PDF-1.x``
-``%PDF-`` header       (corpus ``bad/missing_pdf_header.pdf``) is still a PDF to MuPDF, which repairs
-                       it; the loader accepts it and turns the note into a document warning.
+``%PDF-`` header       (corpus ``bad/missing_pdf_header.pdf``) is still a PDF to MuPDF, which
+                       repairs it; the loader accepts it and turns the note into a document warning.
 zip with               ``DocKind.PPTX`` (also .pptm/.ppsx/.potx packages: LibreOffice converts them)
 ``ppt/presentation.xml``
 zip we cannot read     :class:`CorruptDocument` when its local headers name ``ppt/`` parts (a

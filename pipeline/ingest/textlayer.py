@@ -55,9 +55,10 @@ def text_is_usable(text: str) -> bool:
 
 
 def form_values(page: pymupdf.Page) -> list[str]:
-    """``name: value`` lines for the filled form fields of a page (their values are not page text)."""
+    """``name: value`` lines for the filled form fields of a page (their values are not page
+    text)."""
     lines: list[str] = []
-    for widget in page.widgets():
+    for widget in page.widgets():  # type: ignore[no-untyped-call]
         value = widget.field_value
         if value in (None, "", "Off", False) or len(lines) >= MAX_FORM_VALUES:
             continue
@@ -78,7 +79,7 @@ def extract_pages(doc: pymupdf.Document) -> tuple[list[PageInfo], list[str]]:
     for index in range(doc.page_count):
         number = index + 1
         try:
-            page = doc.load_page(index)
+            page = doc.load_page(index)  # type: ignore[no-untyped-call]
             rect = page.rect
             size = (float(rect.width), float(rect.height))
         except Exception as exc:
@@ -164,17 +165,17 @@ def _javascript_places(doc: pymupdf.Document) -> list[str]:
     additional actions. Only action dictionaries reachable from those keys are inspected."""
     places: list[str] = []
     try:
-        catalog = doc.pdf_catalog()
+        catalog = doc.pdf_catalog()  # type: ignore[no-untyped-call]
     except Exception:
         return places
-    if doc.xref_get_key(catalog, "Names/JavaScript")[0] != "null":
+    if doc.xref_get_key(catalog, "Names/JavaScript")[0] != "null":  # type: ignore[no-untyped-call]
         places.append("document names tree")
     for key, label, depth in (("OpenAction", "open action", 1), ("AA", "document actions", 2)):
         if _key_has_js(doc, catalog, key, depth):
             places.append(label)
     for index in range(doc.page_count):
         try:
-            page = doc.load_page(index)
+            page = doc.load_page(index)  # type: ignore[no-untyped-call]
             if _key_has_js(doc, page.xref, "AA", 2):
                 places.append(f"page {index + 1} actions")
             for annot_xref, _type, _id in page.annot_xrefs():
@@ -187,7 +188,7 @@ def _javascript_places(doc: pymupdf.Document) -> list[str]:
 
 
 def _key_has_js(doc: pymupdf.Document, xref: int, key: str, depth: int) -> bool:
-    kind, value = doc.xref_get_key(xref, key)
+    kind, value = doc.xref_get_key(xref, key)  # type: ignore[no-untyped-call]
     if kind == "null":
         return False
     if kind == "xref":
@@ -196,11 +197,11 @@ def _key_has_js(doc: pymupdf.Document, xref: int, key: str, depth: int) -> bool:
 
 
 def _object_has_js(doc: pymupdf.Document, xref: int, depth: int, seen: set[int]) -> bool:
-    if xref in seen or depth < 0 or not 0 < xref < doc.xref_length():
+    if xref in seen or depth < 0 or not 0 < xref < doc.xref_length():  # type: ignore[no-untyped-call]
         return False
     seen.add(xref)
     try:
-        text = doc.xref_object(xref, compressed=True)
+        text = doc.xref_object(xref, compressed=True)  # type: ignore[no-untyped-call]
     except Exception:
         return False
     return _text_has_js(doc, text, depth, seen)

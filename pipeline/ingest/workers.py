@@ -1,4 +1,5 @@
-"""Rendering in worker processes for long documents (see :func:`pipeline.ingest.render.use_workers`).
+"""Rendering in worker processes for long documents (see
+:func:`pipeline.ingest.render.use_workers`).
 
 Each worker opens its own Document (PyMuPDF objects never cross processes) and renders chunks of
 ``CHUNK_PAGES`` pages; pixels come back through shared memory and pages are yielded in order with at
@@ -31,9 +32,9 @@ from pipeline.ingest.raster import (
 
 _WORKER_DOC: pymupdf.Document | None = None
 
-#: ("ok", page, width, height, shared-memory name) or ("error", page, message). Pixels travel through
-#: shared memory: a 3 MB page pushed through the result pipe costs 64 KiB round trips, which is what
-#: dominated the parallel path on a busy machine.
+#: ("ok", page, width, height, shared-memory name) or ("error", page, message). Pixels travel
+#: through shared memory: a 3 MB page pushed through the result pipe costs 64 KiB round trips, which
+#: is what dominated the parallel path on a busy machine.
 ChunkResult = list[tuple[str, int, int, int, str] | tuple[str, int, str]]
 
 

@@ -1,4 +1,5 @@
-"""The one model seam: every backend (transformers, OpenAI-compatible HTTP, scripted) implements it."""
+"""The one model seam: every backend (transformers, OpenAI-compatible HTTP, scripted) implements
+it."""
 
 from __future__ import annotations
 
@@ -26,6 +27,13 @@ class GenerationRequest:
 
 @dataclass(frozen=True)
 class Generation:
+    """A backend's reply to one request: its text, why it stopped, and what it cost.
+
+    ``finish_reason`` is ``length`` when the reply hit ``max_new_tokens`` (the JSON is then
+    usually incomplete), else ``stop``. ``timings`` holds seconds the backend measured
+    (``prefill_s``, ``decode_s`` or ``request_s``).
+    """
+
     text: str
     finish_reason: FinishReason
     input_tokens: int
@@ -37,6 +45,9 @@ class Generation:
 
 @runtime_checkable
 class ModelBackend(Protocol):
+    """The one model seam. ``name`` is the backend kind (``transformers``, ``openai``, ...) and
+    ``model_id`` the model it serves; both go into every envelope's ``model``."""
+
     name: str
     model_id: str
 
@@ -46,9 +57,12 @@ class ModelBackend(Protocol):
         """Answer each request over the same ``content`` (page parts with rendered images).
 
         Backends that can share work do so: transformers prefills ``content`` once and reuses its KV
-        cache for every request; HTTP backends keep ``content`` first so server prefix caching applies.
-        Raises BackendError (retryable) or BackendUnavailable.
+        cache for every request; HTTP backends keep ``content`` first so server prefix caching
+        applies. Raises BackendError (retryable) or BackendUnavailable.
         """
         ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release what the backend holds (model weights, HTTP connections, threads). Called once
+        by whoever built the backend, after its last ``generate``; calling it twice is harmless."""
+        ...

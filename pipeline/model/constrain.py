@@ -1,15 +1,17 @@
 """Constrained JSON decoding for transformers ``generate``: llguidance as a ``LogitsProcessor``.
 
-:class:`JsonConstrainer` wraps a Hugging Face tokenizer once (building llguidance's tokenizer costs about a
-second) and hands out a fresh :class:`LLGuidanceLogitsProcessor` per ``generate`` call. Each step it asks the
-matcher for the allowed-token bitmask (``llguidance.numpy.fill_next_token_bitmask``), masks the logits with
-plain torch ops (not ``llguidance.torch.apply_token_bitmask_inplace``, whose ``torch.compile`` is slow and
-fragile on CPU) and feeds the sampled token back with ``consume_token``.
+:class:`JsonConstrainer` wraps a Hugging Face tokenizer once (building llguidance's tokenizer costs
+about a second) and hands out a fresh :class:`LLGuidanceLogitsProcessor` per ``generate`` call. Each
+step it asks the matcher for the allowed-token bitmask
+(``llguidance.numpy.fill_next_token_bitmask``), masks the logits with plain torch ops (not
+``llguidance.torch.apply_token_bitmask_inplace``, whose ``torch.compile`` is slow and fragile on
+CPU) and feeds the sampled token back with ``consume_token``.
 
-The grammar allows no free whitespace (``whitespace_flexible: false``), and once the JSON value is complete
-the matcher allows only the end-of-turn token, so ``generate`` stops right after the closing brace.
-For a model to terminate (random weights above all), bound every field of the schema: string
-``maxLength``, number ``minimum``/``maximum``, array ``maxItems``, ``additionalProperties: false``.
+The grammar allows no free whitespace (``whitespace_flexible: false``), and once the JSON value is
+complete the matcher allows only the end-of-turn token, so ``generate`` stops right after the
+closing brace. For a model to terminate (random weights above all), bound every field of the schema:
+string ``maxLength``, number ``minimum``/``maximum``, array ``maxItems``,
+``additionalProperties: false``.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ def _grammar(schema_json: str) -> str:
 
 
 def json_grammar(schema: Mapping[str, Any]) -> str:
-    """The llguidance grammar for a JSON Schema (cached by its JSON; key order matters: it is the output order)."""
+    """The llguidance grammar for a JSON Schema (cached by its JSON; key order matters: it is the
+    output order)."""
     return _grammar(json.dumps(schema))
 
 
@@ -100,8 +103,9 @@ class LLGuidanceLogitsProcessor:
 class JsonConstrainer:
     """Turns JSON Schemas into logits processors for one tokenizer.
 
-    ``eos_token_ids``: the tokens that end a reply (``<|im_end|>`` first); the grammar forces them at the end.
-    ``vocab_size``: the width of the model's logits (the model pads its vocabulary beyond the tokenizer's).
+    ``eos_token_ids``: the tokens that end a reply (``<|im_end|>`` first); the grammar forces them
+    at the end. ``vocab_size``: the width of the model's logits (the model pads its vocabulary
+    beyond the tokenizer's).
     """
 
     def __init__(

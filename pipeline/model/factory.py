@@ -16,11 +16,12 @@ def make_backend(settings: Settings, **options: Any) -> ModelBackend:
     """Build the backend ``settings.backend`` names.
 
     * ``transformers``: Qwen3-VL in process from ``settings.model`` (local dir or cached hub id) on
-      ``settings.device``; raises BackendUnavailable (with download instructions) when the weights are missing.
-    * ``openai``: an OpenAI-compatible server at ``settings.base_url`` (required: UsageError without it).
-      ``options`` go to :class:`OpenAIBackend` (``image_format``, ``client``).
-    * ``scripted``: canned replies for tests and dry runs; ``options`` go to :class:`ScriptedBackend`
-      (``replies``, ``tokenizer``); without replies every answer is ``{}``.
+      ``settings.device``; raises BackendUnavailable (with download instructions) when the weights
+      are missing.
+    * ``openai``: an OpenAI-compatible server at ``settings.base_url`` (required: UsageError without
+      it). ``options`` go to :class:`OpenAIBackend` (``image_format``, ``client``).
+    * ``scripted``: canned replies for tests and dry runs; ``options`` go to
+      :class:`ScriptedBackend` (``replies``, ``tokenizer``); without replies every answer is ``{}``.
     """
     if settings.backend == "transformers":
         return TransformersBackend(settings.model, device=settings.device, **options)

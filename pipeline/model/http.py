@@ -7,7 +7,8 @@ import time
 
 
 def retry_after_s(value: str | None, now: float | None = None) -> float | None:
-    """Seconds from a Retry-After header: delta-seconds or an HTTP date; None when absent or unreadable."""
+    """Seconds from a Retry-After header: delta-seconds or an HTTP date; None when absent or
+    unreadable."""
     if not value:
         return None
     value = value.strip()

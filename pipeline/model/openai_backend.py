@@ -1,10 +1,11 @@
 """OpenAI-compatible chat completions over HTTP (vLLM, SGLang, OpenRouter, docvl's devserver, ...).
 
-Messages mirror :func:`pipeline.plan.prompt.hf_messages`: system prompt, then ONE user message with the page
-content first (text parts and images as ``data:`` URLs, in order) and the instruction as its LAST text part,
-then the re-ask turns as assistant/user messages. Keeping the content first lets server prefix caching share
-it between the tasks on one document. ``base_url`` is the API root including ``/v1``
-(``http://localhost:8000/v1``, ``https://openrouter.ai/api/v1``); nothing is sent anywhere without it.
+Messages mirror :func:`pipeline.plan.prompt.hf_messages`: system prompt, then ONE user message with
+the page content first (text parts and images as ``data:`` URLs, in order) and the instruction as
+its LAST text part, then the re-ask turns as assistant/user messages. Keeping the content first lets
+server prefix caching share it between the tasks on one document. ``base_url`` is the API root
+including ``/v1`` (``http://localhost:8000/v1``, ``https://openrouter.ai/api/v1``); nothing is sent
+anywhere without it.
 """
 
 from __future__ import annotations
@@ -170,7 +171,8 @@ class OpenAIBackend:
         return self._generation(response, time.perf_counter() - start, retries)
 
     def _post(self, body: dict[str, Any]) -> tuple[httpx.Response, int]:
-        """POST with retries on 429/5xx/transport errors: the final response (any status) and the retries."""
+        """POST with retries on 429/5xx/transport errors: the final response (any status) and the
+        retries."""
         attempt = 0
         while True:
             try:

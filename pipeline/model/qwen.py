@@ -1,11 +1,13 @@
 """Loading Qwen3-VL's processor and tokenizer offline, with or without torchvision.
 
-* :func:`load_processor` gives a working ``Qwen3VLProcessor`` for a local checkpoint directory or a hub id
-  already in the Hugging Face cache. With torchvision the stock ``AutoProcessor`` is used. Without it (the
-  CPU build of torch here has none) the stock class cannot be built, because its required video processor
-  needs torchvision; :class:`ImageOnlyQwen3VLProcessor` drops the video processor and uses the PIL image
-  processor built from the checkpoint's own ``preprocessor_config.json`` (same grid, same token counts).
-* :func:`load_tokenizer` gives only the tokenizer (cheap: no weights, no image processor), or ``None``.
+* :func:`load_processor` gives a working ``Qwen3VLProcessor`` for a local checkpoint directory or a
+  hub id already in the Hugging Face cache. With torchvision the stock ``AutoProcessor`` is used.
+  Without it (the CPU build of torch here has none) the stock class cannot be built, because its
+  required video processor needs torchvision; :class:`ImageOnlyQwen3VLProcessor` drops the video
+  processor and uses the PIL image processor built from the checkpoint's own
+  ``preprocessor_config.json`` (same grid, same token counts).
+* :func:`load_tokenizer` gives only the tokenizer (cheap: no weights, no image processor), or
+  ``None``.
 
 Nothing here downloads: everything is ``local_files_only``.
 """
@@ -24,8 +26,9 @@ from pipeline.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
 
-#: The real checkpoint's image-processor settings (Qwen/Qwen3-VL-8B-Instruct ``preprocessor_config.json``).
-#: The class defaults are Qwen2-VL's (patch 14, at most 1280 tokens): never build a processor without these.
+#: The real checkpoint's image-processor settings (Qwen/Qwen3-VL-8B-Instruct
+#: ``preprocessor_config.json``). The class defaults are Qwen2-VL's (patch 14, at most 1280 tokens):
+#: never build a processor without these.
 REAL_PREPROCESSOR: dict[str, Any] = {
     "size": {"shortest_edge": 65536, "longest_edge": 16777216},
     "patch_size": 16,
@@ -36,7 +39,8 @@ REAL_PREPROCESSOR: dict[str, Any] = {
     "processor_class": "Qwen3VLProcessor",
     "image_processor_type": "Qwen2VLImageProcessorFast",
 }
-#: The real checkpoint's ``video_preprocessor_config.json`` (written into tiny checkpoints for fidelity).
+#: The real checkpoint's ``video_preprocessor_config.json`` (written into tiny checkpoints for
+#: fidelity).
 REAL_VIDEO_PREPROCESSOR: dict[str, Any] = {
     "size": {"shortest_edge": 4096, "longest_edge": 25165824},
     "patch_size": 16,
@@ -56,9 +60,9 @@ END_OF_TEXT = "<|endoftext|>"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 _NOT_FOUND_HELP = (
     "To run Qwen3-VL locally, download the weights on a machine with hub access "
-    "(`huggingface-cli download Qwen/Qwen3-VL-8B-Instruct --local-dir DIR`), copy DIR here and pass "
-    "`--model DIR`; or use a served model with `--backend openai --base-url URL`; or build a tiny random "
-    "model for a smoke test with `docvl dev tiny-model DIR` and pass `--model DIR`."
+    "(`huggingface-cli download Qwen/Qwen3-VL-8B-Instruct --local-dir DIR`), copy DIR here and "
+    "pass `--model DIR`; or use a served model with `--backend openai --base-url URL`; or build a "
+    "tiny random model for a smoke test with `docvl dev tiny-model DIR` and pass `--model DIR`."
 )
 
 
@@ -67,7 +71,8 @@ def has_torchvision() -> bool:
 
 
 def resolve_model_dir(model: str, *, local_files_only: bool = True) -> Path | None:
-    """The directory holding ``model``'s files: the path itself, or its snapshot in the HF cache; else None."""
+    """The directory holding ``model``'s files: the path itself, or its snapshot in the HF cache;
+    else None."""
     path = Path(model).expanduser()
     if path.is_dir():
         return path
@@ -94,10 +99,11 @@ def _read_chat_template(model_dir: Path) -> str | None:
 
 
 def load_tokenizer(model: str) -> Any | None:
-    """The model's tokenizer from a local directory or the HF cache, or ``None`` when it is not on disk.
+    """The model's tokenizer from a local directory or the HF cache, or ``None`` when it is not on
+    disk.
 
-    Returns a ``PreTrainedTokenizerBase`` (``Qwen2Tokenizer``) with the checkpoint's chat template set.
-    Never downloads and never touches weights; callers fall back to an estimate on ``None``.
+    Returns a ``PreTrainedTokenizerBase`` (``Qwen2Tokenizer``) with the checkpoint's chat template
+    set. Never downloads and never touches weights; callers fall back to an estimate on ``None``.
     """
     model_dir = resolve_model_dir(model)
     if model_dir is None or not any((model_dir / name).is_file() for name in _TOKENIZER_FILES):
@@ -117,11 +123,13 @@ def load_tokenizer(model: str) -> Any | None:
 
 @functools.cache
 def image_only_processor_class() -> type:
-    """The ``ImageOnlyQwen3VLProcessor`` class (defined lazily: importing this module stays cheap)."""
+    """The ``ImageOnlyQwen3VLProcessor`` class (defined lazily: importing this module stays
+    cheap)."""
     from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
 
     class ImageOnlyQwen3VLProcessor(Qwen3VLProcessor):
-        """``Qwen3VLProcessor`` without the video processor (which needs torchvision). Images and text only."""
+        """``Qwen3VLProcessor`` without the video processor (which needs torchvision). Images and
+        text only."""
 
         def __init__(
             self,
@@ -130,7 +138,7 @@ def image_only_processor_class() -> type:
             chat_template: str | None = None,
             **kwargs: Any,
         ) -> None:
-            super().__init__(
+            super().__init__(  # type: ignore[no-untyped-call]
                 image_processor, tokenizer, None, chat_template=chat_template, **kwargs
             )
 
@@ -140,20 +148,23 @@ def image_only_processor_class() -> type:
 
 
 def build_image_only_processor(model_dir: Path) -> Any:
-    """Qwen3-VL processor without torchvision: PIL image processor from the checkpoint's own settings."""
+    """Qwen3-VL processor without torchvision: PIL image processor from the checkpoint's own
+    settings."""
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     config_path = model_dir / "preprocessor_config.json"
     if not config_path.is_file():
         raise BackendUnavailable(
-            f"{model_dir} has no preprocessor_config.json: not a Qwen3-VL checkpoint. {_NOT_FOUND_HELP}"
+            f"{model_dir} has no preprocessor_config.json: not a Qwen3-VL checkpoint. "
+            f"{_NOT_FOUND_HELP}"
         )
     image_processor = Qwen2VLImageProcessorPil.from_pretrained(
         str(model_dir), local_files_only=True
     )
     if image_processor.patch_size * image_processor.merge_size != 32:
         raise BackendUnavailable(
-            f"{config_path}: patch_size {image_processor.patch_size} x merge_size {image_processor.merge_size} "
+            f"{config_path}: patch_size {image_processor.patch_size} "
+            f"x merge_size {image_processor.merge_size} "
             "is not Qwen3-VL's 16 x 2"
         )
     tokenizer = load_tokenizer(str(model_dir))
@@ -173,13 +184,14 @@ def load_processor(model: str, *, local_files_only: bool = True) -> Any:
     model_dir = resolve_model_dir(model, local_files_only=local_files_only)
     if model_dir is None:
         raise BackendUnavailable(
-            f"Model {model!r} is neither a local directory nor in the Hugging Face cache. {_NOT_FOUND_HELP}"
+            f"Model {model!r} is neither a local directory nor in the Hugging Face cache. "
+            f"{_NOT_FOUND_HELP}"
         )
     if has_torchvision():
         try:
             from transformers import AutoProcessor
 
-            processor = AutoProcessor.from_pretrained(str(model_dir), local_files_only=True)
+            processor = AutoProcessor.from_pretrained(str(model_dir), local_files_only=True)  # type: ignore[no-untyped-call]
             if isinstance(processor, ProcessorMixin) and hasattr(processor, "image_processor"):
                 return processor
             log.warning(
@@ -210,10 +222,11 @@ def apply_chat_template(
     add_generation_prompt: bool = True,
     add_vision_id: bool = False,
 ) -> str:
-    """Render ``messages`` (HF format: content is a string or a list of ``{"type": "text"|"image", ...}``) as text.
+    """Render ``messages`` (HF format: content is a string or a list of
+    ``{"type": "text"|"image", ...}``) as text.
 
-    Each image becomes ``<|vision_start|><|image_pad|><|vision_end|>``; the processor later expands the single
-    ``<|image_pad|>`` into the image's token count.
+    Each image becomes ``<|vision_start|><|image_pad|><|vision_end|>``; the processor later expands
+    the single ``<|image_pad|>`` into the image's token count.
     """
     kwargs: dict[str, Any] = {"tokenize": False, "add_generation_prompt": add_generation_prompt}
     if add_vision_id:
@@ -225,16 +238,19 @@ def apply_chat_template(
 
 
 def eos_token_ids(tokenizer: Any) -> list[int]:
-    """Ids that end a reply: ``<|im_end|>`` then ``<|endoftext|>`` (the checkpoint's generation_config order)."""
+    """Ids that end a reply: ``<|im_end|>`` then ``<|endoftext|>`` (the checkpoint's
+    generation_config order)."""
     ids = [tokenizer.convert_tokens_to_ids(t) for t in (IM_END, END_OF_TEXT)]
     return [i for i in ids if isinstance(i, int) and i != tokenizer.unk_token_id]
 
 
 def images_kwargs(min_pixels: int, max_pixels: int) -> dict[str, Any]:
-    """Per-call sizing for ``processor(..., images_kwargs=...)`` matching the pipeline's pixel budget.
+    """Per-call sizing for ``processor(..., images_kwargs=...)`` matching the pipeline's pixel
+    budget.
 
     Pass it on every processor call: an image the renderer sized below the checkpoint's own minimum
     (65,536 px) would otherwise be upscaled by the processor and cost more tokens than planned.
-    (``processor._get_num_multimodal_tokens`` ignores ``size``; it reads ``min_pixels``/``max_pixels``.)
+    (``processor._get_num_multimodal_tokens`` ignores ``size``; it reads
+    ``min_pixels``/``max_pixels``.)
     """
     return {"size": {"shortest_edge": min_pixels, "longest_edge": max_pixels}}

@@ -23,12 +23,14 @@ class ScriptedCall:
 
 
 class ScriptedBackend:
-    """Answers from a list of replies (consumed in order) or a callable ``(content, request) -> reply``.
+    """Answers from a list of replies (consumed in order) or a callable
+    ``(content, request) -> reply``.
 
-    A reply is a string (finish reason 'stop') or ``(text, finish_reason)``. Input tokens are counted with a
-    :class:`TokenCounter` (exact with a tokenizer, else the estimate), output tokens likewise (capped at
-    ``max_new_tokens``; a reply over it is reported as 'length'). ``cached_tokens`` mimics one prefill per
-    content: every request after the first on the same content reports the content's tokens as cached.
+    A reply is a string (finish reason 'stop') or ``(text, finish_reason)``. Input tokens are
+    counted with a :class:`TokenCounter` (exact with a tokenizer, else the estimate), output tokens
+    likewise (capped at ``max_new_tokens``; a reply over it is reported as 'length').
+    ``cached_tokens`` mimics one prefill per content: every request after the first on the same
+    content reports the content's tokens as cached.
     """
 
     name = "scripted"

@@ -2,18 +2,20 @@
 
 How one prefill serves several requests (and re-asks on the same content):
 
-1. The content is rendered once with an empty instruction (the *probe*) through the real processor, which
-   gives ``pixel_values``, ``image_grid_thw`` and the probe's ``input_ids``.
-2. Each request's full prompt is rendered as text, its ``<|image_pad|>`` placeholders are expanded with the
-   probe's grid (exactly what the processor does) and tokenized: no image is processed twice.
-3. The shared prefix is the longest common token prefix of the probe and every request (system + content;
-   the instruction starts after it). It runs through the model ONCE, with the images, into a
-   ``DynamicCache``. That forward also sets the model's M-RoPE ``rope_deltas`` (text positions after the
-   images are shifted by it), which are stored with the cache.
-4. Each request then calls ``generate`` with its FULL ``input_ids``/``attention_mask``/``mm_token_type_ids``
-   and the prefix cache: ``generate`` prefills only the uncached suffix, and since the suffix holds no vision
-   tokens, Qwen3-VL computes its positions from the stored ``rope_deltas``. Afterwards the cache is cropped
-   back to the prefix, ready for the next request. The last prefix stays cached (keyed by the content, image
+1. The content is rendered once with an empty instruction (the *probe*) through the real processor,
+   which gives ``pixel_values``, ``image_grid_thw`` and the probe's ``input_ids``.
+2. Each request's full prompt is rendered as text, its ``<|image_pad|>`` placeholders are expanded
+   with the probe's grid (exactly what the processor does) and tokenized: no image is processed
+   twice.
+3. The shared prefix is the longest common token prefix of the probe and every request (system +
+   content; the instruction starts after it). It runs through the model ONCE, with the images, into
+   a ``DynamicCache``. That forward also sets the model's M-RoPE ``rope_deltas`` (text positions
+   after the images are shifted by it), which are stored with the cache.
+4. Each request then calls ``generate`` with its FULL
+   ``input_ids``/``attention_mask``/``mm_token_type_ids`` and the prefix cache: ``generate``
+   prefills only the uncached suffix, and since the suffix holds no vision tokens, Qwen3-VL computes
+   its positions from the stored ``rope_deltas``. Afterwards the cache is cropped back to the
+   prefix, ready for the next request. The last prefix stays cached (keyed by the content, image
    bytes included), so a re-ask on the same content skips the image processing and the prefill too.
 
 Greedy outputs are identical to an uncached ``generate`` (tests/test_backends_transformers.py).
@@ -49,14 +51,16 @@ log = logging.getLogger(__name__)
 TOP_P = 0.8
 TOP_K = 20
 _HELP = (
-    "Download the weights on a machine with hub access (`huggingface-cli download Qwen/Qwen3-VL-8B-Instruct "
-    "--local-dir DIR`) and pass `--model DIR`; or use a served model with `--backend openai --base-url URL`; "
+    "Download the weights on a machine with hub access "
+    "(`huggingface-cli download Qwen/Qwen3-VL-8B-Instruct --local-dir DIR`) and pass "
+    "`--model DIR`; or use a served model with `--backend openai --base-url URL`; "
     "or build a tiny random model for a smoke test with `docvl dev tiny-model DIR`."
 )
 
 
 def content_key(content: Sequence[Part]) -> str:
-    """Digest of what the model sees: texts and image pixels (not doc/page numbers, which are not rendered)."""
+    """Digest of what the model sees: texts and image pixels (not doc/page numbers, which are not
+    rendered)."""
     digest = hashlib.sha256()
     for part in content:
         if isinstance(part, TextPart):
@@ -104,10 +108,11 @@ class TransformersBackend:
         attn = "flash_attention_2" if on_cuda and importlib.util.find_spec("flash_attn") else "sdpa"
         model_dir = resolve_model_dir(model)
         if model_dir is None and not os.environ.get("HF_HUB_OFFLINE"):
-            # A hub id not on disk yet: fetch it once (weights only; no document leaves this machine).
+            # A hub id not on disk yet: fetch it once (weights only; no document leaves this
+            # machine).
             log.warning(
-                "%s is not on disk: downloading it from the Hugging Face hub (the 8B model is 17.5 GB); "
-                "set HF_HUB_OFFLINE=1 to never download",
+                "%s is not on disk: downloading it from the Hugging Face hub "
+                "(the 8B model is 17.5 GB); set HF_HUB_OFFLINE=1 to never download",
                 model,
             )
             model_dir = resolve_model_dir(model, local_files_only=False)
@@ -140,7 +145,8 @@ class TransformersBackend:
         )
 
     def _tokenize(self, text: str, image_grid_thw: Any) -> list[int]:
-        """Token ids of a rendered prompt with each image pad expanded (the processor's own rule)."""
+        """Token ids of a rendered prompt with each image pad expanded (the processor's own
+        rule)."""
         pieces = text.split(self.image_pad)
         counts = (
             [int(g.prod()) // self.merge**2 for g in image_grid_thw]
@@ -262,7 +268,7 @@ class TransformersBackend:
             self.processor.create_mm_token_type_ids([ids]), dtype=torch.long, device=self.device
         )
         sample = request.temperature > 0
-        config = GenerationConfig(
+        config = GenerationConfig(  # type: ignore[no-untyped-call]
             max_new_tokens=request.max_new_tokens,
             do_sample=sample,
             # Greedy: the neutral values, so the checkpoint's sampling defaults are not merged in.

@@ -1,12 +1,12 @@
 """Prompt token counting: exact with the model's tokenizer, a documented estimate without it.
 
-Exact mode renders the same chat template the model sees (see :mod:`pipeline.plan.prompt`) and adds each
-image's pad tokens, so a window's count equals ``len(input_ids)`` from the processor.
+Exact mode renders the same chat template the model sees (see :mod:`pipeline.plan.prompt`) and adds
+each image's pad tokens, so a window's count equals ``len(input_ids)`` from the processor.
 
 Estimate mode (no tokenizer on disk, e.g. planning for the hub model offline): one token per 3 UTF-8
-bytes of text, rounded up per piece. Qwen's tokenizer averages about 4 bytes per token on English prose
-and about 2.5-3 on code, tables and non-Latin scripts, so the estimate errs on the high side and packed
-windows stay under the limit.
+bytes of text, rounded up per piece. Qwen's tokenizer averages about 4 bytes per token on English
+prose and about 2.5-3 on code, tables and non-Latin scripts, so the estimate errs on the high side
+and packed windows stay under the limit.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from pipeline.ingest.geometry import VISION_WRAP_TOKENS, image_tokens
 from pipeline.plan.prompt import SYSTEM_PROMPT, ImagePart, Part, TextPart, hf_messages
 
 ESTIMATE_BYTES_PER_TOKEN = 3
-#: Chat framing without a tokenizer: <|im_start|>role\n ... <|im_end|>\n for two turns + generation prompt.
+#: Chat framing without a tokenizer: <|im_start|>role\n ... <|im_end|>\n for two turns + generation
+#: prompt.
 ESTIMATE_FRAMING_TOKENS = 16
 
 

@@ -1,9 +1,9 @@
 """Packing pages into context windows: contiguous, in reading order, as few windows as possible.
 
-Items are pages in order across one or more documents. A window costs its fixed framing, a header for
-each document it touches and its pages. Any sub-range of a window that fits also fits (fewer headers,
-fewer pages, fewer images), so filling each window greedily is optimal: no contiguous split has fewer
-windows (exchange argument; property-tested in tests/test_pack.py).
+Items are pages in order across one or more documents. A window costs its fixed framing, a header
+for each document it touches and its pages. Any sub-range of a window that fits also fits (fewer
+headers, fewer pages, fewer images), so filling each window greedily is optimal: no contiguous split
+has fewer windows (exchange argument; property-tested in tests/test_pack.py).
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ def pack(
             cost = item.tokens + header_tokens[item.doc]
         if total + cost > budget:
             raise DocumentTooLarge(
-                f"page {item.page} needs {cost} tokens, more than the {budget - framing} a window has "
+                f"page {item.page} needs {cost} tokens, "
+                f"more than the {budget - framing} a window has "
                 "for content; lower --max-pixels or the text per page",
                 page=item.page,
             )

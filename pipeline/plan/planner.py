@@ -114,9 +114,9 @@ def plan_loaded(
 ) -> Plan:
     """Plan already loaded documents; failures passed in as errors stay failed records, in order.
 
-    ``instructions`` maps each task to its instruction. With several tasks a window's ``input_tokens``
-    is what the model receives over all of them: the shared content once per request plus each
-    request's framing.
+    ``instructions`` maps each task to its instruction. With several tasks a window's
+    ``input_tokens`` is what the model receives over all of them: the shared content once per
+    request plus each request's framing.
     """
     framings = [counter.framing(i) for i in instructions.values()]
     framing = max(framings)
@@ -209,7 +209,8 @@ def plan_paths(
     counter: TokenCounter,
     instructions: Mapping[str, str],
 ) -> Plan:
-    """Load, plan and close each document; a bad file becomes a failed record, never an exception."""
+    """Load, plan and close each document; a bad file becomes a failed record, never an
+    exception."""
     loaded: list[LoadedDocument | DocvlError] = []
     try:
         for path in paths:

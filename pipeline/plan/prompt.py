@@ -1,7 +1,7 @@
 """The prompt layout, shared by the planner (to count) and the backends (to send).
 
-Page content comes first and the task instruction last, so that several tasks on one document share a
-prefix (one prefill in transformers, server prefix caching over HTTP)::
+Page content comes first and the task instruction last, so that several tasks on one document share
+a prefix (one prefill in transformers, server prefix caching over HTTP)::
 
     system: SYSTEM_PROMPT
     user:   <document 1: name.pdf, 3 pages>\\n
@@ -24,8 +24,9 @@ from typing import Any
 from PIL.Image import Image
 
 SYSTEM_PROMPT = (
-    "You are docvl, a careful document analyst. You read page images and their text layers and answer "
-    "only from them. Cite pages by the number in their <page N> marker. Reply with JSON only."
+    "You are docvl, a careful document analyst. You read page images and their text layers and "
+    "answer only from them. Cite pages by the number in their <page N> marker. "
+    "Reply with JSON only."
 )
 
 
@@ -36,7 +37,8 @@ class TextPart:
 
 @dataclass(frozen=True)
 class ImagePart:
-    """A page image. ``image`` is filled in by the runner after rendering; planning leaves it None."""
+    """A page image. ``image`` is filled in by the runner after rendering; planning leaves it
+    None."""
 
     doc: int
     page: int

@@ -3,16 +3,18 @@
 A *record* is any object in the extracted data that cites ``page`` or ``pages`` (line items, sourced
 scalars, form fields, answer quotes...). For each record:
 
-* its evidence is its ``quote`` (or ``text`` for answer quotes); without one, its string values (numbers
-  when it has no strings, matched in the usual printed forms: ``1234.5``, ``1,234.50``, ``1.234,50``);
+* its evidence is its ``quote`` (or ``text`` for answer quotes); without one, its string values
+  (numbers when it has no strings, matched in the usual printed forms: ``1234.5``, ``1,234.50``,
+  ``1.234,50``);
 * ``grounded``: the evidence is found on one of the cited pages' text layers;
-* ``ungrounded``: the cited pages have a text layer and the evidence is not on it, or a cited page does not
-  exist, or the record cites no page at all;
+* ``ungrounded``: the cited pages have a text layer and the evidence is not on it, or a cited page
+  does not exist, or the record cites no page at all;
 * ``unverifiable``: none of the cited pages has a text layer (scans, image slides).
 
 Matching is normalised (NFKC, case folded, quotes/dashes unified, hyphenation at line ends joined,
 whitespace collapsed), then punctuation-insensitive, then fuzzy (a word window of the page with
-``difflib`` similarity >= :data:`FUZZY_RATIO`), so OCR-ish noise and hyphenation do not flag true quotes.
+``difflib`` similarity >= :data:`FUZZY_RATIO`), so OCR-ish noise and hyphenation do not flag true
+quotes.
 """
 
 from __future__ import annotations

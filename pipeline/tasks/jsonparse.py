@@ -1,8 +1,9 @@
 """Pull the JSON value out of a model reply.
 
-Handles a plain JSON reply, a ```json fenced block, JSON after leading prose (or a ``<think>`` block),
-trailing junk after a complete value, a UTF-8 BOM, and says clearly what is wrong otherwise: empty reply,
-no JSON at all, truncated JSON, or the JSON error with line, column and the text around it.
+Handles a plain JSON reply, a ```json fenced block, JSON after leading prose (or a ``<think>``
+block), trailing junk after a complete value, a UTF-8 BOM, and says clearly what is wrong otherwise:
+empty reply, no JSON at all, truncated JSON, or the JSON error with line, column and the text around
+it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ MAX_STARTS = 50
 
 
 class JsonParseError(ValueError):
-    """The reply holds no usable JSON. ``str(err)`` is written for the model's re-ask feedback too."""
+    """The reply holds no usable JSON. ``str(err)`` is written for the model's re-ask feedback
+    too."""
 
 
 def parse_json(text: str, *, expect_object: bool = True) -> Any:
@@ -59,8 +61,8 @@ def parse_json(text: str, *, expect_object: bool = True) -> Any:
         raise JsonParseError("the reply holds JSON, but no JSON object")
     if error.pos >= len(error.doc.rstrip()) - 1:
         raise JsonParseError(
-            f"the JSON is incomplete: it ends before the value is closed ({error.msg} at line {error.lineno}, "
-            f"column {error.colno}); the reply may have been cut off"
+            f"the JSON is incomplete: it ends before the value is closed ({error.msg} at line "
+            f"{error.lineno}, column {error.colno}); the reply may have been cut off"
         )
     raise JsonParseError(
         f"invalid JSON: {error.msg} at line {error.lineno}, column {error.colno} "

@@ -1,17 +1,20 @@
 """Long documents: map -> reduce -> check.
 
-* **map**: every window gives a typed partial result in the task's own schema (``analyze.run_window``).
-* **reduce** (:func:`merge_partials`, deterministic, for extraction): list fields are concatenated in page
-  order and de-duplicated by key (the item model's ``dedup_keys``, else all its non-provenance fields;
-  keys normalised: case, whitespace, punctuation, numbers to 2 decimals). A key repeated inside ONE window
-  is kept as often as it occurs there (two identical coffees on a receipt stay two); repeats from other
-  windows merge into it (pages united, a missing quote filled). Scalars: the first non-null value in page
-  order; other distinct values are reported as :class:`~pipeline.result.Conflict`. Nested objects merge
-  field by field; "sourced" objects (with a ``value`` field) count as one scalar.
-* **reduce** (:func:`reduce_with_model`, for summaries and answers): the partial results as a text-only
-  prompt, one model call (hierarchical above :data:`REDUCE_FANIN` partials) -> one result of the schema.
-* **check** (:func:`complete`): pages of each window that no record cites are shown to the model again,
-  alone (the caller builds that content: rendered pages), and what comes back is merged in.
+* **map**: every window gives a typed partial result in the task's own schema
+  (``analyze.run_window``).
+* **reduce** (:func:`merge_partials`, deterministic, for extraction): list fields are concatenated
+  in page order and de-duplicated by key (the item model's ``dedup_keys``, else all its
+  non-provenance fields; keys normalised: case, whitespace, punctuation, numbers to 2 decimals). A
+  key repeated inside ONE window is kept as often as it occurs there (two identical coffees on a
+  receipt stay two); repeats from other windows merge into it (pages united, a missing quote
+  filled). Scalars: the first non-null value in page order; other distinct values are reported as
+  :class:`~pipeline.result.Conflict`. Nested objects merge field by field; "sourced" objects (with a
+  ``value`` field) count as one scalar.
+* **reduce** (:func:`reduce_with_model`, for summaries and answers): the partial results as a
+  text-only prompt, one model call (hierarchical above :data:`REDUCE_FANIN` partials) -> one result
+  of the schema.
+* **check** (:func:`complete`): pages of each window that no record cites are shown to the model
+  again, alone (the caller builds that content: rendered pages), and what comes back is merged in.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ _PROVENANCE = ("page", "pages", "quote", "document")
 _PUNCT = re.compile(r"[\W_]+")
 
 
-# --- deterministic merge ---------------------------------------------------------------------------
+# --- deterministic merge --------------------------------------------------------------------------
 
 
 def _unwrap(annotation: Any) -> Any:
@@ -198,31 +201,33 @@ def uncited_pages(data: Any, first_page: int, last_page: int) -> list[int]:
     return [p for p in range(first_page, last_page + 1) if p not in cited]
 
 
-# --- model-based reduce -----------------------------------------------------------------------------
+# --- model-based reduce ---------------------------------------------------------------------------
 
 
 def reduce_instruction(spec: TaskSpec) -> str:
     what = {"summary": "summaries", "ask": "answers to the question"}.get(spec.name, "results")
     goal = {
-        "summary": "Merge them into one summary of the whole document: one title, one summary covering every "
-        "part in proportion, and the most important key points (at most 12) with their pages.",
-        "ask": "Combine them into one answer to the question over all parts. Keep the pages and quotes that "
-        'support the answer; "found" is true if any part found the answer.',
+        "summary": (
+            "Merge them into one summary of the whole document: one title, one summary covering "
+            "every part in proportion, and the most important key points (at most 12) with their "
+            "pages."
+        ),
+        "ask": (
+            "Combine them into one answer to the question over all parts. Keep the pages and "
+            'quotes that support the answer; "found" is true if any part found the answer.'
+        ),
     }.get(spec.name, "Merge them into one result of the same schema.")
     question = f"Question: {' '.join(spec.question.split())}\n" if spec.question else ""
     return (
-        f"Task: the JSON objects above are partial {what}, each from a consecutive part of the same "
-        f"document(s), in page order. {goal} Keep page numbers as they are; do not invent content.\n"
-        + question
-        + JSON_ONLY
-        + "\n"
-        + prompt_schema(spec.model)
-        + "\n"
+        f"Task: the JSON objects above are partial {what}, each from a consecutive part of the "
+        f"same document(s), in page order. {goal} Keep page numbers as they are; do not invent "
+        "content.\n" + question + JSON_ONLY + "\n" + prompt_schema(spec.model) + "\n"
     )
 
 
 def partial_parts(partials: Sequence[tuple[str, BaseModel]]) -> list[Part]:
-    """The text-only content of a reduce call: one ``<partial i: label>`` block per partial result."""
+    """The text-only content of a reduce call: one ``<partial i: label>`` block per partial
+    result."""
     parts: list[Part] = []
     for i, (label, value) in enumerate(partials, start=1):
         body = json.dumps(value.model_dump(mode="json"), ensure_ascii=False, separators=(",", ":"))
@@ -275,7 +280,7 @@ def _sum_timings(into: dict[str, float], more: Mapping[str, float]) -> None:
         into[k] = into.get(k, 0.0) + v
 
 
-# --- completeness check -----------------------------------------------------------------------------
+# --- completeness check ---------------------------------------------------------------------------
 
 
 @dataclass
@@ -298,8 +303,9 @@ def complete(
 ) -> CompletenessResult:
     """Re-ask about uncited pages, one call per window range (a subset of a window always fits).
 
-    ``build_content(pages)`` returns the prompt content for just those pages (rendered images attached).
-    Records that come back are merged into ``data`` with :func:`merge_partials` (dedup applies).
+    ``build_content(pages)`` returns the prompt content for just those pages (rendered images
+    attached). Records that come back are merged into ``data`` with :func:`merge_partials` (dedup
+    applies).
     """
     merged: dict[str, Any] = dict(data)
     result = CompletenessResult(data=merged)

@@ -1,20 +1,21 @@
 """The re-ask loop: ask, parse, validate; feed errors back; keep the last reply.
 
-Several tasks on one window: the first attempt of every task goes out in ONE ``backend.generate`` call
-(one prefill of the pages, shared by all requests); re-asks then go out one task at a time.
+Several tasks on one window: the first attempt of every task goes out in ONE ``backend.generate``
+call (one prefill of the pages, shared by all requests); re-asks then go out one task at a time.
 
 Per task, up to ``settings.max_attempts`` attempts:
 
 * a reply that parses and validates is accepted (whatever its finish reason);
-* a reply cut off by the token limit (``finish_reason == "length"``) or caught in a repetition loop is
-  retried at the next temperature of :data:`TEMPERATURE_LADDER` (0 -> 0.7 -> 1.0), without the broken
-  reply in the prompt;
+* a reply cut off by the token limit (``finish_reason == "length"``) or caught in a repetition loop
+  is retried at the next temperature of :data:`TEMPERATURE_LADDER` (0 -> 0.7 -> 1.0), without the
+  broken reply in the prompt;
 * any other invalid reply is re-asked with the reply and the parse/validation errors appended as a
-  :class:`~pipeline.plan.prompt.Turn` (instructor style), at the same temperature. Only the LAST reply and its
-  feedback are kept in the prompt (earlier rounds are replaced), so re-asks do not grow without bound.
+  :class:`~pipeline.plan.prompt.Turn` (instructor style), at the same temperature. Only the LAST
+  reply and its feedback are kept in the prompt (earlier rounds are replaced), so re-asks do not
+  grow without bound.
 
-The last failure raises :class:`RepairFailed` (a ValidationFailed, code ``validation_failed``) with the
-raw last reply, the attempt count and the usage of every attempt.
+The last failure raises :class:`RepairFailed` (a ValidationFailed, code ``validation_failed``) with
+the raw last reply, the attempt count and the usage of every attempt.
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ class RepairFailed(ValidationFailed):
 
 
 class TaskResult(BaseModel):
-    """One task's result on one prompt (a window, a reduce or a completeness call): the validated data
-    (dumped to JSON types) or the error that ended it. The one task-result type, from repair to finish.
+    """One task's result on one prompt (a window, a reduce or a completeness call): the validated
+    data (dumped to JSON types) or the error that ended it. The one task-result type, from repair to
+    finish.
     """
 
     task: str
@@ -126,7 +128,8 @@ def usage_of(gen: Generation) -> Usage:
 def _add_timings(into: dict[str, float], gen: Generation) -> None:
     for key, value in gen.timings.items():
         into[key] = into.get(key, 0.0) + float(value)
-    # A request whose prompt was computed from scratch: no reused prefill, no server prefix-cache hit.
+    # A request whose prompt was computed from scratch: no reused prefill, no server prefix-cache
+    # hit.
     into["prefills"] = into.get("prefills", 0.0) + (1.0 if gen.cached_tokens == 0 else 0.0)
 
 

@@ -1,8 +1,9 @@
 """Task specifications: what each task asks the model, in which schema, with what output budget.
 
 Instructions are deterministic functions of the settings (the planner counts their tokens before any
-model call), start with a letter and end with a newline (see :mod:`pipeline.plan.prompt`). Each one names the
-schema to fill, shows it as compact JSON Schema and asks for page citations from the ``<page N>`` markers.
+model call), start with a letter and end with a newline (see :mod:`pipeline.plan.prompt`). Each one
+names the schema to fill, shows it as compact JSON Schema and asks for page citations from the
+``<page N>`` markers.
 
 The planner gets them with ``[spec.instruction for spec in task_specs(settings)]``.
 """
@@ -56,7 +57,8 @@ class TaskSpec:
     def request(
         self, temperature: float, turns: Sequence[Turn] = (), pages: Sequence[int] = ()
     ) -> GenerationRequest:
-        """The request for one attempt; ``pages`` (the pages in the prompt) bound the decoder's page fields."""
+        """The request for one attempt; ``pages`` (the pages in the prompt) bound the decoder's page
+        fields."""
         return GenerationRequest(
             instruction=self.instruction,
             json_schema=bind_pages(self.json_schema, list(pages)),
@@ -87,8 +89,8 @@ def _strip_titles(node: Any, in_properties: bool = False) -> Any:
 
 def summary_instruction() -> str:
     return (
-        "Task: summarize the document(s) above into the DocumentSummary schema: a title, a faithful summary "
-        "and up to 12 key points, each with the pages it comes from. "
+        "Task: summarize the document(s) above into the DocumentSummary schema: a title, a "
+        "faithful summary and up to 12 key points, each with the pages it comes from. "
         + CITE
         + "\n"
         + JSON_ONLY
@@ -100,9 +102,11 @@ def summary_instruction() -> str:
 
 def ask_instruction(question: str) -> str:
     return (
-        "Task: answer the question below from the document(s) above into the Answer schema. Put the pages "
-        'the answer rests on in "pages" and up to 8 supporting quotes in "quotes". If the pages do not '
-        'contain the answer, set "found" to false and say so in "answer". ' + CITE + "\n"
+        "Task: answer the question below from the document(s) above into the Answer schema. Put "
+        'the pages the answer rests on in "pages" and up to 8 supporting quotes in "quotes". If '
+        'the pages do not contain the answer, set "found" to false and say so in "answer". '
+        + CITE
+        + "\n"
         "Question: "
         + " ".join(question.split())
         + "\n"
@@ -117,9 +121,15 @@ def extract_instruction(name: str, model: type[BaseModel]) -> str:
     doc = " ".join((model.__doc__ or "").split())
     about = f" ({doc})" if doc else ""
     return (
-        f"Task: extract the data of the document(s) above into the {name!r} schema{about}. Give every record "
-        "the page it was read from and, where possible, a short verbatim quote. List every record on "
-        "the pages, in page order. " + CITE + "\n" + JSON_ONLY + "\n" + prompt_schema(model) + "\n"
+        f"Task: extract the data of the document(s) above into the {name!r} schema{about}. Give "
+        "every record the page it was read from and, where possible, a short verbatim quote. List "
+        "every record on the pages, in page order. "
+        + CITE
+        + "\n"
+        + JSON_ONLY
+        + "\n"
+        + prompt_schema(model)
+        + "\n"
     )
 
 

@@ -1,0 +1,72 @@
+"""The engine's failure policy: bugs are internal errors (never final), bad input is final, and one
+document's failure never touches the others (pipeline/engine/core.py, pipeline/errors.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_analyze import SETTINGS, make_pdf, reply
+
+from pipeline.engine import Engine, windows
+from pipeline.errors import FAILURE_POLICY, Policy, is_final, policy_of, retried_in_run
+from pipeline.model.scripted import ScriptedBackend
+from pipeline.plan.count import TokenCounter
+from pipeline.settings import Settings
+
+
+def test_the_policy_table_covers_every_error_class() -> None:
+    from pipeline import errors
+
+    classes = [
+        c
+        for c in vars(errors).values()
+        if isinstance(c, type) and issubclass(c, errors.DocvlError) and c is not errors.DocvlError
+    ]
+    assert {c.code for c in classes} <= set(FAILURE_POLICY)
+    assert policy_of("corrupt_document") is Policy.FINAL
+    assert policy_of("backend_error") is Policy.RETRYABLE and retried_in_run("backend_error")
+    assert policy_of("backend_unavailable") is Policy.RETRYABLE
+    assert not retried_in_run("backend_unavailable")
+    assert (
+        policy_of("internal_error") is Policy.INTERNAL
+        and policy_of("no_such_code") is Policy.INTERNAL
+    )
+
+
+def test_a_renderer_crash_is_internal_not_bad_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def crash(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        raise RuntimeError("worker died")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(windows, "iter_rendered", crash)
+    backend = ScriptedBackend(reply)
+    [env] = Engine(Settings(**SETTINGS), backend, TokenCounter()).analyze(
+        [make_pdf(tmp_path / "a.pdf", 2)]
+    )
+    assert env.status == "failed" and {e.code for e in env.errors} == {"internal_error"}
+    assert "worker died" in env.errors[0].message and not backend.calls
+    assert not is_final(env.errors)  # a runner never caches it as final
+
+
+def test_a_bug_in_one_document_leaves_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = Engine(Settings(**SETTINGS), ScriptedBackend(reply), TokenCounter())
+    real = engine.prepare
+
+    def flaky(unit: Any) -> Any:
+        if unit.paths[0].name == "bad.pdf":
+            raise KeyError("boom")
+        return real(unit)
+
+    monkeypatch.setattr(engine, "prepare", flaky)
+    good, bad = make_pdf(tmp_path / "good.pdf", 1), make_pdf(tmp_path / "bad.pdf", 1)
+    first, second = engine.analyze([good, bad])
+    assert first.status == "ok"
+    assert second.status == "failed" and second.errors[0].code == "internal_error"
+    assert second.source.sha256 is not None and second.model is not None  # one envelope builder
