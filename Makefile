@@ -15,10 +15,11 @@ run: setup
 	$(VENV)/bin/docvl run samples/invoice.pdf samples/report.pdf samples/deck.pptx --task summary \
 		--backend $(BACKEND) --model $(MODEL) $(if $(BASE_URL),--base-url $(BASE_URL)) --out $(OUT)/summaries.jsonl
 
-# Offline smoke test of the whole stack on a tiny random Qwen3-VL built locally.
+# Offline smoke test of the whole stack on a tiny random Qwen3-VL built locally. Random weights
+# finish a reply only on the bounded decoder schema (DOCVL_DECODER_BOUNDS=1; never for real models).
 smoke: setup
 	$(VENV)/bin/docvl dev tiny-model .tiny-model
-	$(MAKE) run MODEL=.tiny-model
+	DOCVL_DECODER_BOUNDS=1 $(MAKE) run MODEL=.tiny-model
 
 test: setup lint
 	$(VENV)/bin/pytest
@@ -35,3 +36,4 @@ samples: setup
 bench: setup
 	$(VENV)/bin/python bench/bench_render.py
 	$(VENV)/bin/python bench/bench_flows.py
+	$(VENV)/bin/python bench/bench_extract.py

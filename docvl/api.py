@@ -19,11 +19,12 @@ from pathlib import Path
 from flows.analyze import run_batch
 from flows.options import RunOptions
 from pipeline.engine import Engine
+from pipeline.engine.prepare import plan_documents
 from pipeline.model.base import ModelBackend
 from pipeline.model.factory import make_backend
 from pipeline.model.qwen import load_tokenizer
 from pipeline.plan.count import TokenCounter
-from pipeline.plan.planner import Plan, plan_paths
+from pipeline.plan.planner import Plan
 from pipeline.result import ResultEnvelope
 from pipeline.settings import Settings
 from pipeline.tasks.specs import task_specs
@@ -46,14 +47,15 @@ def counter_for(settings: Settings) -> TokenCounter:
 
 
 def plan(paths: Sequence[str | Path], settings: Settings | None = None) -> Plan:
-    """The token plan of every document: pages, token counts, windows and cost. No model call.
+    """The plan the engine runs for every document: pages, token counts, windows (with their
+    tasks, input and expected output tokens) and cost. No model call.
 
     A file that cannot be loaded is a failed entry of the plan, never an exception. Raises
     ``UsageError``/``SchemaNotFound`` for a bad task configuration.
     """
     settings = settings or Settings()
-    instructions: dict[str, str] = {s.name: s.instruction for s in task_specs(settings)}
-    return plan_paths([Path(p) for p in paths], settings, counter_for(settings), instructions)
+    specs = task_specs(settings)
+    return plan_documents([Path(p) for p in paths], settings, counter_for(settings), specs)
 
 
 def run(

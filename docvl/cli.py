@@ -214,6 +214,11 @@ def _print_plan(plan: Any) -> None:
             f"  kind {doc.kind}, {doc.pages} pages, {len(doc.windows)} window(s), "
             f"{doc.input_tokens:,} input tokens, estimated cost ${doc.estimated_cost_usd:.4f}"
         )
+        if doc.strategy == "segments":
+            print(
+                "  strategy: extraction in output-aware page segments (each reply fits "
+                f"{plan.max_output_tokens:,} output tokens; neighbours share a page)"
+            )
         cells = " ".join(f"{t.page}:{t.image}+{t.text}" for t in doc.page_tokens)
         print(
             textwrap.fill(
@@ -224,9 +229,11 @@ def _print_plan(plan: Any) -> None:
             )
         )
         for w in doc.windows:
+            output = f", ~{w.output_tokens:,} of {plan.max_output_tokens:,} output tokens"
             print(
-                f"  window {w.index + 1}: pages {w.first_page}-{w.last_page}, {w.images} images, "
-                f"{w.input_tokens:,} tokens"
+                f"  window {w.index + 1} ({', '.join(w.tasks)}): "
+                f"pages {w.first_page}-{w.last_page}, {w.images} images, "
+                f"{w.input_tokens:,} input tokens" + (output if w.output_tokens else "")
             )
         for warning in doc.warnings:
             print(f"  warning: {warning}")

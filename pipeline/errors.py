@@ -20,6 +20,8 @@ BackendUnavailable          backend_unavailable     weights missing, server unre
 BackendError                backend_error           the model call failed (retryable)
 ValidationFailed            validation_failed       no schema-valid reply after all re-asks
 SchemaNotFound              schema_not_found        --schema names nothing loadable
+ReplyTooLong                reply_too_long          a reply hit its token limit (window split)
+OutputTooLarge              output_too_large        one page's reply exceeds every output budget
 UsageError                  usage_error             bad command-line or API arguments
 InternalError               internal_error          a bug in docvl (reported, never final)
 ==========================  ======================  ==========================================
@@ -146,6 +148,21 @@ class ValidationFailed(DocvlError):
         self.attempts = attempts
 
 
+class ReplyTooLong(ValidationFailed):
+    """Raised by the re-ask loop when a reply hit its token limit (``finish_reason: length``) or
+    fell into a repetition loop: the same request would fail the same way, so the engine splits
+    the window's pages instead of asking again."""
+
+    code = "reply_too_long"
+
+
+class OutputTooLarge(InputError):
+    """Raised by the engine when one page's reply does not fit even the largest output budget the
+    context leaves: the hard stop of splitting a window."""
+
+    code = "output_too_large"
+
+
 class UsageError(DocvlError):
     """Raised before any slow work for bad command-line or API arguments (exit code 2)."""
 
@@ -189,8 +206,10 @@ FAILURE_POLICY: dict[str, Policy] = {
             ConversionFailed,
             RenderFailed,
             DocumentTooLarge,
+            OutputTooLarge,
             InputError,
             ValidationFailed,
+            ReplyTooLong,
             UsageError,
             SchemaNotFound,
         )

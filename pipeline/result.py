@@ -21,9 +21,19 @@ from pipeline.errors import ErrorRecord
 from schemas import Answer, DocumentSummary
 
 #: 1.1: ``plan.windows[]`` is the plan's window type and gained ``spans``.
-ENVELOPE_VERSION = "1.1"
+#: 1.2: grounding statuses are ``grounded``/``page_only``/``ungrounded`` (``unverifiable`` became
+#: ``page_only``, and the counts with them); a grounded item tells where: ``page``, ``bbox`` and
+#: ``match`` (the matching stage); windows carry their expected ``output_tokens``; extraction
+#: completeness reports per page (``completeness.pages``).
+ENVELOPE_VERSION = "1.2"
 Status = Literal["ok", "partial", "failed", "skipped"]
-GroundingStatus = Literal["grounded", "ungrounded", "unverifiable"]
+#: ``grounded``: the evidence is found on a cited page's text layer. ``page_only``: the cited pages
+#: exist but the evidence cannot be checked there (no text layer, or nothing to compare).
+#: ``ungrounded``: checkable and not found, or a cited page does not exist, or no page is cited.
+GroundingStatus = Literal["grounded", "page_only", "ungrounded"]
+#: How the evidence matched the text layer, from strictest to loosest: the raw text, whitespace
+#: collapsed, case folded and normalised (NFKC, quotes, dashes, hyphenation, punctuation), fuzzy.
+MatchStage = Literal["exact", "whitespace", "casefold", "fuzzy"]
 
 
 class Usage(BaseModel):
@@ -87,6 +97,8 @@ class Window(BaseModel):
     #: in it), summed over the tasks when several share the window's prefill.
     input_tokens: int
     images: int = 0
+    #: The reply this window is expected to need (output-aware extraction segments; else 0).
+    output_tokens: int = 0
     spans: list[Span] = Field(default_factory=list)
     #: Tasks run on this window.
     tasks: list[str] = Field(default_factory=list)
@@ -109,12 +121,21 @@ class GroundingItem(BaseModel):
     #: What was looked for: ``quote`` or ``value``.
     checked: Literal["quote", "value", "none"] = "none"
     detail: str | None = None
+    #: Grounded items: the page the evidence was found on (one of ``pages``).
+    page: int | None = None
+    #: Grounded items: ``[x0, y0, x1, y1]`` around the matched words, in PDF points on ``page`` as
+    #: displayed (after /Rotate and the crop box), origin top-left, y downwards (scale by
+    #: ``image_width / page_width_pt`` for pixels). None when the matched text has no word boxes
+    #: (slide text from python-pptx, form field values, images).
+    bbox: tuple[float, float, float, float] | None = None
+    #: Grounded items: the loosest stage any piece of evidence needed.
+    match: MatchStage | None = None
 
 
 class Grounding(BaseModel):
     grounded: int = 0
+    page_only: int = 0
     ungrounded: int = 0
-    unverifiable: int = 0
     items: list[GroundingItem] = Field(default_factory=list)
 
 
@@ -127,12 +148,28 @@ class Conflict(BaseModel):
     kept: Any
 
 
+class PageCompleteness(BaseModel):
+    """What one page holds against what came back from it (extraction into record lists)."""
+
+    page: int
+    #: Records of the record lists that cite this page.
+    records: int
+    #: Table-like lines in the page's text layer (3 or more numbers on a line); None without a
+    #: text layer.
+    expected_rows: int | None = None
+    #: ``complete``; ``short``: fewer records than table-like lines; ``uncited``: nothing cites it
+    #: (and it has no table-like line).
+    status: Literal["complete", "short", "uncited"]
+
+
 class Completeness(BaseModel):
     #: Pages no record (or key point / answer) cites, after any completeness re-ask.
     uncited_pages: list[int] = Field(default_factory=list)
-    #: Pages re-asked because nothing cited them in the map results.
+    #: Pages re-asked because nothing cited them, or fewer records than table-like lines did.
     reasked_pages: list[int] = Field(default_factory=list)
     added_records: int = 0
+    #: Per page, after any re-ask (extraction into record lists).
+    pages: list[PageCompleteness] = Field(default_factory=list)
 
 
 class SummaryOutput(BaseModel):

@@ -36,7 +36,9 @@ class Settings(BaseSettings):
 
     # --- prompt / plan -------------------------------------------------------------------------
     context_window: int = Field(262_144, gt=0)
-    max_output_tokens: int = Field(4096, gt=0)
+    #: The output budget of one reply, reserved in every window. Extraction into record lists
+    #: plans page segments whose expected reply fits it (Qwen3-VL-8B generates up to 32,768).
+    max_output_tokens: int = Field(16_384, gt=0)
     include_text: bool = True
     #: Cap on the characters of a page's text layer put into the prompt.
     max_text_chars_per_page: int = Field(12_000, ge=0)
@@ -63,6 +65,12 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1)
     temperature: float = Field(0.0, ge=0)
     device: str | None = None
+    #: Decode against the bounded schema (``schemas.decoder_schema``: every list, string and
+    #: number capped) and derive each reply's token budget from those caps. ONLY for random-weight
+    #: models and tests (the tiny model, ``make smoke``: ``DOCVL_DECODER_BOUNDS=1``), which need the
+    #: caps to terminate; a real model would silently lose rows past the caps. Off (the default):
+    #: the user's schema as written, unbounded, with ``max_output_tokens`` as the budget.
+    decoder_bounds: bool = False
 
     # --- output --------------------------------------------------------------------------------
     cache_dir: Path = Path(".docvl-cache")

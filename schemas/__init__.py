@@ -1,12 +1,20 @@
-"""Output schemas of docvl: built-in pydantic models, the registry and the decoder-schema helper."""
+"""Output schemas of docvl: built-in pydantic models, the registry, the decoder-schema helpers and
+the checks of a final output (the user's contract, numeric invariants)."""
 
 from schemas.base import SourcedAmount, SourcedDate, SourcedText, Strict
 from schemas.commerce import Invoice, LineItem, PurchaseOrder, Receipt
-from schemas.decoder import bind_pages, decoder_schema, max_reply_tokens
+from schemas.decoder import bind_pages, decoder_schema, max_reply_tokens, reply_schema
 from schemas.documents import FormData, FormField, ScientificPaper, SlideDeck, Tables
-from schemas.from_json import model_from_json_schema, model_from_json_schema_file
+from schemas.from_json import (
+    check_schema,
+    model_from_json_schema,
+    model_from_json_schema_file,
+    original_json_schema,
+)
+from schemas.invariants import check_invariants
 from schemas.registry import BUILTIN, get_schema, list_schemas, schema_name, schema_version
 from schemas.summary import Answer, DocumentSummary, KeyPoint, QuoteRef
+from schemas.validate import conform_output, validate_output
 
 __all__ = [
     "BUILTIN",
@@ -28,12 +36,18 @@ __all__ = [
     "Strict",
     "Tables",
     "bind_pages",
+    "check_invariants",
+    "check_schema",
+    "conform_output",
     "decoder_schema",
     "get_schema",
     "list_schemas",
     "max_reply_tokens",
     "model_from_json_schema",
     "model_from_json_schema_file",
+    "original_json_schema",
+    "reply_schema",
     "schema_name",
     "schema_version",
+    "validate_output",
 ]

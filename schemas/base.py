@@ -1,8 +1,13 @@
 """Building blocks shared by the built-in schemas.
 
-Every field is bounded (string ``max_length``, number ``ge``/``le``, list ``max_length``) and every
-model forbids extra keys, so the JSON Schema sent to a constrained decoder describes a finite
-language (see ``schemas.decoder``). Validation itself stays with pydantic.
+The models state the contract only: every model forbids extra keys, page numbers start at 1, a
+confidence lies in [0, 1]. Nothing caps how much a document may hold (no list ``max_length``, no
+string ``max_length``, no arbitrary number range): an 800-line purchase order is valid. The bounds a
+random-weight model needs to terminate are added by :func:`schemas.decoder.decoder_schema`, only
+when ``Settings.decoder_bounds`` asks for them.
+
+Numeric invariants (line items add up to the subtotal, ...) are declared per model in
+``invariants`` and checked by :func:`schemas.invariants.check_invariants`.
 
 Provenance convention (what :mod:`pipeline.tasks.grounding` and :mod:`pipeline.tasks.reduce` rely
 on): every extracted record carries ``page`` (or ``pages``) with the 1-based page number(s) from the
@@ -17,22 +22,17 @@ from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-#: Largest page number a reply may cite (a bound for the decoder, far above any real document).
-MAX_PAGE = 100_000
-MAX_AMOUNT = 1e12
+from schemas.invariants import Invariant
 
-Page = Annotated[
-    int, Field(ge=1, le=MAX_PAGE, description="1-based page number from the <page N> marker")
-]
-Pages = Annotated[list[Page], Field(max_length=20, description="pages that support this item")]
+Page = Annotated[int, Field(ge=1, description="1-based page number from the <page N> marker")]
+Pages = Annotated[list[Page], Field(description="pages that support this item")]
 Quote = Annotated[
-    str | None,
-    Field(max_length=300, description="short verbatim excerpt of the page that supports the value"),
+    str | None, Field(description="short verbatim excerpt of the page that supports the value")
 ]
-ShortText = Annotated[str, Field(max_length=200)]
-Text = Annotated[str, Field(max_length=1000)]
-Amount = Annotated[float, Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT)]
-Quantity = Annotated[float, Field(ge=-1e9, le=1e9)]
+ShortText = str
+Text = str
+Amount = float
+Quantity = float
 Confidence = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
@@ -44,12 +44,15 @@ class Strict(BaseModel):
     #: Fields that identify a record when lists from several windows are merged
     #: (``pipeline.tasks.reduce``). Empty: every field except provenance (page, pages, quote).
     dedup_keys: ClassVar[tuple[str, ...]] = ()
+    #: Numeric checks on the final output (:func:`schemas.invariants.check_invariants`); a failed
+    #: one is a warning on the record.
+    invariants: ClassVar[tuple[Invariant, ...]] = ()
 
 
 class SourcedText(Strict):
     """A text value with the page it was read from."""
 
-    value: str | None = Field(None, max_length=300)
+    value: str | None = None
     page: Page | None = None
     quote: Quote = None
 
@@ -57,7 +60,7 @@ class SourcedText(Strict):
 class SourcedDate(Strict):
     """A date as printed; ISO 8601 (YYYY-MM-DD) when the date is unambiguous."""
 
-    value: str | None = Field(None, max_length=40)
+    value: str | None = None
     page: Page | None = None
     quote: Quote = None
 

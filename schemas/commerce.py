@@ -16,6 +16,7 @@ from schemas.base import (
     SourcedText,
     Strict,
 )
+from schemas.invariants import Invariant, LineProduct, LinesSum, TotalOf
 
 
 class Party(Strict):
@@ -31,7 +32,7 @@ class LineItem(Strict):
 
     dedup_keys: ClassVar[tuple[str, ...]] = ("description", "amount")
 
-    description: str = Field(max_length=300)
+    description: str
     quantity: Quantity | None = None
     unit_price: Amount | None = None
     amount: Amount | None = None
@@ -42,13 +43,19 @@ class LineItem(Strict):
 class Invoice(Strict):
     """An invoice: parties, identifiers, dates, line items and totals."""
 
+    invariants: ClassVar[tuple[Invariant, ...]] = (
+        LineProduct("line_items"),
+        LinesSum("line_items", total="subtotal"),
+        TotalOf(("subtotal", "tax"), total="total"),
+    )
+
     vendor: Party | None = None
     customer: Party | None = None
     invoice_number: SourcedText | None = None
     issue_date: SourcedDate | None = None
     due_date: SourcedDate | None = None
     currency: SourcedText | None = Field(None, description="ISO 4217 code when known, e.g. EUR")
-    line_items: list[LineItem] = Field(default_factory=list, max_length=200)
+    line_items: list[LineItem] = Field(default_factory=list)
     subtotal: SourcedAmount | None = None
     tax: SourcedAmount | None = None
     total: SourcedAmount | None = None
@@ -57,8 +64,8 @@ class Invoice(Strict):
 class OrderLine(Strict):
     dedup_keys: ClassVar[tuple[str, ...]] = ("sku", "description", "quantity")
 
-    sku: str | None = Field(None, max_length=80)
-    description: str = Field(max_length=300)
+    sku: str | None = None
+    description: str
     quantity: Quantity | None = None
     unit_price: Amount | None = None
     amount: Amount | None = None
@@ -69,6 +76,11 @@ class OrderLine(Strict):
 class PurchaseOrder(Strict):
     """A purchase order: buyer, supplier, ordered lines, delivery terms and totals."""
 
+    invariants: ClassVar[tuple[Invariant, ...]] = (
+        LineProduct("lines"),
+        LinesSum("lines", total="total"),
+    )
+
     po_number: SourcedText | None = None
     buyer: Party | None = None
     supplier: Party | None = None
@@ -77,14 +89,14 @@ class PurchaseOrder(Strict):
     delivery_address: SourcedText | None = None
     payment_terms: SourcedText | None = None
     currency: SourcedText | None = None
-    lines: list[OrderLine] = Field(default_factory=list, max_length=200)
+    lines: list[OrderLine] = Field(default_factory=list)
     total: SourcedAmount | None = None
 
 
 class ReceiptItem(Strict):
     dedup_keys: ClassVar[tuple[str, ...]] = ("description", "amount")
 
-    description: str = Field(max_length=200)
+    description: str
     quantity: Quantity | None = None
     amount: Amount | None = None
     page: Page
@@ -94,9 +106,15 @@ class ReceiptItem(Strict):
 class Receipt(Strict):
     """A till or card receipt."""
 
+    #: Till receipts usually print prices with tax included: the total may equal subtotal + tip.
+    invariants: ClassVar[tuple[Invariant, ...]] = (
+        LinesSum("items", total="subtotal"),
+        TotalOf(("subtotal", "tax"), total="total", optional=("tip",), included=("tax",)),
+    )
+
     merchant: SourcedText | None = None
     date: SourcedDate | None = None
-    items: list[ReceiptItem] = Field(default_factory=list, max_length=100)
+    items: list[ReceiptItem] = Field(default_factory=list)
     currency: SourcedText | None = None
     subtotal: SourcedAmount | None = None
     tax: SourcedAmount | None = None

@@ -1,6 +1,14 @@
 """The JSON Schema sent to a constrained decoder (llguidance, vLLM ``response_format``).
 
-:func:`decoder_schema` turns a model's JSON Schema into one that describes a finite language, which
+Two shapes, chosen by ``Settings.decoder_bounds`` (:func:`pipeline.tasks.specs.make_spec`):
+
+:func:`reply_schema` (the default, for real models) is the user's schema as written: the JSON
+Schema file itself for a schema loaded from one, else the pydantic model's JSON Schema, with every
+``$ref`` inlined (``$defs`` dropped) unless the schema is recursive and ``title`` keywords dropped.
+Nothing is bounded: a real model may emit as many rows and as long strings as the document holds;
+the total output budget (``max_tokens``) is the only cap.
+
+:func:`decoder_schema` (only for random-weight models and tests) describes a finite language, which
 a model with random weights can still finish (see ../shared/notes/qwen3-vl.md, beside the
 repository):
 
@@ -13,8 +21,12 @@ repository):
 * ``title`` keywords are dropped (they only cost prompt tokens when the schema is shown to the
   model).
 
-The bounds already in the model are kept; the defaults below only fill gaps. Validation of replies
-stays with pydantic, so a decoder bound never loosens what is accepted.
+The bounds already in the model are kept; the defaults below only fill gaps. Never use it for a
+real model: a list longer than ``DEFAULT_MAX_ITEMS`` is silently cut short.
+
+Neither shape says anything about whitespace: the in-process decoder
+(:mod:`pipeline.model.constrain`) and the OpenAI-compatible backend add "no free whitespace"
+themselves.
 """
 
 from __future__ import annotations
@@ -23,6 +35,8 @@ import copy
 from typing import Any
 
 from pydantic import BaseModel
+
+from schemas.from_json import original_json_schema
 
 DEFAULT_MAX_LENGTH = 500
 DEFAULT_MAX_ITEMS = 50
@@ -43,6 +57,60 @@ def decoder_schema(model: type[BaseModel] | dict[str, Any]) -> dict[str, Any]:
             name: _bound(_inline(defs[name], defs, recursive, ())) for name in sorted(recursive)
         }
     return out
+
+
+def reply_schema(model: type[BaseModel] | dict[str, Any]) -> dict[str, Any]:
+    """The unbounded schema of a reply: the user's schema (the original file for a schema loaded
+    from JSON Schema), ``$ref`` inlined unless recursive, titles dropped, no bound added."""
+    if isinstance(model, dict):
+        raw = model
+    else:
+        raw = original_json_schema(model) or model.model_json_schema()
+    schema = copy.deepcopy(raw)
+    defs: dict[str, Any] = schema.pop("$defs", None) or schema.pop("definitions", None) or {}
+    recursive = _recursive_defs(defs)
+    out: dict[str, Any] = _drop_titles(_inline(schema, defs, recursive, ()))
+    if recursive:
+        out["$defs"] = {
+            name: _drop_titles(_inline(defs[name], defs, recursive, ()))
+            for name in sorted(recursive)
+        }
+    return out
+
+
+#: Keywords whose value is a map of names to subschemas, or one subschema.
+_SUBSCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+_SUBSCHEMA_ONE = (
+    "items",
+    "additionalItems",
+    "additionalProperties",
+    "unevaluatedItems",
+    "unevaluatedProperties",
+    "contains",
+    "propertyNames",
+    "not",
+    "if",
+    "then",
+    "else",
+)
+
+
+def _drop_titles(node: Any) -> Any:
+    """``node`` without ``title`` keywords (in schema positions only: a property may be called
+    ``title``)."""
+    if not isinstance(node, dict):
+        return node
+    node.pop("title", None)
+    for key in _SUBSCHEMA_MAPS:
+        if isinstance(node.get(key), dict):
+            node[key] = {name: _drop_titles(sub) for name, sub in node[key].items()}
+    for key in _SUBSCHEMA_ONE:
+        if isinstance(node.get(key), dict):
+            node[key] = _drop_titles(node[key])
+    for key in (*_SUBSCHEMA_LISTS, "items"):
+        if isinstance(node.get(key), list):
+            node[key] = [_drop_titles(sub) for sub in node[key]]
+    return node
 
 
 def _ref_name(ref: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+from typing import ClassVar
 
 from pydantic import Field
 
@@ -12,23 +12,23 @@ from schemas.base import Page, Pages, Quote, ShortText, SourcedAmount, SourcedTe
 class Author(Strict):
     dedup_keys: ClassVar[tuple[str, ...]] = ("name",)
 
-    name: str = Field(max_length=120)
-    affiliation: str | None = Field(None, max_length=200)
+    name: str
+    affiliation: str | None = None
     page: Page
 
 
 class Section(Strict):
     dedup_keys: ClassVar[tuple[str, ...]] = ("heading",)
 
-    heading: str = Field(max_length=200)
-    summary: str | None = Field(None, max_length=600)
+    heading: str
+    summary: str | None = None
     pages: Pages = Field(default_factory=list)
 
 
 class Finding(Strict):
     dedup_keys: ClassVar[tuple[str, ...]] = ("finding",)
 
-    finding: str = Field(max_length=400)
+    finding: str
     pages: Pages = Field(default_factory=list)
     quote: Quote = None
 
@@ -37,11 +37,11 @@ class ScientificPaper(Strict):
     """A research paper: bibliographic data, structure and main findings."""
 
     title: SourcedText | None = None
-    authors: list[Author] = Field(default_factory=list, max_length=50)
+    authors: list[Author] = Field(default_factory=list)
     abstract: SourcedText | None = None
-    keywords: list[ShortText] = Field(default_factory=list, max_length=20)
-    sections: list[Section] = Field(default_factory=list, max_length=60)
-    findings: list[Finding] = Field(default_factory=list, max_length=20)
+    keywords: list[ShortText] = Field(default_factory=list)
+    sections: list[Section] = Field(default_factory=list)
+    findings: list[Finding] = Field(default_factory=list)
     references_count: SourcedAmount | None = Field(
         None, description="number of entries in the references"
     )
@@ -50,10 +50,10 @@ class ScientificPaper(Strict):
 class Slide(Strict):
     dedup_keys: ClassVar[tuple[str, ...]] = ("slide",)
 
-    slide: int = Field(ge=1, le=10_000, description="slide number (the page number of the slide)")
-    title: str | None = Field(None, max_length=200)
-    bullets: list[ShortText] = Field(default_factory=list, max_length=20)
-    notes: str | None = Field(None, max_length=600)
+    slide: int = Field(ge=1, description="slide number (the page number of the slide)")
+    title: str | None = None
+    bullets: list[ShortText] = Field(default_factory=list)
+    notes: str | None = None
     page: Page
 
 
@@ -61,7 +61,7 @@ class SlideDeck(Strict):
     """An outline of a slide deck, one entry per slide."""
 
     title: SourcedText | None = None
-    slides: list[Slide] = Field(default_factory=list, max_length=500)
+    slides: list[Slide] = Field(default_factory=list)
 
 
 class FormField(Strict):
@@ -69,8 +69,8 @@ class FormField(Strict):
 
     dedup_keys: ClassVar[tuple[str, ...]] = ("key",)
 
-    key: str = Field(max_length=200)
-    value: str | None = Field(None, max_length=500)
+    key: str
+    value: str | None = None
     checked: bool | None = Field(None, description="for checkboxes: whether it is ticked")
     page: Page
     quote: Quote = None
@@ -80,7 +80,7 @@ class FormData(Strict):
     """Key-value pairs of a form."""
 
     form_title: SourcedText | None = None
-    fields: list[FormField] = Field(default_factory=list, max_length=300)
+    fields: list[FormField] = Field(default_factory=list)
 
 
 class TableRow(Strict):
@@ -88,8 +88,8 @@ class TableRow(Strict):
 
     dedup_keys: ClassVar[tuple[str, ...]] = ("table", "cells")
 
-    table: int = Field(1, ge=1, le=1000, description="which table on the document, counting from 1")
-    cells: list[Annotated[str | None, Field(max_length=200)]] = Field(max_length=40)
+    table: int = Field(1, ge=1, description="which table on the document, counting from 1")
+    cells: list[str | None]
     page: Page
     quote: Quote = None
 
@@ -97,14 +97,14 @@ class TableRow(Strict):
 class TableHeader(Strict):
     dedup_keys: ClassVar[tuple[str, ...]] = ("table",)
 
-    table: int = Field(ge=1, le=1000)
-    caption: str | None = Field(None, max_length=300)
-    columns: list[str] = Field(default_factory=list, max_length=40)
+    table: int = Field(ge=1)
+    caption: str | None = None
+    columns: list[str] = Field(default_factory=list)
     page: Page
 
 
 class Tables(Strict):
     """Tables as header plus rows (rows of a table that continues across pages share its number)."""
 
-    tables: list[TableHeader] = Field(default_factory=list, max_length=50)
-    rows: list[TableRow] = Field(default_factory=list, max_length=1000)
+    tables: list[TableHeader] = Field(default_factory=list)
+    rows: list[TableRow] = Field(default_factory=list)

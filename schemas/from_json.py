@@ -8,15 +8,34 @@ boolean / null and lists of them, ``properties``, ``required``, ``additionalProp
 ``minItems``, ``maxItems``. Anything else (``allOf``, remote references, recursion, tuple
 ``prefixItems``...) is refused with a :class:`~schemas.errors.SchemaError` naming the keyword and
 where it is, rather than silently ignored.
+
+The file as the user wrote it stays the contract: the generated model class keeps it (parsed) in
+``__docvl_json_schema__`` (:func:`original_json_schema`), and the final output is checked against it
+(:mod:`schemas.validate`).
+
+Before anything is converted, :func:`check_schema` looks for a schema that contradicts itself, and
+loading refuses it with a :class:`~schemas.errors.SchemaError` naming every problem and where it is
+(so ``docvl`` stops before any page is rendered):
+
+* not a valid JSON Schema (checked against the metaschema of its ``$schema``, Draft 2020-12 when it
+  names none);
+* a ``$ref`` that points to nothing;
+* a key in ``required`` with no entry in ``properties``. This is an error, not a warning: docvl
+  shows the model the properties and derives its validation model from them, so it could never ask
+  for such a key, and every output would fail the user's own schema.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote
 
+from jsonschema import Draft202012Validator
+from jsonschema.validators import validator_for
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from schemas.errors import SchemaError
@@ -53,6 +72,24 @@ _SCALARS: dict[str, Any] = {
     "boolean": bool,
     "null": type(None),
 }
+#: The class attribute holding the parsed file on a model made from a JSON Schema.
+ORIGINAL_ATTR = "__docvl_json_schema__"
+#: Keywords whose value is a map of names to subschemas / a subschema / a list of subschemas.
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+_SCHEMA_ONE = (
+    "items",
+    "additionalItems",
+    "additionalProperties",
+    "unevaluatedItems",
+    "unevaluatedProperties",
+    "contains",
+    "propertyNames",
+    "not",
+    "if",
+    "then",
+    "else",
+)
+_SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems", "items")
 
 
 def model_from_json_schema_file(path: Path) -> type[BaseModel]:
@@ -74,10 +111,117 @@ def model_from_json_schema(
         raise SchemaError(
             f'{origin}: the top level must be {{"type": "object", "properties": {{...}}}}'
         )
+    problems = check_schema(schema)
+    if problems:
+        raise SchemaError(f"{origin}: inconsistent JSON Schema: " + "; ".join(problems))
     converter = _Converter(schema, origin)
     model = converter.object_model(schema, name, "#")
     model.__doc__ = str(schema.get("description") or f"Schema loaded from {origin}.")
+    setattr(model, ORIGINAL_ATTR, copy.deepcopy(schema))
     return model
+
+
+def original_json_schema(model: type[BaseModel]) -> dict[str, Any] | None:
+    """The JSON Schema a model was made from, as the user wrote it (None for built-in and Python
+    models)."""
+    original = getattr(model, ORIGINAL_ATTR, None)
+    return original if isinstance(original, dict) else None
+
+
+def check_schema(schema: Any) -> list[str]:
+    """What makes a JSON Schema inconsistent, one message each naming the place (a JSON pointer):
+    metaschema violations, ``$ref`` to nothing, ``required`` keys without a property. Empty when
+    consistent."""
+    if not isinstance(schema, dict):
+        return [f"a JSON Schema must be an object, got {type(schema).__name__}"]
+    cls = validator_for(schema, default=Draft202012Validator)
+    problems = [
+        f"not a valid JSON Schema at {_pointer(err.absolute_path)}: {err.message}"
+        for err in sorted(
+            cls(cls.META_SCHEMA).iter_errors(schema), key=lambda e: [str(p) for p in e.path]
+        )
+    ]
+    _check_node(schema, "#", schema, problems)
+    return problems
+
+
+def resolve_local_ref(root: dict[str, Any], ref: str) -> Any:
+    """The subschema a local ``$ref`` (``#``, ``#/json/pointer``, ``#anchor``) names in ``root``;
+    None when it names nothing (or is not local)."""
+    if ref == "#":
+        return root
+    if ref.startswith("#/"):
+        node: Any = root
+        for raw in ref[2:].split("/"):
+            part = unquote(raw).replace("~1", "/").replace("~0", "~")
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                return None
+        return node
+    if ref.startswith("#") and len(ref) > 1:
+        return _anchor(root, ref[1:])
+    return None
+
+
+def _anchor(node: Any, name: str) -> Any:
+    if isinstance(node, dict):
+        if node.get("$anchor") == name:
+            return node
+        values: Any = node.values()
+    elif isinstance(node, list):
+        values = node
+    else:
+        return None
+    for value in values:
+        found = _anchor(value, name)
+        if found is not None:
+            return found
+    return None
+
+
+def _pointer(path: Any) -> str:
+    parts = [str(p).replace("~", "~0").replace("/", "~1") for p in path]
+    return "#" + "".join(f"/{p}" for p in parts)
+
+
+def _check_node(node: Any, where: str, root: dict[str, Any], problems: list[str]) -> None:
+    if not isinstance(node, dict):
+        return
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#") and resolve_local_ref(root, ref) is None:
+        problems.append(f"$ref {ref!r} at {where} points to nothing (no such definition)")
+    props = node.get("properties")
+    required = node.get("required")
+    types = node.get("type")
+    is_object = (
+        isinstance(props, dict)
+        or types == "object"
+        or (isinstance(types, list) and "object" in types)
+    )
+    if is_object and isinstance(required, list):
+        known = props if isinstance(props, dict) else {}
+        for key in required:
+            if isinstance(key, str) and key not in known:
+                problems.append(
+                    f"required key {key!r} at {where} has no entry in 'properties' "
+                    "(add it to 'properties' or remove it from 'required')"
+                )
+    for keyword in _SCHEMA_MAPS:
+        subs = node.get(keyword)
+        if isinstance(subs, dict):
+            for name, sub in subs.items():
+                _check_node(sub, f"{where}/{keyword}/{_pointer([name])[2:]}", root, problems)
+    for keyword in _SCHEMA_ONE:
+        if isinstance(node.get(keyword), dict):
+            _check_node(node[keyword], f"{where}/{keyword}", root, problems)
+    for keyword in _SCHEMA_LISTS:
+        subs = node.get(keyword)
+        if isinstance(subs, list):
+            for i, sub in enumerate(subs):
+                _check_node(sub, f"{where}/{keyword}/{i}", root, problems)
 
 
 def _class_name(stem: str) -> str:

@@ -4,7 +4,8 @@
 * a built-in name (``invoice``; see :func:`list_schemas`);
 * ``package.module:ClassName`` naming a pydantic ``BaseModel`` subclass importable from
   ``sys.path``;
-* a path to a ``.json`` file holding a JSON Schema (converted by :mod:`schemas.from_json`).
+* a path to a ``.json`` file holding a JSON Schema (checked for consistency and converted by
+  :mod:`schemas.from_json`; the model keeps the file as the contract).
 Anything else raises :class:`~schemas.errors.SchemaError` saying what was tried.
 """
 
@@ -21,7 +22,7 @@ from pydantic import BaseModel
 from schemas.commerce import Invoice, PurchaseOrder, Receipt
 from schemas.documents import FormData, ScientificPaper, SlideDeck, Tables
 from schemas.errors import SchemaError
-from schemas.from_json import model_from_json_schema_file
+from schemas.from_json import model_from_json_schema_file, original_json_schema
 from schemas.summary import Answer, DocumentSummary
 
 
@@ -34,16 +35,18 @@ class SchemaEntry:
     extraction: bool = True
 
 
+#: 2.0: no output-size caps in the contract any more (list and string lengths, number ranges): a
+#: consumer that relied on them (a 300-character column, at most 200 lines) sees longer values.
 _ENTRIES: tuple[SchemaEntry, ...] = (
-    SchemaEntry("invoice", Invoice, "1.0"),
-    SchemaEntry("purchase_order", PurchaseOrder, "1.0"),
-    SchemaEntry("receipt", Receipt, "1.0"),
-    SchemaEntry("paper", ScientificPaper, "1.0"),
-    SchemaEntry("slides", SlideDeck, "1.0"),
-    SchemaEntry("form", FormData, "1.0"),
-    SchemaEntry("tables", Tables, "1.0"),
-    SchemaEntry("summary", DocumentSummary, "1.0", extraction=False),
-    SchemaEntry("answer", Answer, "1.0", extraction=False),
+    SchemaEntry("invoice", Invoice, "2.0"),
+    SchemaEntry("purchase_order", PurchaseOrder, "2.0"),
+    SchemaEntry("receipt", Receipt, "2.0"),
+    SchemaEntry("paper", ScientificPaper, "2.0"),
+    SchemaEntry("slides", SlideDeck, "2.0"),
+    SchemaEntry("form", FormData, "2.0"),
+    SchemaEntry("tables", Tables, "2.0"),
+    SchemaEntry("summary", DocumentSummary, "2.0", extraction=False),
+    SchemaEntry("answer", Answer, "2.0", extraction=False),
 )
 BUILTIN: dict[str, SchemaEntry] = {e.name: e for e in _ENTRIES}
 _BY_MODEL: dict[type[BaseModel], SchemaEntry] = {e.model: e for e in _ENTRIES}
@@ -119,13 +122,14 @@ def schema_name(model: type[BaseModel]) -> str:
 
 def schema_version(model: type[BaseModel]) -> str:
     """A built-in's declared version; else a class ``schema_version`` attribute; else a content hash
-    (``sha256:`` + 12 hex digits of the canonical JSON Schema), so any change to a custom schema
-    shows."""
+    (``sha256:`` + 12 hex digits of the canonical JSON Schema: the file as written for a schema
+    loaded from one, else the model's), so any change to a custom schema shows."""
     entry = _BY_MODEL.get(model)
     if entry is not None:
         return entry.version
     declared = getattr(model, "schema_version", None)
     if isinstance(declared, str):
         return declared
-    canonical = json.dumps(model.model_json_schema(), sort_keys=True, separators=(",", ":"))
+    schema = original_json_schema(model) or model.model_json_schema()
+    canonical = json.dumps(schema, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:12]

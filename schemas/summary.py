@@ -12,7 +12,7 @@ from schemas.base import Confidence, Page, Pages, Quote, ShortText, Strict, Text
 class KeyPoint(Strict):
     dedup_keys: ClassVar[tuple[str, ...]] = ("point",)
 
-    point: str = Field(max_length=300)
+    point: str
     pages: Pages = Field(default_factory=list)
 
 
@@ -20,8 +20,8 @@ class DocumentSummary(Strict):
     """A faithful summary of the whole document with the pages behind each key point."""
 
     title: ShortText | None = None
-    summary: str = Field(max_length=3000)
-    key_points: list[KeyPoint] = Field(default_factory=list, max_length=12)
+    summary: str
+    key_points: list[KeyPoint] = Field(default_factory=list)
 
 
 class QuoteRef(Strict):
@@ -30,9 +30,9 @@ class QuoteRef(Strict):
     dedup_keys: ClassVar[tuple[str, ...]] = ("page", "text")
 
     page: Page
-    text: str = Field(max_length=300)
+    text: str
     #: Document number from the ``<document N: ...>`` header when several documents share a prompt.
-    document: int | None = Field(None, ge=1, le=1000)
+    document: int | None = Field(None, ge=1)
 
 
 class Answer(Strict):
@@ -42,7 +42,7 @@ class Answer(Strict):
     #: False when the documents do not contain the answer (then ``answer`` says so).
     found: bool = True
     pages: Pages = Field(default_factory=list)
-    quotes: list[QuoteRef] = Field(default_factory=list, max_length=8)
+    quotes: list[QuoteRef] = Field(default_factory=list)
     confidence: Confidence | None = None
 
 

@@ -30,6 +30,7 @@ from pipeline.model.transformers_backend import TransformersBackend
 from pipeline.plan.count import TokenCounter
 from pipeline.plan.prompt import Turn
 from pipeline.settings import Settings
+from pipeline.tasks.specs import task_specs
 
 OK_BODY: dict[str, Any] = {
     "choices": [
@@ -294,7 +295,11 @@ def test_response_format_payload(
         "type": "json_schema",
         "json_schema": {
             "name": "My_Reply",
-            "schema": {"type": "object", "title": "My Reply"},
+            "schema": {
+                "type": "object",
+                "title": "My Reply",
+                "x-guidance": {"whitespace_flexible": False},
+            },
             "strict": True,
         },
     }
@@ -305,6 +310,78 @@ def test_response_format_payload(
         20,
     )
     assert body["messages"][-1] == {"role": "user", "content": [{"type": "text", "text": "hi"}]}
+
+
+BOUNDS = ("maxItems", "maxLength", "minimum", "maximum", "multipleOf", "minItems")
+
+
+def bound_pairs(node: Any) -> set[tuple[str, Any]]:
+    """Every (bound keyword, value) anywhere in a schema."""
+    if isinstance(node, list):
+        return {pair for value in node for pair in bound_pairs(value)}
+    if not isinstance(node, dict):
+        return set()
+    own = {(k, node[k]) for k in BOUNDS if k in node and not isinstance(node[k], dict)}
+    return own.union(*(bound_pairs(v) for k, v in node.items() if k not in ("enum", "const")))
+
+
+def test_request_body_carries_the_users_schema_unbounded(
+    scripted_server: type[Scripted], tmp_path: Path
+) -> None:
+    """What a vLLM or OpenRouter server receives with default settings: the user's schema with no
+    bound it did not have, no free whitespace, and the configured output budget."""
+    user_schema = {
+        "type": "object",
+        "properties": {
+            "vendor": {"type": "string"},
+            "rows": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "text": {"type": "string"},
+                        "amount": {"type": "number", "minimum": 0},
+                    },
+                    "required": ["text"],
+                    "additionalProperties": False,
+                },
+            },
+        },
+        "required": ["rows"],
+        "additionalProperties": False,
+    }
+    path = tmp_path / "rows.json"
+    path.write_text(json.dumps(user_schema))
+    server = scripted_server([(200, {}, OK_BODY)])
+    settings = Settings(
+        backend="openai",
+        base_url=server.url,
+        model="m",
+        tasks=("extract",),
+        schema_name=str(path),
+        max_output_tokens=12_345,
+    )
+    [spec] = task_specs(settings)
+    backend = OpenAIBackend(settings)
+    backend.generate([], [spec.request(0.0)])
+    body = server.requests[-1][2]
+    sent = body["response_format"]["json_schema"]["schema"]
+    assert body["max_tokens"] == 12_345
+    assert sent.pop("x-guidance") == {"whitespace_flexible": False}
+    assert sent == user_schema
+    assert bound_pairs(sent) == {("minimum", 0)}
+
+    # a built-in: no caps at all; only the page fields carry the window's pages
+    [invoice] = task_specs(settings.model_copy(update={"schema_name": "invoice"}))
+    backend.generate([], [invoice.request(0.0, pages=[2, 3])])
+    body = server.requests[-1][2]
+    sent = body["response_format"]["json_schema"]["schema"]
+    assert body["max_tokens"] == 12_345
+    assert sent["x-guidance"] == {"whitespace_flexible": False}
+    assert bound_pairs(sent) == {("minimum", 2), ("maximum", 3)}
+    text = json.dumps(sent)
+    assert "$ref" not in text and "maxItems" not in text and "maxLength" not in text
+    backend.close()
 
 
 def test_client_errors_are_not_retried(scripted_server: type[Scripted]) -> None:

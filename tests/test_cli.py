@@ -47,7 +47,7 @@ def test_plan_text_output(samples: Path, capsys: pytest.CaptureFixture[str]) -> 
     code, out, _ = run(capsys, "plan", str(samples / "report.pdf"), "--price-input", "1.0")
     assert code == 0
     assert (
-        "window 1: pages 1-5" in out
+        "window 1 (summary): pages 1-5" in out
         and "estimated cost $" in out
         and "page tokens (image+text): 1:" in out
     )

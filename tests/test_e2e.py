@@ -3,6 +3,9 @@
 These are the model layer's acceptance checks: a CLI run writes one schema-valid record whose input
 tokens equal the plan's, the OpenAI-compatible path gives the same, two tasks share one prefill, and
 a long document goes through map → reduce → check to one valid result.
+
+Random weights terminate only on bounded schemas: every run here opts into
+``Settings.decoder_bounds`` (``DOCVL_DECODER_BOUNDS=1`` for the CLI).
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ def test_cli_run_extract_invoice_matches_plan(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)  # the result cache goes to ./.docvl-cache
+    monkeypatch.setenv("DOCVL_DECODER_BOUNDS", "1")  # random weights need the bounded schema
     args = [
         str(samples / "invoice.pdf"),
         "--task",
@@ -89,6 +93,7 @@ def test_openai_backend_against_local_server_matches_plan(
             model=str(tiny_model_dir),
             tasks=("extract",),
             schema_name="invoice",
+            decoder_bounds=True,
         )
         client = OpenAIBackend(settings)
         envelope = Engine(settings, client, counter_for(settings)).analyze(
@@ -114,7 +119,10 @@ def test_openai_backend_against_local_server_matches_plan(
 
 def test_summary_and_extraction_share_one_prefill(tiny_model_dir: Path, samples: Path) -> None:
     settings = Settings(
-        model=str(tiny_model_dir), tasks=("summary", "extract"), schema_name="invoice"
+        model=str(tiny_model_dir),
+        tasks=("summary", "extract"),
+        schema_name="invoice",
+        decoder_bounds=True,
     )
     fresh = TransformersBackend(str(tiny_model_dir))  # no prefix cached from other tests
     try:
@@ -144,6 +152,7 @@ def test_long_book_runs_map_reduce_to_one_valid_result(
         min_pixels=16 * 1024,
         context_window=12_288,
         max_output_tokens=4_096,
+        decoder_bounds=True,
     )
     envelope = Engine(settings, backend, counter_for(settings)).analyze(
         [corpus / "good/freeculture_book_352p.pdf"]

@@ -15,7 +15,6 @@ from pipeline.settings import Settings
 from pipeline.tasks.repair import (
     RepairFailed,
     looks_repetitive,
-    next_temperature,
     repair,
     run_tasks,
 )
@@ -75,14 +74,16 @@ def test_only_the_last_reply_is_kept_in_the_prompt() -> None:
     assert "could not be used" in backend.requests[1].turns[0].feedback
 
 
-def test_length_and_repetition_retry_at_a_higher_temperature() -> None:
+@pytest.mark.parametrize(
+    "reply", [('{"title": "T", "summ', "length"), '{"title": "' + "la " * 100], ids=["cut", "loop"]
+)
+def test_length_and_repetition_are_never_asked_again(reply: object) -> None:
     settings = Settings(max_attempts=3)
-    looping = '{"title": "' + "la " * 100
-    backend = ScriptedBackend([('{"title": "T", "summ', "length"), looping, SUMMARY])
+    backend = ScriptedBackend([reply, SUMMARY])
     outcome = run_tasks(backend, CONTENT, [summary_spec(settings)], settings)[0]
-    assert outcome.ok and outcome.attempts == 3
-    assert [r.temperature for r in backend.requests] == [0.0, 0.7, 1.0]
-    assert all(r.turns == () for r in backend.requests)
+    assert not outcome.ok and outcome.error is not None
+    assert outcome.error.code == "reply_too_long" and outcome.attempts == 1
+    assert len(backend.requests) == 1  # the engine splits the window instead
 
 
 def test_valid_reply_is_accepted_even_when_cut_off_after_the_json() -> None:
@@ -140,7 +141,6 @@ def test_run_tasks_records_failures_instead_of_raising() -> None:
 
 
 def test_helpers() -> None:
-    assert [next_temperature(t) for t in (0.0, 0.7, 1.0, 0.2)] == [0.7, 1.0, 1.3, 0.7]
     assert looks_repetitive('{"a": "' + "abc " * 40)
     assert looks_repetitive("x" * 100)
     assert not looks_repetitive(SUMMARY)

@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from pipeline.engine.prepare import Pass, Prepared
+from pipeline.engine.prepare import Pass, Prepared, document_plan
 from pipeline.engine.windows import WindowResult, subset_content
 from pipeline.errors import ErrorRecord
 from pipeline.ingest.document import LoadedDocument
@@ -41,11 +41,19 @@ from pipeline.result import (
     SummaryOutput,
     Timings,
     Usage,
-    Window,
 )
 from pipeline.settings import Settings
 from pipeline.tasks.grounding import PageText, ground
-from pipeline.tasks.reduce import complete, merge_partials, reduce_with_model, uncited_pages
+from pipeline.tasks.reduce import (
+    complete,
+    expected_rows,
+    keep_pages,
+    merge_partials,
+    page_completeness,
+    record_list_fields,
+    reduce_with_model,
+    uncited_pages,
+)
 from pipeline.tasks.specs import TaskSpec
 from schemas import Answer, DocumentSummary
 
@@ -86,13 +94,33 @@ class _Outputs:
         self.errors: dict[int, list[ErrorRecord]] = {}
 
 
-def _partials(spec: TaskSpec, results: Sequence[WindowResult]) -> list[tuple[str, BaseModel]]:
+def _owned(pass_: Pass) -> dict[int, tuple[int, int]]:
+    """Per window of a one-document pass, the pages whose records it contributes: all its pages,
+    but a page it shares with the next segment belongs to that segment (which sees what follows)."""
+    windows = sorted(pass_.windows, key=lambda w: w.first_page)
+    owned = {}
+    for k, w in enumerate(windows):
+        last = w.last_page
+        if k + 1 < len(windows) and windows[k + 1].first_page <= w.last_page:
+            last = windows[k + 1].first_page - 1
+        owned[w.index] = (w.first_page, last)
+    return owned
+
+
+def _partials(
+    spec: TaskSpec, results: Sequence[WindowResult], owned: dict[int, tuple[int, int]] | None = None
+) -> list[tuple[str, BaseModel]]:
     out: list[tuple[str, BaseModel]] = []
     for wr in results:
         for tr in wr.tasks:
-            if tr.task == spec.name and tr.data is not None:
-                label = f"pages {wr.window.first_page}-{wr.window.last_page}"
-                out.append((label, spec.model.model_validate(tr.data)))
+            if tr.task != spec.name or tr.data is None:
+                continue
+            data = tr.data
+            if owned is not None and wr.window.index in owned:
+                first, last = owned[wr.window.index]
+                data = keep_pages(spec.model, data, range(first, last + 1))
+            label = f"pages {wr.window.first_page}-{wr.window.last_page}"
+            out.append((label, spec.model.model_validate(data)))
     return out
 
 
@@ -142,22 +170,28 @@ def _extraction(
 ) -> ExtractionOutput:
     doc = prepared.loaded(pass_)[0]
     data, conflicts = merge_partials(spec.model, [v for _, v in partials])
-    check = Completeness()
-    ranges = [(w.first_page, w.last_page) for w in pass_.windows]
-    if len(ranges) > 1:
-        done = complete(
-            backend,
-            spec,
-            settings,
-            data,
-            ranges,
-            lambda pages: subset_content(prepared, pass_, 0, pages, settings),
-        )
-        usage.add(done.usage)
-        errors.extend(done.errors)
-        data, conflicts = done.data, conflicts + done.conflicts
-        check = Completeness(reasked_pages=done.reasked_pages, added_records=done.added_records)
+    expected = {
+        p.page: expected_rows(p.text, first_page=p.page == 1) if p.has_text_layer else None
+        for p in doc.pages
+    }
+    done = complete(
+        backend,
+        spec,
+        settings,
+        data,
+        sorted(_owned(pass_).values()),
+        lambda pages: subset_content(
+            prepared, pass_, 0, [p for p in pages if p <= doc.page_count], settings
+        ),
+        expected,
+    )
+    usage.add(done.usage)
+    errors.extend(done.errors)
+    data, conflicts = done.data, conflicts + done.conflicts
+    check = Completeness(reasked_pages=done.reasked_pages, added_records=done.added_records)
     check.uncited_pages = uncited_pages(data, 1, doc.page_count)
+    if record_list_fields(spec.model):
+        check.pages = page_completeness(spec.model, data, expected)
     return ExtractionOutput(
         schema_name=spec.schema_name,
         schema_version=spec.schema_version,
@@ -176,7 +210,8 @@ def _reduce_passes(
         mine = [r for r in results if r.pass_index == p]
         usage, errors = out.usage.setdefault(p, Usage()), out.errors.setdefault(p, [])
         for spec in pass_.specs:
-            partials = _partials(spec, mine)
+            owned = _owned(pass_) if spec.name == "extract" and not pass_.shared else None
+            partials = _partials(spec, mine, owned)
             if not partials:
                 continue
             if spec.name == "extract":
@@ -203,19 +238,6 @@ def _chooser(docs: Sequence[LoadedDocument], own: int) -> Any:
     return choose
 
 
-def _doc_windows(prepared: Prepared, pass_: Pass, member: int) -> list[Window]:
-    paths = [str(prepared.unit.paths[i]) for i in pass_.docs]
-    return [
-        w.model_copy(
-            update={
-                "tasks": [s.name for s in pass_.specs],
-                "shared_with": sorted({paths[s.doc] for s in w.spans if s.doc != member}),
-            }
-        )
-        for w in pass_.plans[member].windows
-    ]
-
-
 def build_envelopes(
     prepared: Prepared, results: Sequence[WindowResult], backend: ModelBackend, settings: Settings
 ) -> list[ResultEnvelope]:
@@ -240,12 +262,18 @@ def build_envelopes(
             )
             continue
         source.kind, source.pages = doc.kind.value, doc.page_count
+        planned = document_plan(prepared, i)
         env = ResultEnvelope(
             source=source,
             status="ok",
             warnings=list(doc.warnings),
             model=model,
-            plan=PlanSummary(exact_tokens=prepared.exact_tokens),
+            plan=PlanSummary(
+                exact_tokens=prepared.exact_tokens,
+                input_tokens=planned.input_tokens,
+                estimated_cost_usd=planned.estimated_cost_usd,
+                windows=planned.windows,
+            ),
         )
         usage, timings = Usage(), Timings(**prepared.timings[i])
         timings.reduce = round(reduce_s, 6)
@@ -253,15 +281,7 @@ def build_envelopes(
             if i not in pass_.docs:
                 continue
             member = pass_.docs.index(i)
-            windows = _doc_windows(prepared, pass_, member)
-            env.plan.windows.extend(
-                w.model_copy(update={"index": len(env.plan.windows) + k})
-                for k, w in enumerate(windows)
-            )
-            env.plan.input_tokens += pass_.plans[member].input_tokens
-            env.plan.estimated_cost_usd = round(
-                env.plan.estimated_cost_usd + pass_.plans[member].estimated_cost_usd, 6
-            )
+            windows = pass_.plans[member].windows
             spans = {tuple((s.doc, s.first_page, s.last_page) for s in w.spans) for w in windows}
             for wr in results:
                 key = tuple((s.doc, s.first_page, s.last_page) for s in wr.window.spans)
@@ -288,6 +308,12 @@ def build_envelopes(
             for spec in pass_.specs:
                 if (p, spec.name) in outputs.extract:
                     env.extraction = outputs.extract[(p, spec.name)]
+                    env.warnings.extend(
+                        f"page {c.page} looks incomplete: {c.records} record(s) for "
+                        f"{c.expected_rows} table-like line(s)"
+                        for c in env.extraction.completeness.pages
+                        if c.status == "short"
+                    )
                 value = outputs.value.get((p, spec.name))
                 if isinstance(value, DocumentSummary):
                     env.summary = SummaryOutput(

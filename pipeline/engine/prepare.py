@@ -22,9 +22,10 @@ from pipeline.errors import DocvlError, ErrorRecord
 from pipeline.ingest.document import LoadedDocument
 from pipeline.ingest.load import load_document
 from pipeline.plan.count import TokenCounter
-from pipeline.plan.planner import DocumentPlan, plan_loaded
+from pipeline.plan.planner import DocumentPlan, Plan, plan_loaded
 from pipeline.result import Window
 from pipeline.settings import Settings
+from pipeline.tasks.reduce import record_list_fields
 from pipeline.tasks.specs import TaskSpec
 
 CHUNK = 1 << 20
@@ -101,6 +102,8 @@ class Prepared:
     docs: list[LoadedDocument | None]
     passes: list[Pass]
     exact_tokens: bool
+    #: Counts what a split window's halves and enlarged budgets leave of the context.
+    counter: TokenCounter
     #: Load or plan failures per unit document (the document's record then says so).
     errors: dict[int, list[ErrorRecord]] = field(default_factory=dict)
     #: Seconds per unit document: ``load``, ``plan``.
@@ -125,7 +128,9 @@ def prepare(
 ) -> Prepared:
     """Load and plan a unit. Bad input becomes error records; only bugs raise."""
     docs: list[LoadedDocument | None] = []
-    prepared = Prepared(unit=unit, docs=docs, passes=[], exact_tokens=counter.exact)
+    prepared = Prepared(
+        unit=unit, docs=docs, passes=[], exact_tokens=counter.exact, counter=counter
+    )
     try:
         for i, path in enumerate(unit.paths):
             t0 = time.perf_counter()
@@ -146,19 +151,54 @@ def prepare(
                 [i for i, d in enumerate(docs) if d is not None],
                 shared=True,
             )
+        single = settings.model_copy(update={"share_windows": False})
         for i, doc in enumerate(docs):
-            if doc is not None and (own or not shared):
-                _add_pass(
-                    prepared,
-                    own,
-                    settings.model_copy(update={"share_windows": False}),
-                    counter,
-                    [i],
-                )
+            if doc is not None and own:
+                _add_own_passes(prepared, own, single, counter, i)
     except BaseException:
         prepared.close()
         raise
     return prepared
+
+
+def _add_own_passes(
+    prepared: Prepared, specs: list[TaskSpec], settings: Settings, counter: TokenCounter, i: int
+) -> None:
+    """One document's tasks. An extraction into record lists gets output-aware segments; the
+    other tasks keep context-sized windows. When both plans are the same single window, every
+    task shares one pass (one prefill)."""
+    lists = [s for s in specs if s.name == "extract" and record_list_fields(s.model)]
+    if not lists:
+        _add_pass(prepared, specs, settings, counter, [i])
+        return
+    rest = [s for s in specs if s not in lists]
+    seg = _plan(prepared, lists, settings, counter, [i], segments=True)
+    ctx = _plan(prepared, rest or lists, settings, counter, [i])
+    one = [w.spans for w in seg.documents[0].windows] == [w.spans for w in ctx.documents[0].windows]
+    if one and len(seg.documents[0].windows) == 1:
+        _add_pass(prepared, specs, settings, counter, [i])
+        return
+    if rest:
+        _add_pass(prepared, rest, settings, counter, [i], plan=ctx)
+    _add_pass(prepared, lists, settings, counter, [i], plan=seg)
+
+
+def _plan(
+    prepared: Prepared,
+    specs: list[TaskSpec],
+    settings: Settings,
+    counter: TokenCounter,
+    members: list[int],
+    *,
+    segments: bool = False,
+) -> Plan:
+    return plan_loaded(
+        [d for d in (prepared.docs[i] for i in members) if d is not None],
+        settings,
+        counter,
+        {s.name: s.instruction for s in specs},
+        segments=segments,
+    )
 
 
 def _add_pass(
@@ -169,16 +209,12 @@ def _add_pass(
     members: list[int],
     *,
     shared: bool = False,
+    plan: Plan | None = None,
 ) -> None:
     if not members:
         return
     t0 = time.perf_counter()
-    plan = plan_loaded(
-        [d for d in (prepared.docs[i] for i in members) if d is not None],
-        settings,
-        counter,
-        {s.name: s.instruction for s in specs},
-    )
+    plan = plan or _plan(prepared, specs, settings, counter, members)
     prepared.exact_tokens = plan.exact_tokens
     plans = plan.documents
     for unit_index, doc_plan in zip(members, plans, strict=True):
@@ -199,3 +235,74 @@ def _add_pass(
     for i in members:
         timing = prepared.timings[i]
         timing["plan"] = round(timing.get("plan", 0.0) + seconds, 6)
+
+
+def document_plan(prepared: Prepared, i: int) -> DocumentPlan:
+    """The plan of the unit's document ``i`` over every pass it is in: the windows the engine runs
+    for it, in pass order, each naming its tasks and the other documents sharing it."""
+    path = prepared.unit.paths[i]
+    errors = prepared.errors.get(i, [])
+    doc = prepared.docs[i]
+    if doc is None:
+        return DocumentPlan(path=str(path), status="failed", error=errors[0] if errors else None)
+    windows: list[Window] = []
+    plans: list[DocumentPlan] = []
+    for pass_ in prepared.passes:
+        if i not in pass_.docs:
+            continue
+        member = pass_.docs.index(i)
+        plans.append(pass_.plans[member])
+        names = [str(prepared.unit.paths[d]) for d in pass_.docs]
+        base = len(windows)
+        windows.extend(
+            w.model_copy(
+                update={
+                    "index": base + k,
+                    "tasks": [s.name for s in pass_.specs],
+                    "shared_with": sorted({names[s.doc] for s in w.spans if s.doc != member}),
+                }
+            )
+            for k, w in enumerate(pass_.plans[member].windows)
+        )
+    failed = bool(errors) and not windows
+    return DocumentPlan(
+        path=str(path),
+        kind=doc.kind.value,
+        status="failed" if failed else "ok",
+        strategy="segments" if any(p.strategy == "segments" for p in plans) else "context",
+        sha256=doc.sha256,
+        pages=doc.page_count,
+        page_tokens=plans[0].page_tokens if plans else [],
+        windows=windows,
+        input_tokens=sum(p.input_tokens for p in plans),
+        estimated_cost_usd=round(sum(p.estimated_cost_usd for p in plans), 6),
+        warnings=list(doc.warnings),
+        error=errors[0] if errors else None,
+    )
+
+
+def plan_documents(
+    paths: Sequence[Path], settings: Settings, counter: TokenCounter, specs: Sequence[TaskSpec]
+) -> Plan:
+    """The plan the engine would run (``docvl plan``): every unit loaded, planned and closed; one
+    entry per path, a bad file as a failed entry. No model call."""
+    units, of_path = make_units(paths, settings, specs)
+    per_unit: list[list[DocumentPlan]] = []
+    for unit in units:
+        prepared = prepare(unit, settings, counter, specs)
+        try:
+            per_unit.append([document_plan(prepared, i) for i in range(len(unit.paths))])
+        finally:
+            prepared.close()
+    documents = []
+    for path, u in zip(paths, of_path, strict=True):
+        unit = units[u]
+        entry = per_unit[u][unit.paths.index(path) if path in unit.paths else 0]
+        documents.append(entry.model_copy(update={"path": str(path)}))
+    return Plan(
+        context_window=settings.context_window,
+        max_output_tokens=settings.max_output_tokens,
+        exact_tokens=counter.exact,
+        framing_tokens=max(counter.framing(s.instruction) for s in specs),
+        documents=documents,
+    )

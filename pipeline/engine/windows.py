@@ -17,15 +17,23 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from pipeline.engine.prepare import Pass, Prepared
-from pipeline.errors import DocvlError, ErrorRecord, InternalError, RenderFailed
+from pipeline.errors import (
+    DocvlError,
+    ErrorRecord,
+    InternalError,
+    OutputTooLarge,
+    RenderFailed,
+    ReplyTooLong,
+)
 from pipeline.ingest.document import LoadedDocument
 from pipeline.ingest.render import iter_rendered
 from pipeline.model.base import ModelBackend
 from pipeline.plan.planner import page_content, window_content
 from pipeline.plan.prompt import ImagePart, Part, document_header
-from pipeline.result import Usage, Window
+from pipeline.result import Span, Usage, Window
 from pipeline.settings import Settings
 from pipeline.tasks.repair import TaskResult, run_tasks
+from pipeline.tasks.specs import TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +58,19 @@ class WindowResult(BaseModel):
 
 
 def attach_images(
-    docs: Sequence[LoadedDocument], content: Sequence[Part], settings: Settings
+    docs: Sequence[LoadedDocument],
+    content: Sequence[Part],
+    settings: Settings,
+    cache: dict[tuple[int, int], Any] | None = None,
 ) -> list[Part]:
-    """Render every page an ImagePart of ``content`` names and attach the images (planned size)."""
+    """Render every page an ImagePart of ``content`` names and attach the images (planned size).
+    Pages already in ``cache`` (``(doc, page)`` -> image) are not rendered again; new ones are
+    added to it."""
+    images = cache if cache is not None else {}
     wanted: dict[int, list[int]] = {}
     for part in content:
-        if isinstance(part, ImagePart):
+        if isinstance(part, ImagePart) and (part.doc, part.page) not in images:
             wanted.setdefault(part.doc, []).append(part.page)
-    images: dict[tuple[int, int], Any] = {}
     for doc_index, pages in wanted.items():
         for rendered in iter_rendered(docs[doc_index], settings, pages=pages):
             images[(doc_index, rendered.page)] = rendered.image
@@ -75,6 +88,93 @@ def attach_images(
             part = replace(part, image=image)
         out.append(part)
     return out
+
+
+class _Splitter:
+    """Runs one task again over halves of a window whose reply was too long, recursively; a single
+    page is re-asked with a larger output budget, up to what the context leaves."""
+
+    def __init__(
+        self,
+        prepared: Prepared,
+        docs: list[LoadedDocument],
+        backend: ModelBackend,
+        settings: Settings,
+        images: dict[tuple[int, int], Any],
+    ) -> None:
+        self.prepared, self.docs, self.backend, self.settings = prepared, docs, backend, settings
+        self.images = images
+
+    def content(self, pages: list[tuple[int, int]]) -> list[Part]:
+        return attach_images(
+            self.docs,
+            window_content(self.docs, _spans(pages), self.settings),
+            self.settings,
+            self.images,
+        )
+
+    def run(
+        self, spec: TaskSpec, pages: list[tuple[int, int]], spent: TaskResult
+    ) -> list[TaskResult]:
+        """Results covering ``pages`` for ``spec``; ``spent`` (the too-long attempt) is charged to
+        the first of them."""
+        if len(pages) > 1:
+            mid = len(pages) // 2
+            out: list[TaskResult] = []
+            for half in (pages[:mid], pages[mid:]):
+                [result] = run_tasks(
+                    self.backend, self.content(half), [spec], self.settings, page=half[0][1]
+                )
+                out.extend(self.run(spec, half, result) if _too_long(result) else [result])
+        else:
+            out = [self.enlarge(spec, pages)]
+        _charge(out[0], spent)
+        return out
+
+    def enlarge(self, spec: TaskSpec, pages: list[tuple[int, int]]) -> TaskResult:
+        content = self.content(pages)
+        room = self.settings.context_window - self.prepared.counter.prompt(
+            content, spec.instruction
+        )
+        spent = TaskResult(task=spec.name)
+        budget = spec.max_new_tokens
+        while budget < room:
+            budget = min(budget * 4, room)
+            bigger = replace(spec, max_new_tokens=budget)
+            [result] = run_tasks(self.backend, content, [bigger], self.settings, page=pages[0][1])
+            _charge(result, spent)
+            if not _too_long(result):
+                return result
+            spent = result
+        name = self.docs[pages[0][0]].path.name
+        error = OutputTooLarge(
+            f"{spec.name}: the reply for page {pages[0][1]} of {name} does not fit "
+            f"{budget} output tokens, all the context leaves",
+            page=pages[0][1],
+        )
+        return spent.model_copy(update={"error": error.record(), "data": None})
+
+
+def _too_long(result: TaskResult) -> bool:
+    return result.error is not None and result.error.code == ReplyTooLong.code
+
+
+def _charge(result: TaskResult, spent: TaskResult) -> None:
+    """Add an earlier attempt's cost to ``result`` (usage is never lost)."""
+    result.usage.add(spent.usage)
+    result.attempts += spent.attempts
+    for key, value in spent.timings.items():
+        result.timings[key] = result.timings.get(key, 0.0) + value
+
+
+def _spans(pages: list[tuple[int, int]]) -> list[Span]:
+    spans: list[Span] = []
+    for doc, page in pages:
+        if spans and spans[-1].doc == doc and spans[-1].last_page == page - 1:
+            spans[-1] = spans[-1].model_copy(update={"last_page": page})
+        else:
+            spans.append(Span(doc=doc, first_page=page, last_page=page))
+    return spans
 
 
 def _stage_timings(timings: dict[str, float]) -> dict[str, float]:
@@ -99,16 +199,27 @@ def run_window(
     t0 = time.perf_counter()
     try:
         docs = prepared.loaded(pass_)
-        content = attach_images(docs, window_content(docs, window.spans, settings), settings)
+        images: dict[tuple[int, int], Any] = {}
+        content = attach_images(
+            docs, window_content(docs, window.spans, settings), settings, images
+        )
         render_s = time.perf_counter() - t0
-        tasks = run_tasks(backend, content, pass_.specs, settings, page=window.first_page)
+        firsts = run_tasks(backend, content, pass_.specs, settings, page=window.first_page)
+        del content
+        pages = [(s.doc, p) for s in window.spans for p in range(s.first_page, s.last_page + 1)]
+        splitter = _Splitter(prepared, docs, backend, settings, images)
+        tasks = []
+        for spec, first in zip(pass_.specs, firsts, strict=True):
+            if _too_long(first):  # never the same request again: split the pages
+                tasks.extend(splitter.run(spec, pages, first))
+            else:
+                tasks.append(first)
     except Exception as exc:
         record = _record(exc, f"window {window_index + 1} of {prepared.unit.paths[0].name}")
         result.errors.append(record)
         result.tasks = [TaskResult(task=s.name, error=record) for s in pass_.specs]
         result.timings = {"render": round(time.perf_counter() - t0, 6)}
         return result
-    del content
     result.tasks = tasks
     timings: dict[str, float] = {
         "render": render_s,

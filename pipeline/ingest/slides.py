@@ -9,7 +9,8 @@ the text.
   alt text, then ``Notes: ...`` from the speaker notes. Errors are isolated per shape: a shape that
   python-pptx cannot classify (``NotImplementedError``) or a 3-D chart (``ValueError``) becomes a
   warning naming the slide and shape.
-* Text (.ppt, or a .pptx python-pptx cannot parse but LibreOffice can): from the converted PDF.
+* Text (.ppt, or a .pptx python-pptx cannot parse but LibreOffice can): from the converted PDF,
+  with its word boxes (``PageInfo.words``); python-pptx text has none.
 * Geometry always comes from the converted PDF.
 """
 
@@ -31,8 +32,8 @@ from pptx.enum.shapes import MSO_SHAPE_TYPE
 from pptx.exc import PackageNotFoundError
 
 from pipeline.errors import ConversionFailed, CorruptDocument, EmptyDocument
-from pipeline.ingest.document import DocKind, LoadedDocument, PageInfo
-from pipeline.ingest.textlayer import text_is_usable
+from pipeline.ingest.document import NO_WORDS, DocKind, LoadedDocument, PageInfo
+from pipeline.ingest.textlayer import text_and_words, text_is_usable
 from pipeline.settings import Settings
 
 PDF_FILTER = 'pdf:impress_pdf_Export:{"ExportHiddenSlides":{"type":"boolean","value":"true"}}'
@@ -272,14 +273,14 @@ def _pages_from_pdf(
         pages: list[PageInfo] = []
         for index in range(doc.page_count):
             page = doc.load_page(index)  # type: ignore[no-untyped-call]
+            words = NO_WORDS  # python-pptx text has no boxes
             if texts is not None and index < len(texts):
                 text, usable = texts[index]
             else:
-                text = page.get_text("text")
+                text, words = text_and_words(page)
                 usable = text_is_usable(text)
-            pages.append(
-                PageInfo(index + 1, float(page.rect.width), float(page.rect.height), text, usable)
-            )
+            width, height = float(page.rect.width), float(page.rect.height)
+            pages.append(PageInfo(index + 1, width, height, text, usable, words))
         return pages
     finally:
         doc.close()  # type: ignore[no-untyped-call]

@@ -15,22 +15,34 @@ Text-layer heuristic (``text_is_usable``), deliberately simple:
 
 Mediocre but readable OCR (corpus ``scanned/old_book_scan_bad_ocr.pdf``, ~90 % word-like tokens) is
 kept as a text layer: the page image is always sent too, so the model can correct it.
+
+Words (``text_and_words``): the text and ``get_text("words")`` come from one MuPDF text page, so
+each word is found in the text, in order, and keeps its offsets there (in the corpus PDFs every
+word does). MuPDF reports word boxes on the *unrotated* page (origin at the crop box's
+top-left corner); ``page.rotation_matrix`` turns them into the displayed page's coordinates, the
+orientation of ``page.rect`` and of the rendered image.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from array import array
+from collections.abc import Sequence
+from typing import Any
 
 import pymupdf
 
-from pipeline.ingest.document import PageInfo
+from pipeline.ingest.document import NO_WORDS, PageInfo, Words
 
 MIN_CHARS = 16
 MIN_ALNUM_RATIO = 0.5
 MIN_WORD_RATIO = 0.6
 #: Form values appended to a page's text, at most this many per page.
 MAX_FORM_VALUES = 200
+#: A word is looked for at most this many characters past the previous one (MuPDF puts only
+#: whitespace and line breaks between them); a word not found there is left out.
+WORD_SLACK = 256
 
 _EDGE_PUNCT = "\"'()[]{}<>.,;:!?\u2018\u2019\u201c\u201d\u00ab\u00bb\u2026*\u2013\u2014-/"
 _INNER_OK = re.compile(r"^[^\W\d_]+(?:[-'\u2019.\u00ad][^\W\d_]+)*$")
@@ -67,6 +79,66 @@ def form_values(page: pymupdf.Page) -> list[str]:
     return lines
 
 
+def text_and_words(page: pymupdf.Page) -> tuple[str, Words]:
+    """A page's text (``get_text("text")``, unchanged) and its words with boxes (see module doc)."""
+    # get_textpage()'s default flags differ from get_text("text")'s (ligatures get expanded): pass
+    # the text's flags so that the text stays exactly what it was.
+    textpage = page.get_textpage(flags=pymupdf.TEXTFLAGS_TEXT)
+    text: str = page.get_text("text", textpage=textpage)  # type: ignore[no-untyped-call]
+    raw = page.get_text("words", textpage=textpage)  # type: ignore[no-untyped-call]
+    return text, align_words(text, raw, page.rotation_matrix, page.rect)
+
+
+def align_words(
+    text: str,
+    raw: Sequence[Sequence[Any]],
+    matrix: pymupdf.Matrix | None = None,
+    rect: pymupdf.Rect | None = None,
+) -> Words:
+    """Words of ``text`` from MuPDF's ``(x0, y0, x1, y1, word, ...)`` tuples: each located in the
+    text after the previous one, its box mapped by ``matrix`` (unrotated -> displayed page) and
+    clipped to ``rect``."""
+    if not raw:
+        return NO_WORDS
+    a, b, c, d, e, f = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
+    if matrix is not None:
+        a, b, c, d, e, f = (
+            float(v) for v in (matrix.a, matrix.b, matrix.c, matrix.d, matrix.e, matrix.f)
+        )
+    turned = (a, b, c, d, e, f) != (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
+    spans: array[int] = array("I")
+    boxes: array[float] = array("d")
+    find = text.find
+    cursor = 0
+    for entry in raw:
+        x0, y0, x1, y1, word = entry[:5]
+        start = find(word, cursor, cursor + WORD_SLACK + len(word)) if word else -1
+        if start < 0:
+            continue
+        cursor = start + len(word)
+        spans.append(start)
+        spans.append(cursor)
+        if turned:
+            xa, ya = a * x0 + c * y0 + e, b * x0 + d * y0 + f
+            xb, yb = a * x1 + c * y1 + e, b * x1 + d * y1 + f
+            x0, x1 = (xa, xb) if xa <= xb else (xb, xa)
+            y0, y1 = (ya, yb) if ya <= yb else (yb, ya)
+        boxes.extend((x0, y0, x1, y1))
+    if rect is not None and boxes:
+        _clip(boxes, float(rect.width), float(rect.height))
+    return Words.trusted(text, spans, boxes)
+
+
+def _clip(boxes: array[float], width: float, height: float) -> None:
+    """Clip boxes (x0, y0, x1, y1, ...) to the page in place (text outside the crop box)."""
+    xs, ys = boxes[0::2], boxes[1::2]
+    if min(xs) >= 0 and min(ys) >= 0 and max(xs) <= width and max(ys) <= height:
+        return
+    for i in range(0, len(boxes), 2):
+        boxes[i] = min(max(boxes[i], 0.0), width)
+        boxes[i + 1] = min(max(boxes[i + 1], 0.0), height)
+
+
 def extract_pages(doc: pymupdf.Document) -> tuple[list[PageInfo], list[str]]:
     """PageInfo for every page (geometry after /Rotate, text, usability flag) and warnings.
 
@@ -86,12 +158,13 @@ def extract_pages(doc: pymupdf.Document) -> tuple[list[PageInfo], list[str]]:
             warnings.append(f"page {number}: cannot be read ({exc}); it may fail to render")
             pages.append(PageInfo(number, last_size[0], last_size[1], "", False))
             continue
+        words = NO_WORDS
         if size[0] <= 0 or size[1] <= 0:
             warnings.append(f"page {number}: empty page box; using the previous page's size")
             size = last_size
         last_size = size
         try:
-            text = page.get_text("text")
+            text, words = text_and_words(page)
         except Exception as exc:
             warnings.append(f"page {number}: text extraction failed ({exc})")
             text = ""
@@ -104,7 +177,7 @@ def extract_pages(doc: pymupdf.Document) -> tuple[list[PageInfo], list[str]]:
         if fields:
             text = text.rstrip("\n") + "\nForm fields:\n" + "\n".join(fields) + "\n"
             usable = usable or len(fields) > 0
-        pages.append(PageInfo(number, size[0], size[1], text, usable))
+        pages.append(PageInfo(number, size[0], size[1], text, usable, words))
     return pages, warnings
 
 

@@ -9,9 +9,13 @@ CPU) and feeds the sampled token back with ``consume_token``.
 
 The grammar allows no free whitespace (``whitespace_flexible: false``), and once the JSON value is
 complete the matcher allows only the end-of-turn token, so ``generate`` stops right after the
-closing brace. For a model to terminate (random weights above all), bound every field of the schema:
-string ``maxLength``, number ``minimum``/``maximum``, array ``maxItems``,
-``additionalProperties: false``.
+closing brace. A real model ends its reply by itself; a model with random weights terminates only
+when every field of the schema is bounded (string ``maxLength``, number ``minimum``/``maximum``,
+array ``maxItems``, ``additionalProperties: false``): ``Settings.decoder_bounds``.
+
+:func:`with_grammar_options` writes the same options into a schema's ``x-guidance`` for servers
+whose constrained decoding is llguidance (vLLM's ``guidance`` backend honours it), so a remote
+model gets no free whitespace either.
 """
 
 from __future__ import annotations
@@ -30,6 +34,14 @@ if TYPE_CHECKING:
 
 #: Options applied after the schema's own ``x-guidance``: never free whitespace between JSON tokens.
 GRAMMAR_OVERRIDES: dict[str, Any] = {"whitespace_flexible": False}
+
+
+def with_grammar_options(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``schema`` whose ``x-guidance`` carries :data:`GRAMMAR_OVERRIDES` (over any options
+    the schema already had)."""
+    own = schema.get("x-guidance")
+    options = {**(own if isinstance(own, Mapping) else {}), **GRAMMAR_OVERRIDES}
+    return {**schema, "x-guidance": options}
 
 
 @lru_cache(maxsize=64)

@@ -6,6 +6,14 @@ its LAST text part, then the re-ask turns as assistant/user messages. Keeping th
 server prefix caching share it between the tasks on one document. ``base_url`` is the API root
 including ``/v1`` (``http://localhost:8000/v1``, ``https://openrouter.ai/api/v1``); nothing is sent
 anywhere without it.
+
+Structured output: ``response_format`` carries the request's schema as is (by default the user's
+schema, unbounded: see :mod:`pipeline.tasks.specs`) plus only what every reply needs: no free
+whitespace, as ``x-guidance: {"whitespace_flexible": false}`` in the schema
+(:func:`~pipeline.model.constrain.with_grammar_options`; vLLM's ``guidance`` backend honours it;
+with its ``xgrammar`` backend start the server with ``disable_any_whitespace`` in
+``--structured-outputs-config``, since whitespace loops are a known failure with Qwen models), and
+the total output budget as ``max_tokens``.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import httpx
 
 from pipeline.errors import BackendError, BackendUnavailable, UsageError
 from pipeline.model.base import FinishReason, Generation, GenerationRequest
+from pipeline.model.constrain import with_grammar_options
 from pipeline.model.http import retry_after_s
 from pipeline.plan.prompt import SYSTEM_PROMPT, ImagePart, Part, TextPart
 from pipeline.settings import Settings
@@ -136,7 +145,7 @@ class OpenAIBackend:
                 "type": "json_schema",
                 "json_schema": {
                     "name": _schema_name(request.json_schema),
-                    "schema": request.json_schema,
+                    "schema": with_grammar_options(request.json_schema),
                     "strict": True,
                 },
             }

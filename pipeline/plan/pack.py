@@ -20,6 +20,8 @@ class PackItem:
     doc: int
     page: int
     tokens: int
+    #: Reply tokens this page is expected to need (output-aware segments; 0 otherwise).
+    output: int = 0
 
 
 def pack(
@@ -74,3 +76,56 @@ def _window(index: int, spans: list[Span], tokens: int) -> Window:
         images=sum(s.last_page - s.first_page + 1 for s in spans),
         spans=list(spans),
     )
+
+
+def segment(
+    items: Sequence[PackItem],
+    *,
+    budget: int,
+    framing: int,
+    header_tokens: Sequence[int],
+    max_images: int,
+    output_budget: int,
+) -> list[Window]:
+    """Page segments of one document whose input fits ``budget`` AND whose expected reply (the sum
+    of the pages' ``output``) fits ``output_budget``; neighbouring segments share one page.
+
+    The shared page gives each segment the context around its boundary (a row that starts at the
+    bottom of a page and ends on the next); the merge keeps each page's records from one segment
+    only (see ``owned_pages`` in :mod:`pipeline.tasks.reduce`). A page whose reply alone exceeds
+    ``output_budget`` gets a segment of its own (the runner splits or re-asks it with a larger
+    budget). Windows carry their expected reply in ``output_tokens``.
+    """
+    windows: list[Window] = []
+    start = 0
+    while start < len(items):
+        end = start
+        tokens = framing + header_tokens[items[start].doc] + items[start].tokens
+        output = items[start].output
+        if tokens > budget:
+            raise DocumentTooLarge(
+                f"page {items[start].page} needs {tokens - framing} tokens, "
+                f"more than the {budget - framing} a window has for content",
+                page=items[start].page,
+            )
+        while end + 1 < len(items):
+            nxt = items[end + 1]
+            fits = (
+                tokens + nxt.tokens <= budget
+                and output + nxt.output <= output_budget
+                and end + 2 - start <= max_images
+            )
+            if not fits:
+                break
+            end += 1
+            tokens += nxt.tokens
+            output += nxt.output
+        first, last = items[start], items[end]
+        span = Span(doc=first.doc, first_page=first.page, last_page=last.page)
+        window = _window(len(windows), [span], tokens)
+        windows.append(window.model_copy(update={"output_tokens": output}))
+        if end + 1 >= len(items):
+            break
+        # Overlap one page, but always advance: a one-page segment shares nothing.
+        start = end if end > start else end + 1
+    return windows

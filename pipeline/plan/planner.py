@@ -13,7 +13,7 @@ from pipeline.ingest.document import DocKind, LoadedDocument, PageInfo
 from pipeline.ingest.geometry import page_pixels
 from pipeline.ingest.load import load_document
 from pipeline.plan.count import TokenCounter
-from pipeline.plan.pack import PackItem, pack
+from pipeline.plan.pack import PackItem, pack, segment
 from pipeline.plan.prompt import ImagePart, Part, document_header, page_marker, page_text
 from pipeline.result import Span, Window
 from pipeline.settings import Settings
@@ -34,6 +34,9 @@ class DocumentPlan(BaseModel):
     path: str
     kind: str | None = None
     status: Literal["ok", "failed"] = "ok"
+    #: ``context``: windows as large as the context allows; ``segments``: output-aware page
+    #: segments for extraction into record lists (see :func:`plan_loaded`).
+    strategy: Literal["context", "segments"] = "context"
     sha256: str | None = None
     pages: int = 0
     page_tokens: list[PageTokens] = Field(default_factory=list)
@@ -97,6 +100,23 @@ def _page_tokens(
     return out
 
 
+#: Expected reply tokens of an extraction per text-layer token of a page: every record repeats its
+#: text as a quote, adds its parsed values, field names and its page. Measured on the synthetic
+#: documents of pipeline/dev/synth.py: 2.5 (tables, invoices) to 3.55 (purchase-order lines); the
+#: largest is used, and a reply that still overflows is split (bench/RESULTS-extract.md). A page
+#: without a text layer is budgeted as a dense page.
+REPLY_PER_TEXT_TOKEN = 3.5
+REPLY_PER_PAGE = 40
+REPLY_SCANNED_PAGE = 1500
+
+
+def expected_reply_tokens(page: PageTokens) -> int:
+    """The reply an extraction is expected to need for this page (plans output-aware segments)."""
+    if not page.has_text_layer:
+        return REPLY_SCANNED_PAGE
+    return int(page.text * REPLY_PER_TEXT_TOKEN) + REPLY_PER_PAGE
+
+
 def _cost(input_tokens: int, windows: int, settings: Settings) -> float:
     output = windows * settings.max_output_tokens
     return round(
@@ -111,12 +131,19 @@ def plan_loaded(
     settings: Settings,
     counter: TokenCounter,
     instructions: Mapping[str, str],
+    *,
+    segments: bool = False,
 ) -> Plan:
     """Plan already loaded documents; failures passed in as errors stay failed records, in order.
 
     ``instructions`` maps each task to its instruction. With several tasks a window's
     ``input_tokens`` is what the model receives over all of them: the shared content once per
     request plus each request's framing.
+
+    Windows are as large as the context allows (strategy ``context``: summaries and questions
+    reason across pages). With ``segments`` (extraction into record lists) each document is cut
+    into page segments whose expected reply (:func:`expected_reply_tokens`) also fits
+    ``settings.max_output_tokens``, neighbours sharing a page (strategy ``segments``).
     """
     framings = [counter.framing(i) for i in instructions.values()]
     framing = max(framings)
@@ -140,7 +167,9 @@ def plan_loaded(
                 warnings=list(doc.warnings),
             )
         )
-        items[i] = [PackItem(i, t.page, t.image + t.text) for t in tokens]
+        items[i] = [
+            PackItem(i, t.page, t.image + t.text, expected_reply_tokens(t)) for t in tokens
+        ]
         headers[i] = counter.part(document_header(i + 1, doc.path.name, doc.page_count))
         if settings.share_windows and groups:
             groups[-1].append(i)
@@ -149,13 +178,17 @@ def plan_loaded(
     header_list = [headers.get(i, 0) for i in range(len(docs))]
     for group in groups:
         try:
-            packed = pack(
+            packer = segment if segments and len(group) == 1 else pack
+            packed = packer(
                 [it for i in group for it in items[i]],
                 budget=budget,
                 framing=framing,
                 header_tokens=header_list,
                 max_images=settings.max_images_per_request,
+                **({"output_budget": settings.max_output_tokens} if packer is segment else {}),
             )
+            for i in group:
+                plans[i].strategy = "segments" if packer is segment else "context"
         except DocvlError as exc:
             for i in group:
                 plans[i] = plans[i].model_copy(

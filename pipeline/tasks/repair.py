@@ -7,8 +7,8 @@ Per task, up to ``settings.max_attempts`` attempts:
 
 * a reply that parses and validates is accepted (whatever its finish reason);
 * a reply cut off by the token limit (``finish_reason == "length"``) or caught in a repetition loop
-  is retried at the next temperature of :data:`TEMPERATURE_LADDER` (0 -> 0.7 -> 1.0), without the
-  broken reply in the prompt;
+  is never asked again over the same pages: :class:`~pipeline.errors.ReplyTooLong` goes up at once,
+  and the engine splits the window (see :mod:`pipeline.engine.windows`);
 * any other invalid reply is re-asked with the reply and the parse/validation errors appended as a
   :class:`~pipeline.plan.prompt.Turn` (instructor style), at the same temperature. Only the LAST
   reply and its feedback are kept in the prompt (earlier rounds are replaced), so re-asks do not
@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from pipeline.errors import DocvlError, ErrorRecord, ValidationFailed
+from pipeline.errors import DocvlError, ErrorRecord, ReplyTooLong, ValidationFailed
 from pipeline.model.base import Generation, ModelBackend
 from pipeline.plan.prompt import Part, Turn, pages_of
 from pipeline.result import Usage
@@ -33,7 +33,6 @@ from pipeline.settings import Settings
 from pipeline.tasks.jsonparse import JsonParseError, parse_json
 from pipeline.tasks.specs import TaskSpec
 
-TEMPERATURE_LADDER = (0.0, 0.7, 1.0)
 #: Validation errors listed in a re-ask, at most.
 MAX_FEEDBACK_ERRORS = 20
 
@@ -70,13 +69,6 @@ class TaskResult(BaseModel):
 
     def accept(self, value: BaseModel) -> None:
         self.data, self.raw = value.model_dump(mode="json"), None
-
-
-def next_temperature(current: float) -> float:
-    for value in TEMPERATURE_LADDER:
-        if value > current + 1e-9:
-            return value
-    return round(min(current + 0.3, 2.0), 3)
 
 
 def looks_repetitive(
@@ -203,18 +195,18 @@ def repair(
         try:
             return validate_reply(gen.text, spec.model)
         except (JsonParseError, ValidationError) as exc:
-            if gen.finish_reason == "length":
-                problem = (
-                    f"the reply hit the {spec.max_new_tokens}-token limit before the JSON "
-                    "was complete"
+            too_long = gen.finish_reason == "length" or looks_repetitive(gen.text)
+            if too_long:  # the same request would fail the same way: never send it again
+                why = (
+                    f"hit the {spec.max_new_tokens}-token limit before the JSON was complete"
+                    if gen.finish_reason == "length"
+                    else "fell into a repetition loop"
                 )
-                temperature = next_temperature(temperature)
-            elif looks_repetitive(gen.text):
-                problem = "the reply fell into a repetition loop"
-                temperature = next_temperature(temperature)
-            else:
-                problem = _one_line(exc)
-                turns = (Turn(reply=gen.text, feedback=feedback_for(exc)),)
+                raise ReplyTooLong(
+                    f"the {spec.schema_name} reply {why}", raw=gen.text, attempts=state.attempts
+                ) from None
+            problem = _one_line(exc)
+            turns = (Turn(reply=gen.text, feedback=feedback_for(exc)),)
         if state.attempts >= settings.max_attempts:
             raise RepairFailed(
                 f"no valid {spec.schema_name} reply after {state.attempts} attempt(s); "

@@ -6,6 +6,10 @@ names the schema to fill, shows it as compact JSON Schema and asks for page cita
 ``<page N>`` markers.
 
 The planner gets them with ``[spec.instruction for spec in task_specs(settings)]``.
+
+The schema a reply is decoded against is the user's, unbounded (``schemas.reply_schema``), with the
+whole ``max_output_tokens`` as its budget; only ``Settings.decoder_bounds`` (random-weight models
+and tests) swaps in the bounded ``schemas.decoder_schema`` and a budget derived from its caps.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from schemas import (
     decoder_schema,
     get_schema,
     max_reply_tokens,
+    original_json_schema,
+    reply_schema,
     schema_name,
     schema_version,
 )
@@ -47,8 +53,11 @@ class TaskSpec:
     model: type[BaseModel]
     #: The full task instruction (goes last in the prompt).
     instruction: str
-    #: Bounded JSON Schema for constrained decoding (``schemas.decoder_schema``).
+    #: JSON Schema for constrained decoding: the user's, unbounded (``schemas.reply_schema``), or
+    #: with ``Settings.decoder_bounds`` the bounded ``schemas.decoder_schema``.
     json_schema: dict[str, Any] = field(repr=False)
+    #: Output budget of one reply: ``Settings.max_output_tokens`` (with ``decoder_bounds``: at most
+    #: that, less when the bounded schema allows no longer reply).
     max_new_tokens: int
     schema_name: str
     schema_version: str
@@ -69,16 +78,16 @@ class TaskSpec:
 
 
 def prompt_schema(model: type[BaseModel]) -> str:
-    """The model's JSON Schema as shown to the model: compact, ``$defs`` kept, titles dropped."""
-    return json.dumps(
-        _strip_titles(model.model_json_schema()), separators=(",", ":"), ensure_ascii=False
-    )
+    """The schema as shown to the model: compact, ``$defs`` kept, titles dropped. For a schema
+    loaded from a JSON Schema file, the file as the user wrote it."""
+    schema = original_json_schema(model) or model.model_json_schema()
+    return json.dumps(_strip_titles(schema), separators=(",", ":"), ensure_ascii=False)
 
 
 def _strip_titles(node: Any, in_properties: bool = False) -> Any:
     if isinstance(node, dict):
         return {
-            k: _strip_titles(v, k in ("properties", "$defs"))
+            k: _strip_titles(v, k in ("properties", "$defs", "definitions"))
             for k, v in node.items()
             if in_properties or k != "title"
         }
@@ -140,13 +149,17 @@ def make_spec(
     settings: Settings,
     question: str | None = None,
 ) -> TaskSpec:
-    schema = decoder_schema(model)
+    if settings.decoder_bounds:
+        schema = decoder_schema(model)
+        budget = max_reply_tokens(schema, settings.max_output_tokens)
+    else:
+        schema, budget = reply_schema(model), settings.max_output_tokens
     return TaskSpec(
         name=name,
         model=model,
         instruction=instruction,
         json_schema=schema,
-        max_new_tokens=max_reply_tokens(schema, settings.max_output_tokens),
+        max_new_tokens=budget,
         schema_name=schema_name(model),
         schema_version=schema_version(model),
         question=question,
