@@ -18,6 +18,7 @@ RenderFailed                render_failed           a page could not be rasteriz
 DocumentTooLarge            document_too_large      a single page does not fit the context window
 BackendUnavailable          backend_unavailable     weights missing, server unreachable
 BackendError                backend_error           the model call failed (retryable)
+BackendRejected             backend_rejected        the server refused the request (HTTP 400/422)
 ValidationFailed            validation_failed       no schema-valid reply after all re-asks
 SchemaNotFound              schema_not_found        --schema names nothing loadable
 ReplyTooLong                reply_too_long          a reply hit its token limit (window split)
@@ -137,6 +138,14 @@ class BackendError(DocvlError):
     retryable = True
 
 
+class BackendRejected(DocvlError):
+    """Raised by a backend when the server refused the request itself (HTTP 400, 422: a prompt
+    over the server's context, an unsupported field). Asking again unchanged fails the same way, so
+    it is not retried in the run; it is never cached either (a server setting may change)."""
+
+    code = "backend_rejected"
+
+
 class ValidationFailed(DocvlError):
     """Raised by the re-ask loop when no reply validated against the schema."""
 
@@ -215,6 +224,7 @@ FAILURE_POLICY: dict[str, Policy] = {
         )
     },
     BackendError.code: Policy.RETRYABLE,
+    BackendRejected.code: Policy.RETRYABLE,
     BackendUnavailable.code: Policy.RETRYABLE,
     InternalError.code: Policy.INTERNAL,
 }

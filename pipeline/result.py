@@ -24,7 +24,8 @@ from schemas import Answer, DocumentSummary
 #: 1.2: grounding statuses are ``grounded``/``page_only``/``ungrounded`` (``unverifiable`` became
 #: ``page_only``, and the counts with them); a grounded item tells where: ``page``, ``bbox`` and
 #: ``match`` (the matching stage); windows carry their expected ``output_tokens``; extraction
-#: completeness reports per page (``completeness.pages``).
+#: completeness reports per page (``completeness.pages``); grounding items carry
+#: ``model_confidence`` and ``confidence`` (None without token log-probabilities).
 ENVELOPE_VERSION = "1.2"
 Status = Literal["ok", "partial", "failed", "skipped"]
 #: ``grounded``: the evidence is found on a cited page's text layer. ``page_only``: the cited pages
@@ -130,6 +131,15 @@ class GroundingItem(BaseModel):
     bbox: tuple[float, float, float, float] | None = None
     #: Grounded items: the loosest stage any piece of evidence needed.
     match: MatchStage | None = None
+    #: How sure the model was of this record, in (0, 1]: the lowest of its fields' exp(mean token
+    #: log-probability) in the reply that produced it (:mod:`pipeline.tasks.confidence`). None when
+    #: the backend gave no log-probabilities or the record came from no window reply (e.g. a
+    #: completeness re-ask).
+    model_confidence: float | None = None
+    #: ``model_confidence`` times a factor for ``status``: grounded 1.0, page_only 0.8,
+    #: ungrounded 0.3 (``GROUNDING_FACTORS``). Both are ranking signals for review (look at the
+    #: lowest first), NOT calibrated probabilities that the record is correct.
+    confidence: float | None = None
 
 
 class Grounding(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Sequence
@@ -180,7 +181,7 @@ def test_long_document_map_reduce_check(tmp_path: Path, counter: TokenCounter) -
     context = [w for w in windows if w.tasks == ["summary", "ask"]]
     segments = [w for w in windows if w.tasks == ["extract"]]
     assert len(context) > 1 and len(segments) > 1 and len(context) + len(segments) == len(windows)
-    assert all(a.last_page == b.first_page for a, b in zip(segments, segments[1:], strict=False))
+    assert all(a.last_page == b.first_page for a, b in itertools.pairwise(segments))
     # A segment's last page belongs to the next segment, which sees it whole: only the final
     # segment's loss is left for the completeness re-ask.
     assert extraction.completeness.reasked_pages == [8]

@@ -21,7 +21,13 @@ import pytest
 from modelkit import Summary, summary_schema, two_pages
 
 from pipeline.dev.server import ServerHandle, serve
-from pipeline.errors import BackendError, BackendUnavailable, UsageError
+from pipeline.errors import (
+    BackendError,
+    BackendRejected,
+    BackendUnavailable,
+    UsageError,
+    retried_in_run,
+)
 from pipeline.model.base import GenerationRequest
 from pipeline.model.factory import make_backend
 from pipeline.model.http import retry_after_s
@@ -389,9 +395,9 @@ def test_client_errors_are_not_retried(scripted_server: type[Scripted]) -> None:
     with pytest.raises(BackendUnavailable, match="invalid api key"):
         server.backend().generate([], [GenerationRequest("hi")])
     server2 = scripted_server([(400, {}, {"error": {"message": "prompt too long"}})])
-    with pytest.raises(BackendError, match="prompt too long") as info:
+    with pytest.raises(BackendRejected, match="prompt too long") as info:
         server2.backend().generate([], [GenerationRequest("hi")])
-    assert not info.value.retryable
+    assert not info.value.retryable and not retried_in_run(info.value.code)
     assert len(server.requests) == 1 and len(server2.requests) == 1
 
 
@@ -419,3 +425,55 @@ def test_factory_builds_openai(tmp_path: Path) -> None:
         and backend.url == "http://127.0.0.1:9/v1/chat/completions"
     )
     backend.close()
+
+
+# --- token log-probabilities --------------------------------------------------------------------
+
+
+def _with_logprobs(tokens: list[tuple[str, float]], with_bytes: bool = True) -> dict[str, Any]:
+    body = json.loads(json.dumps(OK_BODY))
+    body["choices"][0]["message"]["content"] = "".join(t for t, _ in tokens)
+    body["choices"][0]["logprobs"] = {
+        "content": [
+            {"token": t, "logprob": lp, "top_logprobs": []}
+            | ({"bytes": list(t.encode())} if with_bytes else {})
+            for t, lp in tokens
+        ]
+    }
+    return body
+
+
+def test_request_asks_for_logprobs_and_parses_them(scripted_server: type[Scripted]) -> None:
+    tokens = [('{"a":', -0.01), ("1", -0.5), ("}", 0.0)]
+    server = scripted_server([(200, {}, _with_logprobs(tokens)), (200, {}, OK_BODY)])
+    backend = server.backend()
+    generation = backend.generate([], [GenerationRequest("hi")])[0]
+    assert server.requests[0][2]["logprobs"] is True
+    assert generation.text == '{"a":1}' and generation.token_logprobs == tuple(tokens)
+    # a server that sends none: no logprobs, nothing else changes
+    plain = backend.generate([], [GenerationRequest("hi")])[0]
+    assert plain.token_logprobs == () and plain.text == '{"a":1}'
+    assert backend.logprobs is None  # not rejected: still asked for
+
+
+def test_logprob_tokens_without_bytes_use_the_token_text(scripted_server: type[Scripted]) -> None:
+    tokens = [('{"a":', -0.01), ("1", -0.5), ("}", 0.0)]
+    server = scripted_server([(200, {}, _with_logprobs(tokens, with_bytes=False))])
+    generation = server.backend().generate([], [GenerationRequest("hi")])[0]
+    assert generation.token_logprobs == tuple(tokens)
+
+
+def test_logprobs_rejected_falls_back_once(scripted_server: type[Scripted]) -> None:
+    server = scripted_server(
+        [
+            (400, {}, {"error": {"message": "logprobs is not supported by this model"}}),
+            (200, {}, OK_BODY),
+        ]
+    )
+    backend = server.backend()
+    generation = backend.generate([], [GenerationRequest("hi")])[0]
+    assert generation.text == '{"a":1}' and generation.token_logprobs == ()
+    assert [("logprobs" in r[2]) for r in server.requests] == [True, False]
+    assert backend.logprobs is False
+    backend.generate([], [GenerationRequest("hi")])
+    assert len(server.requests) == 3 and "logprobs" not in server.requests[2][2]

@@ -3,6 +3,7 @@ generate."""
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from pipeline.model.transformers_backend import TransformersBackend
 from pipeline.plan.count import TokenCounter
 from pipeline.plan.prompt import ImagePart, Part, TextPart, Turn
 from pipeline.settings import Settings
+from pipeline.tasks.confidence import field_confidence
 
 pytestmark = pytest.mark.model
 
@@ -168,3 +170,23 @@ def test_missing_weights_is_backend_unavailable(tiny_model_dir: Path, tmp_path: 
         TransformersBackend(str(no_weights))
     with pytest.raises(BackendUnavailable, match="--base-url"):
         TransformersBackend(str(tmp_path / "does-not-exist"))
+
+
+def test_one_logprob_per_generated_token(backend: TransformersBackend) -> None:
+    content = two_pages()
+    requests = [
+        GenerationRequest("Summarize as JSON.", json_schema=summary_schema(), max_new_tokens=400),
+        GenerationRequest("Write a long story.", max_new_tokens=7),
+    ]
+    constrained, free = backend.generate(content, requests)
+    for generation in (constrained, free):
+        logprobs = [lp for _, lp in generation.token_logprobs]
+        assert len(logprobs) == generation.output_tokens > 0
+        assert all(lp <= 0.0 for lp in logprobs)
+        assert "".join(piece for piece, _ in generation.token_logprobs) == generation.text
+    # the constrained JSON reply lines up: every leaf value gets a confidence in (0, 1]
+    confidence = field_confidence(constrained.text, constrained.token_logprobs)
+    assert confidence and all(0.0 < c <= 1.0 for c in confidence.values())
+    # greedy decoding of a random model picks the most likely token: at least the uniform share
+    vocab = backend.model.get_output_embeddings().weight.shape[0]
+    assert min(lp for _, lp in free.token_logprobs) >= -math.log(vocab) - 1e-3

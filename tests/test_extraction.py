@@ -5,6 +5,7 @@ a model that answers from the text layers in its prompt and stops at ``max_token
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from pipeline.dev import synth
 from pipeline.dev.double import TextLayerModel
 from pipeline.engine import Engine
+from pipeline.errors import SchemaNotFound
 from pipeline.plan import planner
 from pipeline.plan.count import TokenCounter
 from pipeline.result import ResultEnvelope
@@ -50,8 +52,11 @@ def test_the_800_line_purchase_order_comes_back_whole(
     lines = envelope.extraction.data["lines"]
     assert quotes(lines) == quotes(truth["lines"])  # all 800, none duplicated
     assert len(lines) == 800
-    assert all(g.status == "grounded" for g in envelope.extraction.grounding.items
-               if g.path.startswith("lines["))
+    assert all(
+        g.status == "grounded"
+        for g in envelope.extraction.grounding.items
+        if g.path.startswith("lines[")
+    )
     # Output-aware segments: no reply was ever cut off.
     assert all(c.generation.finish_reason == "stop" for c in model.calls)
     assert {p.status for p in envelope.extraction.completeness.pages} == {"complete"}
@@ -94,3 +99,56 @@ def test_a_length_reply_splits_never_repeats(
     assert cut  # the planner's estimate was wrong on purpose
     for i in cut:  # a request that was cut off is never sent again: its pages were split
         assert asked[i] not in asked[i + 1 :]
+
+
+def test_the_inconsistent_invoice_carries_its_invariant_warnings(tmp_path: Path) -> None:
+    truth = synth.bad_invoice(tmp_path / "bad.pdf")
+    envelope, _ = extract(tmp_path / "bad.pdf", "invoice")
+    assert envelope.extraction is not None
+    assert len(envelope.extraction.data["line_items"]) == len(truth["line_items"])
+    warnings = " ".join(envelope.warnings)
+    assert "subtotal" in warnings and "total" in warnings, envelope.warnings
+    assert envelope.status == "ok"  # the document says so: reported, not an extraction failure
+
+
+def _write_schema(tmp_path: Path, **lines: Any) -> Path:
+    item = {
+        "type": "object",
+        "properties": {
+            "sku": {"type": ["string", "null"]},
+            "quote": {"type": ["string", "null"]},
+            "page": {"type": "integer"},
+        },
+    }
+    schema = {
+        "type": "object",
+        "required": ["lines"],
+        "properties": {"lines": {"type": "array", "items": item, **lines}},
+    }
+    path = tmp_path / "schema.json"
+    path.write_text(json.dumps(schema))
+    return path
+
+
+def test_an_inconsistent_user_schema_is_refused_before_any_page(tmp_path: Path) -> None:
+    path = _write_schema(tmp_path)
+    schema = json.loads(path.read_text())
+    schema["required"].append("buyer_reference")  # required, but not among the properties
+    path.write_text(json.dumps(schema))
+    with pytest.raises(SchemaNotFound, match="buyer_reference"):
+        Engine(
+            Settings(tasks=("extract",), schema_name=str(path)), TextLayerModel(), TokenCounter()
+        )
+
+
+def test_a_record_is_ok_only_when_the_users_own_schema_accepts_it(tmp_path: Path) -> None:
+    """Each segment's reply has at most 30 lines, so it validates; the merged 72 lines break the
+    user's ``maxItems``: the final check against their schema must catch it."""
+    synth.split_rows(tmp_path / "doc.pdf")
+    path = _write_schema(tmp_path, maxItems=30)
+    envelope, _ = extract(tmp_path / "doc.pdf", str(path), max_output_tokens=4096)
+    assert envelope.extraction is not None and len(envelope.extraction.data["lines"]) == 72
+    assert envelope.status == "partial"
+    assert any(e.code == "validation_failed" and "lines" in e.message for e in envelope.errors)
+    ok, _ = extract(tmp_path / "doc.pdf", str(_write_schema(tmp_path)), max_output_tokens=4096)
+    assert ok.status == "ok", ok.errors

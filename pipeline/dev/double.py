@@ -136,12 +136,22 @@ def read_pages(content: Sequence[Part]) -> list[ShownPage]:
 
 def request_schema(request: GenerationRequest) -> tuple[str, type[BaseModel]]:
     """The built-in schema (name, model) a request asks for: the one whose fields are the
-    properties of ``request.json_schema``, else the one the instruction names."""
+    properties of ``request.json_schema``, else the smallest whose fields include them (a user's
+    schema for the same document kind: the reply is then fitted to it), else the one the
+    instruction names."""
     props = (request.json_schema or {}).get("properties")
     if isinstance(props, dict):
         for name, entry in BUILTIN.items():
             if set(entry.model.model_fields) == set(props):
                 return name, entry.model
+        wider = [
+            (len(e.model.model_fields), n, e.model)
+            for n, e in BUILTIN.items()
+            if e.extraction and set(props) <= set(e.model.model_fields)
+        ]
+        if wider:
+            _, name, model = min(wider, key=lambda w: w[0])
+            return name, model
     if m := _SCHEMA_IN_INSTRUCTION.search(request.instruction):
         try:
             model = get_schema(m[1])

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.errors import DocvlError, ErrorRecord
+from pipeline.errors import DocvlError, ErrorRecord, InternalError
 from pipeline.ingest.document import LoadedDocument
 from pipeline.ingest.load import load_document
 from pipeline.plan.count import TokenCounter
@@ -289,7 +289,16 @@ def plan_documents(
     units, of_path = make_units(paths, settings, specs)
     per_unit: list[list[DocumentPlan]] = []
     for unit in units:
-        prepared = prepare(unit, settings, counter, specs)
+        try:
+            prepared = prepare(unit, settings, counter, specs)
+        except (
+            Exception
+        ) as exc:  # a bug in one file's load or plan: its entry says so, not the batch
+            record = InternalError(f"{type(exc).__name__}: {exc}").record()
+            per_unit.append(
+                [DocumentPlan(path=str(p), status="failed", error=record) for p in unit.paths]
+            )
+            continue
         try:
             per_unit.append([document_plan(prepared, i) for i in range(len(unit.paths))])
         finally:

@@ -3,6 +3,7 @@ it."""
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -41,6 +42,20 @@ class Generation:
     #: Prompt tokens not recomputed: a reused prefill (transformers) or a server prefix-cache hit.
     cached_tokens: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    #: The generated tokens' text pieces and natural-log probabilities, in order, when the backend
+    #: has them (transformers; OpenAI-compatible servers that honour ``logprobs``), else empty.
+    #: The pieces spell ``text`` when joined (a character split over several tokens goes to the
+    #: token that completes it; the others get ``""``); each log-probability is the token's under
+    #: the distribution it was drawn from (constrained decoding's masking included). Read by
+    #: :func:`pipeline.tasks.confidence.field_confidence`.
+    token_logprobs: tuple[tuple[str, float], ...] = ()
+
+
+def pieces_from_bytes(tokens: Sequence[tuple[bytes, float]]) -> tuple[tuple[str, float], ...]:
+    """``token_logprobs`` from each token's UTF-8 bytes: a character split over several tokens goes
+    to the token that completes it (the others get ``""``)."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    return tuple((decoder.decode(raw), logprob) for raw, logprob in tokens)
 
 
 @runtime_checkable

@@ -32,8 +32,8 @@ from typing import Any, Literal
 
 import httpx
 
-from pipeline.errors import BackendError, BackendUnavailable, UsageError
-from pipeline.model.base import FinishReason, Generation, GenerationRequest
+from pipeline.errors import BackendError, BackendRejected, BackendUnavailable, UsageError
+from pipeline.model.base import FinishReason, Generation, GenerationRequest, pieces_from_bytes
 from pipeline.model.constrain import with_grammar_options
 from pipeline.model.http import retry_after_s
 from pipeline.plan.prompt import SYSTEM_PROMPT, ImagePart, Part, TextPart
@@ -98,6 +98,28 @@ def _server_message(response: httpx.Response) -> str:
         return response.text[:500]
 
 
+def _rejects_logprobs(response: httpx.Response) -> bool:
+    return response.status_code in (400, 422) and "logprob" in _server_message(response).lower()
+
+
+def _token_logprobs(logprobs: Any) -> tuple[tuple[str, float], ...]:
+    """``choices[0].logprobs.content[*]`` as token pieces (from ``bytes`` when every token has
+    them, so characters split over tokens come out whole) and log-probabilities; ``()`` when
+    absent or malformed."""
+    try:
+        content = logprobs["content"] if isinstance(logprobs, dict) else None
+        if not content:
+            return ()
+        values = [float(t["logprob"]) for t in content]
+        if all(isinstance(t.get("bytes"), list) for t in content):
+            return pieces_from_bytes(
+                [(bytes(t["bytes"]), v) for t, v in zip(content, values, strict=True)]
+            )
+        return tuple((str(t["token"]), v) for t, v in zip(content, values, strict=True))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return ()
+
+
 class OpenAIBackend:
     name = "openai"
 
@@ -124,6 +146,8 @@ class OpenAIBackend:
         self._semaphore = threading.Semaphore(settings.max_concurrency)
         #: None until known; False after the server rejected ``response_format`` once.
         self.structured_output: bool | None = None
+        #: False after the server rejected ``logprobs`` once (then never sent again).
+        self.logprobs: bool | None = None
         self.retries = 0  # total retries so far (for tests and stats)
         self.delays: list[float] = []  # every backoff slept, in order
         self._stats_lock = threading.Lock()
@@ -149,6 +173,8 @@ class OpenAIBackend:
                     "strict": True,
                 },
             }
+        if self.logprobs is not False:
+            body["logprobs"] = True  # per-token log-probabilities: pipeline.tasks.confidence
         return body
 
     def generate(
@@ -165,6 +191,11 @@ class OpenAIBackend:
         structured = request.json_schema is not None and self.structured_output is not False
         start = time.perf_counter()
         response, retries = self._post(self.payload(content, request, structured))
+        if self.logprobs is not False and _rejects_logprobs(response):
+            log.warning("server rejected logprobs (%s); asking without", _server_message(response))
+            self.logprobs = False
+            response, more = self._post(self.payload(content, request, structured))
+            retries += more
         if response.status_code == 400 and structured:
             log.warning(
                 "server rejected response_format (%s); falling back to plain prompting",
@@ -228,10 +259,9 @@ class OpenAIBackend:
         message = f"{self.url}: HTTP {status}: {_server_message(response)}"
         if status in (401, 403, 404):
             raise BackendUnavailable(message)
-        error = BackendError(message)
-        if status not in RETRY_STATUS:
-            error.retryable = False  # a bad request stays bad (e.g. the prompt exceeds the context)
-        raise error
+        if status not in RETRY_STATUS:  # a bad request stays bad (a prompt over the context)
+            raise BackendRejected(message)
+        raise BackendError(message)
 
     def _generation(self, response: httpx.Response, elapsed: float, retries: int) -> Generation:
         try:
@@ -250,6 +280,7 @@ class OpenAIBackend:
             output_tokens=int(usage.get("completion_tokens") or 0),
             cached_tokens=int(details.get("cached_tokens") or 0),
             timings={"request_s": elapsed, "retries": float(retries)},
+            token_logprobs=_token_logprobs(choice.get("logprobs")),
         )
 
     def close(self) -> None:

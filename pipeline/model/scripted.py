@@ -13,6 +13,8 @@ from pipeline.plan.prompt import Part, hf_messages
 
 Reply = str | tuple[str, FinishReason]
 Replier = Callable[[Sequence[Part], GenerationRequest], Reply]
+#: A reply's text -> its token pieces and log-probabilities (``Generation.token_logprobs``).
+Logprobber = Callable[[str], Sequence[tuple[str, float]]]
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,8 @@ class ScriptedBackend:
     counted with a :class:`TokenCounter` (exact with a tokenizer, else the estimate), output tokens
     likewise (capped at ``max_new_tokens``; a reply over it is reported as 'length').
     ``cached_tokens`` mimics one prefill per content: every request after the first on the same
-    content reports the content's tokens as cached.
+    content reports the content's tokens as cached. ``token_logprobs`` (optional) gives each
+    reply's ``Generation.token_logprobs``; without it there are none.
     """
 
     name = "scripted"
@@ -41,8 +44,10 @@ class ScriptedBackend:
         *,
         tokenizer: Any | None = None,
         model_id: str = "scripted",
+        token_logprobs: Logprobber | None = None,
     ) -> None:
         self.model_id = model_id
+        self._logprobs = token_logprobs
         self.counter = TokenCounter(tokenizer)
         self._replier: Replier | None = None
         self._replies: list[Reply] = []
@@ -118,6 +123,7 @@ class ScriptedBackend:
                     output_tokens=n_out,
                     cached_tokens=content_tokens if (same or i > 0) else 0,
                     timings={"decode_s": 0.0},
+                    token_logprobs=tuple(self._logprobs(text)) if self._logprobs else (),
                 )
                 self.calls.append(ScriptedCall(parts, request, generation))
                 out.append(generation)

@@ -283,6 +283,8 @@ class TransformersBackend:
         processors = LogitsProcessorList()
         if request.json_schema is not None:
             processors.append(self.constrainer().processor(request.json_schema))
+        recorder = _LogprobRecorder()
+        processors.append(recorder)  # last: sees the constrained scores
         kwargs: dict[str, Any] = {"mm_token_type_ids": mm}
         if prefix.image_grid_thw is not None:
             kwargs["image_grid_thw"] = prefix.image_grid_thw.to(self.device)
@@ -310,6 +312,7 @@ class TransformersBackend:
         text = self.tokenizer.decode(
             new, skip_special_tokens=True, clean_up_tokenization_spaces=False
         )
+        logprobs = recorder.finish(out[0, -1]) if len(out[0]) > len(ids) else []
         return Generation(
             text=text,
             finish_reason=finish,
@@ -317,7 +320,29 @@ class TransformersBackend:
             output_tokens=len(new),
             cached_tokens=cached,
             timings={"prefill_s": prefill_s, "decode_s": decode_s},
+            token_logprobs=tuple(zip(self._pieces(new), logprobs[: len(new)], strict=True)),
         )
+
+    def _pieces(self, ids: list[int]) -> list[str]:
+        """Each token's text piece; the pieces join to the decoded text. A character split over
+        several tokens goes to the token that completes it (the others get ``""``)."""
+        pieces: list[str] = []
+        pending: list[int] = []
+        for token in ids:
+            pending.append(token)
+            piece = self.tokenizer.decode(
+                pending, skip_special_tokens=True, clean_up_tokenization_spaces=False
+            )
+            if piece.endswith("\ufffd") and len(pending) < 4:  # an incomplete UTF-8 sequence
+                pieces.append("")
+                continue
+            pieces.append(piece)
+            pending = []
+        if pending:  # cut off inside a character: what the full decode shows for it
+            pieces[-1] = self.tokenizer.decode(
+                pending, skip_special_tokens=True, clean_up_tokenization_spaces=False
+            )
+        return pieces
 
     def constrainer(self) -> Any:
         if self._constrainer is None:
@@ -328,6 +353,37 @@ class TransformersBackend:
     def close(self) -> None:
         self._prefix = None
         self.model = None
+
+
+class _LogprobRecorder:
+    """A logits processor (last in the list) recording each chosen token's log-probability under
+    the scores the processors before it produced (constrained decoding's mask included; sampling's
+    temperature/top-k/top-p come after it, so this is the temperature-1 distribution). At each step
+    it reads the previous step's choice (the last input id) from the previous log-softmax, so only
+    one vocabulary-sized row is kept, never one per step (``output_scores`` would hold every step's
+    scores: gigabytes for a 16k-token reply)."""
+
+    def __init__(self) -> None:
+        self.previous: Any = None
+        self.values: list[Any] = []  # 0-d tensors, synchronised once at the end
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        if self.previous is not None:
+            self.values.append(self.previous[input_ids[0, -1]])
+        self.previous = torch.log_softmax(scores[0].float(), dim=-1)
+        return scores
+
+    def finish(self, last_token: Any) -> list[float]:
+        """Every generated token's log-probability (``last_token`` is the final choice)."""
+        import torch
+
+        if self.previous is None:
+            return []
+        values = [*self.values, self.previous[last_token]]
+        self.previous, self.values = None, []
+        return [float(v) for v in torch.stack(values).tolist()]
 
 
 def _images(content: Sequence[Part]) -> list[Any]:

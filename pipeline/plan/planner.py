@@ -167,9 +167,7 @@ def plan_loaded(
                 warnings=list(doc.warnings),
             )
         )
-        items[i] = [
-            PackItem(i, t.page, t.image + t.text, expected_reply_tokens(t)) for t in tokens
-        ]
+        items[i] = [PackItem(i, t.page, t.image + t.text, expected_reply_tokens(t)) for t in tokens]
         headers[i] = counter.part(document_header(i + 1, doc.path.name, doc.page_count))
         if settings.share_windows and groups:
             groups[-1].append(i)

@@ -30,6 +30,7 @@ from pipeline.model.base import Generation, ModelBackend
 from pipeline.plan.prompt import Part, Turn, pages_of
 from pipeline.result import Usage
 from pipeline.settings import Settings
+from pipeline.tasks.confidence import field_confidence
 from pipeline.tasks.jsonparse import JsonParseError, parse_json
 from pipeline.tasks.specs import TaskSpec
 
@@ -62,6 +63,10 @@ class TaskResult(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     #: Seconds the backend reported (``prefill_s``, ``decode_s``, ``request_s``) and ``prefills``.
     timings: dict[str, float] = Field(default_factory=dict)
+    #: Per leaf value of the accepted reply (paths like ``lines[3].amount``): exp(mean token
+    #: log-probability), see :func:`~pipeline.tasks.confidence.field_confidence`. Empty when the
+    #: backend gave no log-probabilities.
+    confidence: dict[str, float] = Field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -193,7 +198,9 @@ def repair(
         state.usage.add(usage_of(gen))
         _add_timings(state.timings, gen)
         try:
-            return validate_reply(gen.text, spec.model)
+            value = validate_reply(gen.text, spec.model)
+            state.confidence = field_confidence(gen.text, gen.token_logprobs)
+            return value
         except (JsonParseError, ValidationError) as exc:
             too_long = gen.finish_reason == "length" or looks_repetitive(gen.text)
             if too_long:  # the same request would fail the same way: never send it again
