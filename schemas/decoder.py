@@ -21,7 +21,9 @@ repository):
 * ``title`` keywords are dropped (they only cost prompt tokens when the schema is shown to the
   model).
 
-The bounds already in the model are kept; the defaults below only fill gaps. Never use it for a
+The bounds already in the model are kept; the defaults below fill every gap. They are small on
+purpose: a random model tends to fill a string or a list up to its cap, so the caps decide how long
+its reply is (an invoice: about 2,500 tokens, within the default output budget). Never use it for a
 real model: a list longer than ``DEFAULT_MAX_ITEMS`` is silently cut short.
 
 Neither shape says anything about whitespace: the in-process decoder
@@ -38,8 +40,8 @@ from pydantic import BaseModel
 
 from schemas.from_json import original_json_schema
 
-DEFAULT_MAX_LENGTH = 500
-DEFAULT_MAX_ITEMS = 50
+DEFAULT_MAX_LENGTH = 160
+DEFAULT_MAX_ITEMS = 10
 DEFAULT_MIN_NUMBER = -1e12
 DEFAULT_MAX_NUMBER = 1e12
 DEFAULT_NUMBER_STEP = 0.0001

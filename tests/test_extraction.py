@@ -52,11 +52,12 @@ def test_the_800_line_purchase_order_comes_back_whole(
     lines = envelope.extraction.data["lines"]
     assert quotes(lines) == quotes(truth["lines"])  # all 800, none duplicated
     assert len(lines) == 800
-    assert all(
-        g.status == "grounded"
-        for g in envelope.extraction.grounding.items
-        if g.path.startswith("lines[")
-    )
+    items = [g for g in envelope.extraction.grounding.items if g.path.startswith("lines[")]
+    assert len(items) == 800
+    for g in items:  # every line found on its page, with the box of its words
+        assert g.status == "grounded" and g.bbox is not None and g.page == g.pages[0]
+        x0, y0, x1, y1 = g.bbox
+        assert 0 <= x0 < x1 <= 595.5 and 0 <= y0 < y1 <= 842.5
     # Output-aware segments: no reply was ever cut off.
     assert all(c.generation.finish_reason == "stop" for c in model.calls)
     assert {p.status for p in envelope.extraction.completeness.pages} == {"complete"}

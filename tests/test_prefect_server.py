@@ -133,6 +133,11 @@ def test_served_inbox_delivers_once_and_trigger_works(
         results = [json.loads(p.read_text()) for p in outbox.glob("*.json")]
         assert sorted(r["status"] for r in results) == ["ok"] * 3
         assert len(_calls(tmp_path)) == 3
+
+        def manifest_rows() -> int:  # a run writes its manifest after its deliveries
+            return sum(len(p.read_text().splitlines()) for p in outbox.glob("manifests/*.jsonl"))
+
+        _wait(lambda: manifest_rows() == 3, 60, "the runs' manifests", step=0.5)
         manifests = list((outbox / "manifests").glob("*.jsonl"))
 
         # Later scheduled runs see nothing new. trigger --wait runs one more and waits for its final

@@ -28,6 +28,7 @@ from schemas import (
     schema_version,
     validate_output,
 )
+from schemas.decoder import DEFAULT_MAX_ITEMS, DEFAULT_MAX_LENGTH
 from schemas.errors import SchemaError
 
 BOUND_KEYWORDS = ("maxItems", "maxLength", "minimum", "maximum", "multipleOf", "minItems")
@@ -98,12 +99,13 @@ def test_decoder_fills_gaps_and_keeps_existing_bounds() -> None:
 
     schema = decoder_schema(Loose)
     props = schema["properties"]
-    assert props["name"]["maxLength"] == 500
+    assert props["name"]["maxLength"] == DEFAULT_MAX_LENGTH
     assert props["score"]["minimum"] < 0 < props["score"]["maximum"]
-    assert props["tags"]["maxItems"] == 50 and props["tags"]["items"]["maxLength"] == 500
+    assert props["tags"]["maxItems"] == DEFAULT_MAX_ITEMS
+    assert props["tags"]["items"]["maxLength"] == DEFAULT_MAX_LENGTH
     capped = decoder_schema(Capped)["properties"]
     assert capped["code"]["maxLength"] == 7 and capped["rows"]["maxItems"] == 3
-    assert decoder_schema(Answer)["properties"]["answer"]["maxLength"] == 500
+    assert decoder_schema(Answer)["properties"]["answer"]["maxLength"] == DEFAULT_MAX_LENGTH
 
 
 def test_recursive_schema_keeps_refs() -> None:
