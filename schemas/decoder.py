@@ -23,8 +23,9 @@ repository):
 
 The bounds already in the model are kept; the defaults below fill every gap. They are small on
 purpose: a random model tends to fill a string or a list up to its cap, so the caps decide how long
-its reply is (an invoice: about 2,500 tokens, within the default output budget). Never use it for a
-real model: a list longer than ``DEFAULT_MAX_ITEMS`` is silently cut short.
+its reply is (the tiny model on samples/invoice.pdf: about 1,400 tokens; with the earlier defaults,
+500 and 50, it ran past 4,096). Never use it for a real model: a list longer than
+``DEFAULT_MAX_ITEMS`` is silently cut short.
 
 Neither shape says anything about whitespace: the in-process decoder
 (:mod:`pipeline.model.constrain`) and the OpenAI-compatible backend add "no free whitespace"
