@@ -39,7 +39,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from schemas.from_json import original_json_schema
+from schemas.from_json import SCHEMA_MAPS, SCHEMA_ONE, original_json_schema
 
 DEFAULT_MAX_LENGTH = 160
 DEFAULT_MAX_ITEMS = 10
@@ -81,33 +81,16 @@ def reply_schema(model: type[BaseModel] | dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-#: Keywords whose value is a map of names to subschemas, or one subschema.
-_SUBSCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
-_SUBSCHEMA_ONE = (
-    "items",
-    "additionalItems",
-    "additionalProperties",
-    "unevaluatedItems",
-    "unevaluatedProperties",
-    "contains",
-    "propertyNames",
-    "not",
-    "if",
-    "then",
-    "else",
-)
-
-
 def _drop_titles(node: Any) -> Any:
     """``node`` without ``title`` keywords (in schema positions only: a property may be called
     ``title``)."""
     if not isinstance(node, dict):
         return node
     node.pop("title", None)
-    for key in _SUBSCHEMA_MAPS:
+    for key in SCHEMA_MAPS:
         if isinstance(node.get(key), dict):
             node[key] = {name: _drop_titles(sub) for name, sub in node[key].items()}
-    for key in _SUBSCHEMA_ONE:
+    for key in SCHEMA_ONE:
         if isinstance(node.get(key), dict):
             node[key] = _drop_titles(node[key])
     for key in (*_SUBSCHEMA_LISTS, "items"):

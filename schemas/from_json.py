@@ -75,8 +75,8 @@ _SCALARS: dict[str, Any] = {
 #: The class attribute holding the parsed file on a model made from a JSON Schema.
 ORIGINAL_ATTR = "__docvl_json_schema__"
 #: Keywords whose value is a map of names to subschemas / a subschema / a list of subschemas.
-_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
-_SCHEMA_ONE = (
+SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+SCHEMA_ONE = (
     "items",
     "additionalItems",
     "additionalProperties",
@@ -209,12 +209,12 @@ def _check_node(node: Any, where: str, root: dict[str, Any], problems: list[str]
                     f"required key {key!r} at {where} has no entry in 'properties' "
                     "(add it to 'properties' or remove it from 'required')"
                 )
-    for keyword in _SCHEMA_MAPS:
+    for keyword in SCHEMA_MAPS:
         subs = node.get(keyword)
         if isinstance(subs, dict):
             for name, sub in subs.items():
                 _check_node(sub, f"{where}/{keyword}/{_pointer([name])[2:]}", root, problems)
-    for keyword in _SCHEMA_ONE:
+    for keyword in SCHEMA_ONE:
         if isinstance(node.get(keyword), dict):
             _check_node(node[keyword], f"{where}/{keyword}", root, problems)
     for keyword in _SCHEMA_LISTS:

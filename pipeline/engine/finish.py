@@ -185,10 +185,7 @@ def _add_confidence(grounding: Grounding, data: Any, confidences: Mapping[Any, f
 def _fallback(spec: TaskSpec, values: list[BaseModel]) -> BaseModel:
     if spec.name == "summary":
         data, _ = merge_partials(DocumentSummary, values)
-        data["summary"] = " ".join(v.summary for v in values if isinstance(v, DocumentSummary))[
-            :3000
-        ]
-        data["key_points"] = data.get("key_points", [])[:12]
+        data["summary"] = " ".join(v.summary for v in values if isinstance(v, DocumentSummary))
         return DocumentSummary.model_validate(data)
     answers = [v for v in values if isinstance(v, Answer)]
     return next((a for a in answers if a.found), answers[0])
