@@ -14,6 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+# Before Prefect is imported (by flows, below), which reads them once: offline, and progress bars
+# rather than Prefect's per-task INFO lines (PREFECT_LOGGING_LEVEL=INFO brings those back).
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
 from pydantic import ValidationError
 
 from docvl.api import plan as make_plan
@@ -321,10 +327,6 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # Progress bars, not Prefect's per-task INFO lines; PREFECT_LOGGING_LEVEL=INFO brings them back.
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -94,3 +97,18 @@ def test_schemas_list_show_export(tmp_path: Path, capsys: pytest.CaptureFixture[
         "usage",
         "timings",
     } <= set(schema["properties"])
+
+
+def test_the_cli_quiets_prefect_before_prefect_loads() -> None:
+    """The CLI imports flows (and so Prefect) at module level: its logging default must already be
+    set then, or a run prints Prefect's per-task INFO lines over the progress bars."""
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_LOGGING_LEVEL"}
+    code = (
+        "import docvl.cli\n"
+        "from prefect.settings import get_current_settings\n"
+        "print(get_current_settings().logging.level)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.strip() == "WARNING", done.stderr[-2000:]
