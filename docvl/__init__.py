@@ -1,0 +1,1 @@
+"""The CLI (``docvl``) and the Python API (:mod:`docvl.api`): the layer above ``flows``."""

@@ -1,0 +1,1 @@
+"""Stage 3: the one ``ModelBackend`` seam, its backends, processor loading, constrained decoding."""

@@ -1,0 +1,1 @@
+"""Stage 4: task specs, the re-ask loop, reduce and merge, completeness, grounding, confidence."""
