@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up everything docvl needs on a fresh Debian/Ubuntu machine with Python 3.11:
-# system packages (poppler for pdf2image, LibreOffice for slides), a venv, torch pinned FIRST, docvl.
+# system packages (poppler for pdf2image, LibreOffice for slides, chromium for the report tests), a venv, torch pinned FIRST, docvl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -9,6 +9,8 @@ VENV=${VENV:-.venv}
 need_apt=()
 command -v pdftoppm >/dev/null 2>&1 || need_apt+=(poppler-utils)
 command -v soffice >/dev/null 2>&1 || need_apt+=(libreoffice-impress)
+# the HTML report's browser tests (tests/test_review.py) drive it through Playwright
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   echo "setup: installing ${need_apt[*]}"
