@@ -148,7 +148,6 @@ def test_pdf_actions_and_javascript_are_never_executed(tmp_path: Path) -> None:
         doc = pymupdf.open()  # type: ignore[no-untyped-call]
         page = doc.new_page()  # type: ignore[no-untyped-call]
         page.insert_text((72, 72), "Actions")  # type: ignore[no-untyped-call]
-        lower_half = pymupdf.Rect(0, 300, 300, 600)
         page.insert_link(  # type: ignore[no-untyped-call]
             {"kind": pymupdf.LINK_URI, "from": pymupdf.Rect(0, 0, 300, 300), "uri": canary.url}
         )
