@@ -25,6 +25,12 @@ ReplyTooLong                reply_too_long          a reply hit its token limit 
 OutputTooLarge              output_too_large        one page's reply exceeds every output budget
 UsageError                  usage_error             bad command-line or API arguments
 InternalError               internal_error          a bug in docvl (reported, never final)
+FileTooLarge                file_too_large          the file exceeds ``max_file_bytes``
+TooManyPages                too_many_pages          more pages/slides/frames than ``max_pages``
+TooManyPixels               too_many_pixels         images declare more than ``max_page_pixels``
+PackageTooLarge             package_too_large       a deck unpacks past ``max_unpacked_bytes``
+ConversionTimeout           conversion_timeout      LibreOffice ran past ``slide_timeout_s``
+ConversionOutOfMemory       conversion_memory       LibreOffice died under ``slide_memory_mb``
 ==========================  ======================  ==========================================
 
 What a runner does with each error is declared once, in :data:`FAILURE_POLICY` (see
@@ -190,6 +196,49 @@ class InternalError(DocvlError):
     code = "internal_error"
 
 
+# --- ingest budgets and caps (issue 9): each a final input error ----------------------------------
+
+
+class FileTooLarge(InputError):
+    """Raised by loading when the file is larger than ``Settings.max_file_bytes``."""
+
+    code = "file_too_large"
+
+
+class TooManyPages(InputError):
+    """Raised by loading when a document declares more pages (slides, image frames) than
+    ``Settings.max_pages``, before any page is read."""
+
+    code = "too_many_pages"
+
+
+class TooManyPixels(InputError):
+    """Raised before decoding when an image (a file, a picture of a deck, or the images drawn on one
+    PDF page together) declares more pixels than ``Settings.max_page_pixels``: a pixel bomb."""
+
+    code = "too_many_pixels"
+
+
+class PackageTooLarge(InputError):
+    """Raised before conversion when a deck's zip parts unpack to more than
+    ``Settings.max_unpacked_bytes`` (a zip bomb)."""
+
+    code = "package_too_large"
+
+
+class ConversionTimeout(ConversionFailed):
+    """Raised when LibreOffice runs past ``Settings.slide_timeout_s`` (its process group is
+    killed)."""
+
+    code = "conversion_timeout"
+
+
+class ConversionOutOfMemory(ConversionFailed):
+    """Raised when LibreOffice dies under its address-space limit ``Settings.slide_memory_mb``."""
+
+    code = "conversion_memory"
+
+
 class Policy(StrEnum):
     #: Bad input or a settled outcome: the record is final and cached; rerunning cannot change it.
     FINAL = "final"
@@ -221,6 +270,13 @@ FAILURE_POLICY: dict[str, Policy] = {
             ReplyTooLong,
             UsageError,
             SchemaNotFound,
+            # ingest budgets and caps (issue 9)
+            FileTooLarge,
+            TooManyPages,
+            TooManyPixels,
+            PackageTooLarge,
+            ConversionTimeout,
+            ConversionOutOfMemory,
         )
     },
     BackendError.code: Policy.RETRYABLE,

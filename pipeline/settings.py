@@ -34,6 +34,36 @@ class Settings(BaseSettings):
     slide_timeout_s: float = Field(300.0, gt=0)
     password: str | None = Field(None, repr=False, exclude=True)
 
+    # --- ingest budgets and caps (issue 9): a document over one fails with its own code ------
+    max_file_bytes: int = Field(
+        512 * 1024 * 1024, gt=0, description="Largest input file in bytes (file_too_large)."
+    )
+    max_pages: int = Field(
+        2000,
+        gt=0,
+        description="Most pages (PDF), slides (deck) or frames (image) a document may declare "
+        "(too_many_pages); checked before any page is read.",
+    )
+    max_page_pixels: int = Field(
+        150_000_000,
+        gt=0,
+        description="Most pixels an image file, a deck picture, or the images of one PDF page "
+        "together may declare, checked before decoding (too_many_pixels: pixel bombs). The "
+        "corpus's largest page image is 113 MP (a 1-bit 1200 dpi scan).",
+    )
+    max_unpacked_bytes: int = Field(
+        1024 * 1024 * 1024,
+        gt=0,
+        description="Most bytes a .pptx may unpack to, checked before conversion "
+        "(package_too_large: zip bombs).",
+    )
+    slide_memory_mb: int = Field(
+        2048,
+        ge=256,
+        description="Address-space limit of LibreOffice during a slide conversion, in MiB "
+        "(conversion_memory).",
+    )
+
     # --- prompt / plan -------------------------------------------------------------------------
     context_window: int = Field(262_144, gt=0)
     #: The output budget of one reply, reserved in every window. Extraction into record lists

@@ -12,6 +12,7 @@ the ``LoadedDocument`` so the renderer (and poppler) can reopen the file.
 from __future__ import annotations
 
 import hashlib
+import re
 import stringprep
 import unicodedata
 import warnings as pywarnings
@@ -22,13 +23,19 @@ from PIL import Image
 
 from pipeline.errors import (
     CorruptDocument,
+    DocvlError,
     EmptyDocument,
+    FileTooLarge,
+    InternalError,
     PasswordRequired,
+    TooManyPages,
+    TooManyPixels,
     UnsupportedFormat,
     WrongPassword,
 )
 from pipeline.ingest import textlayer
 from pipeline.ingest.document import DocKind, LoadedDocument, PageInfo
+from pipeline.ingest.raster import MUPDF_ERRORS
 from pipeline.ingest.slides import load_slides
 from pipeline.ingest.sniff import sniff_details
 from pipeline.settings import Settings
@@ -43,18 +50,55 @@ MAX_MUPDF_WARNINGS = 5
 
 
 def load_document(path: Path, settings: Settings) -> LoadedDocument:
-    """Sniff ``path`` by content and load it as a PDF, slide deck or image."""
+    """Sniff ``path`` by content and load it as a PDF, slide deck or image.
+
+    Every exception is this document's typed error (per-document isolation): a ``DocvlError`` as
+    raised, anything else an :class:`InternalError` naming the exception's type and message.
+    Messages and warnings are made encodable (:func:`clean_text`)."""
     path = Path(path)
+    try:
+        doc = _load(path, settings)
+    except DocvlError as exc:
+        exc.message = clean_text(exc.message)
+        exc.args = (exc.message,)
+        raise
+    except Exception as exc:
+        raise InternalError(
+            clean_text(f"{path.name}: {type(exc).__name__}: {exc}"), page=None
+        ) from exc
+    doc.warnings[:] = [clean_text(w) for w in doc.warnings]
+    return doc
+
+
+def _load(path: Path, settings: Settings) -> LoadedDocument:
     sniffed = sniff_details(path)
+    size = path.stat().st_size
+    if size > settings.max_file_bytes:
+        raise FileTooLarge(
+            f"{path.name}: {size:,} bytes, over the cap of {settings.max_file_bytes:,} "
+            "(DOCVL_MAX_FILE_BYTES)"
+        )
     digest = file_sha256(path)
     if sniffed.kind is DocKind.PDF:
         doc = load_pdf(path, settings, digest)
     elif sniffed.kind is DocKind.IMAGE:
-        doc = load_image(path, digest)
+        doc = load_image(path, digest, settings)
     else:
         doc = load_slides(path, sniffed.kind, settings, digest)
     doc.warnings[:0] = sniffed.notes
     return doc
+
+
+_CONTROL = dict.fromkeys(c for c in range(32) if chr(c) not in "\n\t")
+_CONTROL[127] = None
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` without control characters (terminal escapes) and with every character encodable
+    as UTF-8 (lone surrogates from undecodable bytes become U+FFFD), so that JSON, logs and a
+    terminal can always print it."""
+    return _SURROGATE.sub("\ufffd", text.translate(_CONTROL))
 
 
 def file_sha256(path: Path) -> str:
@@ -72,14 +116,27 @@ def load_pdf(path: Path, settings: Settings, digest: str) -> LoadedDocument:
     pymupdf.TOOLS.mupdf_warnings(reset=True)  # type: ignore[no-untyped-call]
     doc, password = open_pdf(path, settings.password)
     try:
-        if doc.page_count == 0:
+        count = doc.page_count
+        if count == 0:
             raise EmptyDocument(
                 f"{path.name}: the PDF has no pages (truncated or damaged beyond repair)"
             )
+        if count > settings.max_pages:
+            raise TooManyPages(
+                f"{path.name}: {count:,} pages, over the cap of {settings.max_pages} "
+                "(DOCVL_MAX_PAGES)"
+            )
+        check_page_pixels(doc, settings.max_page_pixels, path.name)
         pages, warnings = textlayer.extract_pages(doc)
         warnings = textlayer.document_warnings(doc) + warnings
         if doc.is_repaired:
             warnings.insert(0, "the file is damaged; MuPDF repaired its structure")
+    except DocvlError:
+        raise
+    except MUPDF_ERRORS as exc:
+        raise CorruptDocument(
+            f"{path.name}: the PDF cannot be read ({type(exc).__name__}: {exc})"
+        ) from exc
     finally:
         doc.close()  # type: ignore[no-untyped-call]
     warnings += mupdf_messages()
@@ -92,6 +149,26 @@ def load_pdf(path: Path, settings: Settings, digest: str) -> LoadedDocument:
         warnings=warnings,
         password=password,
     )
+
+
+def check_page_pixels(doc: pymupdf.Document, max_pixels: int, name: str) -> None:
+    """Refuse a page whose images together declare more than ``max_pixels`` (read from the image
+    dictionaries, nothing decoded): MuPDF would decode them at full size to render the page."""
+    for index in range(doc.page_count):
+        seen: set[int] = set()
+        total = 0
+        for info in doc.get_page_images(index):
+            xref, width, height = int(info[0]), int(info[2]), int(info[3])
+            if xref in seen:
+                continue
+            seen.add(xref)
+            total += max(width, 0) * max(height, 0)
+        if total > max_pixels:
+            raise TooManyPixels(
+                f"{name}: page {index + 1} draws images of {total:,} pixels, over the cap of "
+                f"{max_pixels:,} (DOCVL_MAX_PAGE_PIXELS)",
+                page=index + 1,
+            )
 
 
 def open_pdf(path: Path, password: str | None) -> tuple[pymupdf.Document, str | None]:
@@ -184,16 +261,28 @@ def mupdf_messages() -> list[str]:
 # --- images ---------------------------------------------------------------------------------------
 
 
-def load_image(path: Path, digest: str) -> LoadedDocument:
+def load_image(path: Path, digest: str, settings: Settings) -> LoadedDocument:
     """One page; width/height are the pixel size after EXIF orientation (see ``tokens.page_pixels``:
-    images use scale 1). PIL's decompression-bomb guard stays on."""
+    images use scale 1). The declared size and frame count are checked against the caps before
+    anything is decoded; PIL's decompression-bomb guard stays on."""
     warnings: list[str] = []
     try:
         with pywarnings.catch_warnings(record=True) as caught:
             pywarnings.simplefilter("always", Image.DecompressionBombWarning)
             with Image.open(path) as im:
-                frames = getattr(im, "n_frames", 1)
                 width, height = im.size
+                if width * height > settings.max_page_pixels:
+                    raise TooManyPixels(
+                        f"{path.name}: the image declares {width}x{height} pixels, over the cap "
+                        f"of {settings.max_page_pixels:,} (DOCVL_MAX_PAGE_PIXELS)",
+                        page=1,
+                    )
+                frames = getattr(im, "n_frames", 1)
+                if frames > settings.max_pages:
+                    raise TooManyPages(
+                        f"{path.name}: the image has {frames:,} frames, over the cap of "
+                        f"{settings.max_pages} (DOCVL_MAX_PAGES)"
+                    )
                 orientation = im.getexif().get(0x0112, 1)
                 if orientation in (5, 6, 7, 8):
                     width, height = height, width
@@ -205,9 +294,11 @@ def load_image(path: Path, digest: str) -> LoadedDocument:
             if issubclass(w.category, Image.DecompressionBombWarning)
         ]
     except Image.DecompressionBombError as exc:
-        raise CorruptDocument(
-            f"{path.name}: refused by the decompression-bomb guard ({exc})"
+        raise TooManyPixels(
+            f"{path.name}: refused by the decompression-bomb guard ({exc})", page=1
         ) from exc
+    except DocvlError:
+        raise
     except Exception as exc:
         raise CorruptDocument(
             f"{path.name}: the image cannot be decoded ({type(exc).__name__}: {exc})"

@@ -16,6 +16,10 @@ from pipeline.errors import RenderFailed
 pymupdf.TOOLS.mupdf_display_errors(False)  # type: ignore[no-untyped-call]
 pymupdf.TOOLS.mupdf_display_warnings(False)  # type: ignore[no-untyped-call]
 
+#: What MuPDF raises on a damaged file (FzErrorBase is not a RuntimeError; PyMuPDF's own checks
+#: raise RuntimeError/ValueError): the document is at fault, not docvl.
+MUPDF_ERRORS = (RuntimeError, ValueError, IndexError, OverflowError, pymupdf.mupdf.FzErrorBase)
+
 CHUNK_PAGES = 4
 #: The target may deviate this much from the page's aspect ratio before we letterbox instead of
 #: stretch.

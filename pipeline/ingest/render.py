@@ -25,10 +25,11 @@ from typing import Literal, cast
 
 from PIL import Image, ImageOps
 
-from pipeline.errors import RenderFailed, UsageError
+from pipeline.errors import DocvlError, InternalError, RenderFailed, UsageError
 from pipeline.ingest.document import DocKind, LoadedDocument
 from pipeline.ingest.geometry import page_pixels
 from pipeline.ingest.raster import (
+    MUPDF_ERRORS,
     WHITE,
     RenderedPage,
     content_size,
@@ -67,7 +68,24 @@ def encode_image(
 def iter_rendered(
     doc: LoadedDocument, settings: Settings, pages: Sequence[int] | None = None
 ) -> Iterator[RenderedPage]:
-    """Yield the requested pages (default: all) in the order given, one at a time."""
+    """Yield the requested pages (default: all) in the order given, one at a time. Every exception
+    is the document's typed error: a ``DocvlError`` as raised, a MuPDF error ``RenderFailed``,
+    anything else ``InternalError``."""
+    try:
+        yield from _iter_rendered(doc, settings, pages)
+    except DocvlError:
+        raise
+    except MUPDF_ERRORS as exc:  # a damaged page MuPDF only meets when drawing it
+        raise RenderFailed(
+            f"{doc.path.name}: a page cannot be rendered ({type(exc).__name__}: {exc})"
+        ) from exc
+    except Exception as exc:
+        raise InternalError(f"{doc.path.name}: rendering: {type(exc).__name__}: {exc}") from exc
+
+
+def _iter_rendered(
+    doc: LoadedDocument, settings: Settings, pages: Sequence[int] | None
+) -> Iterator[RenderedPage]:
     numbers = _select(doc, pages)
     if not numbers:
         return

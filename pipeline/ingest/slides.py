@@ -12,6 +12,9 @@ the text.
 * Text (.ppt, or a .pptx python-pptx cannot parse but LibreOffice can): from the converted PDF,
   with its word boxes (``PageInfo.words``); python-pptx text has none.
 * Geometry always comes from the converted PDF.
+* Security and budgets (:mod:`pipeline.ingest.sandbox`): a .pptx is staged without its external
+  links (zip-bomb, picture-size and slide-count caps checked while copying); soffice runs with a
+  locked profile (no macros, no linked content), no network and an address-space limit.
 """
 
 from __future__ import annotations
@@ -31,12 +34,25 @@ from pptx import Presentation
 from pptx.enum.shapes import MSO_SHAPE_TYPE
 from pptx.exc import PackageNotFoundError
 
-from pipeline.errors import ConversionFailed, CorruptDocument, EmptyDocument
+from pipeline.errors import (
+    ConversionFailed,
+    ConversionOutOfMemory,
+    ConversionTimeout,
+    CorruptDocument,
+    EmptyDocument,
+    TooManyPages,
+)
 from pipeline.ingest.document import NO_WORDS, DocKind, LoadedDocument, PageInfo
+from pipeline.ingest.sandbox import sandbox_prefix, stage_pptx, write_profile
 from pipeline.ingest.textlayer import text_and_words, text_is_usable
 from pipeline.settings import Settings
 
 PDF_FILTER = 'pdf:impress_pdf_Export:{"ExportHiddenSlides":{"type":"boolean","value":"true"}}'
+#: Exit statuses of a LibreOffice that died of its address-space limit (abort/kill/segfault, raw or
+#: through the soffice shell script).
+OOM_EXITS = frozenset({-6, -9, -11, 134, 137, 139})
+#: What it prints when the limit stops it (an allocation, or mapping its own libraries).
+OOM_MARKS = (b"bad_alloc", b"failed to map segment", b"Fatal exception")
 INSTALL_HINT = (
     "install LibreOffice Impress (apt-get install -y --no-install-recommends libreoffice-impress)"
 )
@@ -46,12 +62,16 @@ def load_slides(path: Path, kind: DocKind, settings: Settings, digest: str) -> L
     """Convert a deck to PDF (inside a workdir the returned document owns) and collect its pages."""
     warnings: list[str] = []
     texts: list[tuple[str, bool]] | None = None
-    if kind is DocKind.PPTX:
-        texts = pptx_slide_texts(path, warnings)
     workdir = Path(tempfile.mkdtemp(prefix="docvl-slides-"))
     try:
-        pdf = convert_to_pdf(path, kind, workdir, settings.slide_timeout_s)
-        pages = _pages_from_pdf(pdf, texts, warnings, path.name)
+        staged = workdir / ("input.pptx" if kind is DocKind.PPTX else "input.ppt")
+        if kind is DocKind.PPTX:  # links broken and budgets checked before anything reads it
+            warnings += stage_pptx(path, staged, settings)
+            texts = pptx_slide_texts(staged, warnings, path.name)
+        else:
+            _link_or_copy(path, staged)
+        pdf = convert_to_pdf(staged, path.name, workdir, settings)
+        pages = _pages_from_pdf(pdf, texts, warnings, path.name, settings.max_pages)
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
@@ -69,16 +89,20 @@ def load_slides(path: Path, kind: DocKind, settings: Settings, digest: str) -> L
 # --- text from python-pptx ------------------------------------------------------------------------
 
 
-def pptx_slide_texts(path: Path, warnings: list[str]) -> list[tuple[str, bool]] | None:
+def pptx_slide_texts(
+    path: Path, warnings: list[str], name: str | None = None
+) -> list[tuple[str, bool]] | None:
     """(text, has_text_layer) per slide, or None when python-pptx cannot parse the deck (then the
     PDF text is used). ``has_text_layer`` judges the slide's own text only: picture alt text (often
-    machine-generated) and speaker notes do not make an image-only slide a text slide."""
+    machine-generated) and speaker notes do not make an image-only slide a text slide. ``name``: the
+    file name errors show (``path`` may be a staged copy)."""
+    name = name or path.name
     try:
         prs = Presentation(str(path))
         slides = list(prs.slides)
     except (PackageNotFoundError, zipfile.BadZipFile, KeyError, EOFError) as exc:
         raise CorruptDocument(
-            f"{path.name}: the PowerPoint package is damaged ({type(exc).__name__}: {exc})"
+            f"{name}: the PowerPoint package is damaged ({type(exc).__name__}: {exc})"
         ) from exc
     except Exception as exc:
         warnings.append(
@@ -87,7 +111,7 @@ def pptx_slide_texts(path: Path, warnings: list[str]) -> list[tuple[str, bool]] 
         )
         return None
     if not slides:
-        raise EmptyDocument(f"{path.name}: the presentation has no slides")
+        raise EmptyDocument(f"{name}: the presentation has no slides")
     texts: list[tuple[str, bool]] = []
     hidden: list[int] = []
     for number, slide in enumerate(slides, 1):
@@ -195,17 +219,24 @@ def find_soffice() -> str:
     return exe
 
 
-def convert_to_pdf(src: Path, kind: DocKind, workdir: Path, timeout_s: float) -> Path:
-    """Convert a deck to ``workdir/out/input.pdf``; the process group is killed on timeout."""
-    exe = find_soffice()
-    staged = workdir / ("input.pptx" if kind is DocKind.PPTX else "input.ppt")
+def _link_or_copy(src: Path, staged: Path) -> None:
     try:
         staged.symlink_to(src.resolve())
     except OSError:
         shutil.copyfile(src, staged)
+
+
+def convert_to_pdf(staged: Path, name: str, workdir: Path, settings: Settings) -> Path:
+    """Convert the staged deck to ``workdir/out/<stem>.pdf`` in the sandbox of
+    :mod:`pipeline.ingest.sandbox` (locked fresh profile, no network, memory limit); the process
+    group is killed past ``settings.slide_timeout_s``."""
+    exe = find_soffice()
+    timeout_s = settings.slide_timeout_s
     profile = workdir / "lo-profile"
+    write_profile(profile)
     outdir = workdir / "out"
     cmd = [
+        *sandbox_prefix(settings),
         exe,
         f"-env:UserInstallation={profile.as_uri()}",
         "--headless",
@@ -231,19 +262,26 @@ def convert_to_pdf(src: Path, kind: DocKind, workdir: Path, timeout_s: float) ->
         output, _ = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired as exc:
         _kill_group(proc)
-        raise ConversionFailed(
-            f"{src.name}: LibreOffice did not finish within {timeout_s:g} s (DOCVL_SLIDE_TIMEOUT_S)"
+        raise ConversionTimeout(
+            f"{name}: LibreOffice did not finish within {timeout_s:g} s (DOCVL_SLIDE_TIMEOUT_S)"
         ) from exc
     except BaseException:
         _kill_group(proc)
         raise
     finally:
         shutil.rmtree(profile, ignore_errors=True)
-    pdf = outdir / "input.pdf"
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)  # nothing it started outlives the conversion
+    pdf = outdir / (staged.stem + ".pdf")
     if proc.returncode != 0 or not pdf.is_file() or pdf.stat().st_size == 0:
         tail = output.decode("utf-8", "replace").strip()[-400:] if output else "no output"
+        if proc.returncode in OOM_EXITS or any(m in (output or b"") for m in OOM_MARKS):
+            raise ConversionOutOfMemory(
+                f"{name}: LibreOffice died (exit {proc.returncode}) under its memory limit of "
+                f"{settings.slide_memory_mb} MiB (DOCVL_SLIDE_MEMORY_MB)"
+            )
         raise ConversionFailed(
-            f"{src.name}: LibreOffice could not convert the deck (exit {proc.returncode}): {tail}"
+            f"{name}: LibreOffice could not convert the deck (exit {proc.returncode}): {tail}"
         )
     return pdf
 
@@ -256,7 +294,7 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _pages_from_pdf(
-    pdf: Path, texts: list[tuple[str, bool]] | None, warnings: list[str], name: str
+    pdf: Path, texts: list[tuple[str, bool]] | None, warnings: list[str], name: str, max_pages: int
 ) -> list[PageInfo]:
     try:
         doc = pymupdf.open(pdf, filetype="pdf")  # type: ignore[no-untyped-call]
@@ -265,6 +303,10 @@ def _pages_from_pdf(
     try:
         if doc.page_count == 0:
             raise EmptyDocument(f"{name}: the presentation has no slides")
+        if doc.page_count > max_pages:
+            raise TooManyPages(
+                f"{name}: {doc.page_count} slides, over the cap of {max_pages} (DOCVL_MAX_PAGES)"
+            )
         if texts is not None and len(texts) != doc.page_count:
             warnings.append(
                 f"{len(texts)} slides but LibreOffice made {doc.page_count} pages; "

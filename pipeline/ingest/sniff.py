@@ -58,8 +58,8 @@ def sniff(path: Path) -> DocKind:
 def sniff_details(path: Path) -> Sniffed:
     try:
         size = path.stat().st_size
-        if not path.is_file():
-            raise UsageError(f"{path}: not a regular file")
+        if not path.is_file():  # a FIFO or device is never opened: reading one could hang
+            raise UsageError(f"{path}: not a regular file (a directory, FIFO or device)")
         with path.open("rb") as fh:
             head = fh.read(HEAD_BYTES)
             fh.seek(max(0, size - HEAD_BYTES))
@@ -70,6 +70,8 @@ def sniff_details(path: Path) -> Sniffed:
         raise UsageError(f"{path}: permission denied") from exc
     except IsADirectoryError as exc:
         raise UsageError(f"{path}: is a directory, not a document") from exc
+    except OSError as exc:  # a symlink loop, a name too long, an I/O error
+        raise UsageError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
     if size == 0:
         raise EmptyFile(f"{path.name}: the file is empty (0 bytes)")
 

@@ -1,0 +1,199 @@
+"""Slide conversion that cannot reach outside the deck, within budgets (issue 9).
+
+A deck's content must trigger no network access and no local file read. Three layers:
+
+* **Links are broken before anything reads the deck** (:func:`stage_pptx`): the .pptx is copied
+  into the document's workdir with every ``TargetMode="External"`` relationship removed except
+  hyperlinks (which nothing follows): linked pictures (``r:link``), linked OLE objects
+  (``updateAutomatic``), external templates, audio and video. python-pptx and LibreOffice both read
+  that copy. The copy counts the bytes it unpacks, so a zip bomb stops at
+  ``Settings.max_unpacked_bytes`` (``package_too_large``); every picture's declared size is checked
+  against ``Settings.max_page_pixels`` (``too_many_pixels``) and the slide count against
+  ``Settings.max_pages`` (``too_many_pages``).
+* **A locked profile** (:func:`write_profile`): a fresh one per conversion with macros never run
+  (``MacroSecurityLevel`` 3, ``DisableMacrosExecution``) and ``BlockUntrustedRefererLinks`` on:
+  LibreOffice loads no linked graphic of an untrusted document. This covers legacy .ppt, whose
+  binary links are not rewritten.
+* **No network** (:func:`sandbox_prefix`): soffice runs under ``unshare -rn`` (a new user and
+  network namespace with only a down loopback) where the kernel allows it, and under
+  ``prlimit --as`` (``Settings.slide_memory_mb``) always.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import shutil
+import subprocess
+import zipfile
+import zlib
+from pathlib import Path
+
+from lxml import etree
+from PIL import Image
+
+from pipeline.errors import CorruptDocument, PackageTooLarge, TooManyPages, TooManyPixels
+from pipeline.settings import Settings
+
+RELS_NS = "http://schemas.openxmlformats.org/package/2006/relationships"
+HYPERLINK_TYPE = "/hyperlink"
+_SLIDE_PREFIX = "ppt/slides/slide"
+
+PROFILE_XCU = """<?xml version="1.0" encoding="UTF-8"?>
+<oor:items xmlns:oor="http://openoffice.org/2001/registry"
+ xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+{items}
+</oor:items>
+"""
+_LOCKS = {
+    "/org.openoffice.Office.Common/Security/Scripting": {
+        "MacroSecurityLevel": "3",
+        "DisableMacrosExecution": "true",
+        "BlockUntrustedRefererLinks": "true",
+    },
+    "/org.openoffice.Office.Common/Misc": {"UseOpenCL": "false"},
+}
+
+
+def write_profile(profile: Path) -> None:
+    """A fresh LibreOffice user profile with macros and linked content locked off."""
+    items = [
+        f'<item oor:path="{path}"><prop oor:name="{name}" oor:op="fuse">'
+        f"<value>{value}</value></prop></item>"
+        for path, props in _LOCKS.items()
+        for name, value in props.items()
+    ]
+    user = profile / "user"
+    user.mkdir(parents=True, exist_ok=True)
+    (user / "registrymodifications.xcu").write_text(PROFILE_XCU.format(items="\n".join(items)))
+
+
+@functools.cache
+def network_sandbox() -> tuple[str, ...]:
+    """``("unshare", "-rn")`` when this kernel lets an unprivileged process make a network
+    namespace, else ``()`` (links are still broken and the profile still blocks them)."""
+    exe = shutil.which("unshare")
+    if exe is None:
+        return ()
+    try:
+        ok = subprocess.run([exe, "-rn", "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    return (exe, "-rn") if ok else ()
+
+
+def sandbox_prefix(settings: Settings) -> list[str]:
+    """What the soffice command runs under: an address-space limit and no network."""
+    prefix: list[str] = []
+    prlimit = shutil.which("prlimit")
+    if prlimit is not None:
+        prefix += [prlimit, f"--as={settings.slide_memory_mb * 1024 * 1024}"]
+    return prefix + list(network_sandbox())
+
+
+def stage_pptx(src: Path, dst: Path, settings: Settings) -> list[str]:
+    """Copy the deck ``src`` to ``dst`` without external links, within the budgets. Returns
+    warnings (how many links were removed)."""
+    removed = 0
+    budget = settings.max_unpacked_bytes
+    try:
+        with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+            infos = zin.infolist()
+            slides = [i for i in infos if _is_slide(i.filename)]
+            if len(slides) > settings.max_pages:
+                raise TooManyPages(
+                    f"{src.name}: {len(slides)} slides, over the cap of {settings.max_pages} "
+                    "(DOCVL_MAX_PAGES)"
+                )
+            declared = sum(i.file_size for i in infos)
+            if declared > budget:
+                raise PackageTooLarge(_too_large(src, declared, budget))
+            for info in infos:
+                data = _read_capped(zin, info, budget)
+                budget -= len(data)
+                if info.filename.endswith(".rels"):
+                    data, n = _drop_external(data, info.filename, src.name)
+                    removed += n
+                elif info.filename.startswith("ppt/media/"):
+                    _check_picture(data, info.filename, src.name, settings.max_page_pixels)
+                zout.writestr(info, data)
+    except (PackageTooLarge, TooManyPages, TooManyPixels, CorruptDocument):
+        raise
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        zlib.error,
+        OSError,
+        EOFError,
+        ValueError,
+    ) as exc:
+        raise CorruptDocument(
+            f"{src.name}: the PowerPoint package is damaged ({type(exc).__name__}: {exc})"
+        ) from exc
+    if removed:
+        return [f"{removed} external link(s) removed (linked pictures/objects are not fetched)"]
+    return []
+
+
+def _is_slide(name: str) -> bool:
+    return name.startswith(_SLIDE_PREFIX) and name.endswith(".xml") and "/_rels/" not in name
+
+
+def _too_large(src: Path, size: int, budget: int) -> str:
+    return (
+        f"{src.name}: the package unpacks to more than {budget:,} bytes ({size:,} at least; "
+        "a zip bomb?) (DOCVL_MAX_UNPACKED_BYTES)"
+    )
+
+
+def _read_capped(zin: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int) -> bytes:
+    """A member's bytes, stopping once more than ``budget`` came out (headers can lie)."""
+    chunks: list[bytes] = []
+    total = 0
+    with zin.open(info) as fh:
+        while block := fh.read(1 << 20):
+            total += len(block)
+            if total > budget:
+                raise PackageTooLarge(
+                    f"{info.filename}: the package unpacks to more than the remaining budget "
+                    f"(a zip bomb?) (DOCVL_MAX_UNPACKED_BYTES)"
+                )
+            chunks.append(block)
+    return b"".join(chunks)
+
+
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, load_dtd=False)
+
+
+def _drop_external(data: bytes, part: str, name: str) -> tuple[bytes, int]:
+    """Remove external relationships other than hyperlinks from one ``.rels`` part."""
+    if b"External" not in data:
+        return data, 0
+    try:
+        root = etree.fromstring(data, _PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise CorruptDocument(f"{name}: {part} is not well-formed XML ({exc})") from exc
+    removed = 0
+    for rel in list(root):
+        mode = rel.get("TargetMode", "")
+        if mode.lower() == "external" and not rel.get("Type", "").endswith(HYPERLINK_TYPE):
+            root.remove(rel)
+            removed += 1
+    out: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8", standalone=True)
+    return out, removed
+
+
+def _check_picture(data: bytes, part: str, name: str, max_pixels: int) -> None:
+    """Refuse a picture declaring more than ``max_pixels`` (reads its header only)."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            width, height = im.size
+    except Image.DecompressionBombError as exc:
+        raise TooManyPixels(f"{name}: picture {part}: {exc} (DOCVL_MAX_PAGE_PIXELS)") from exc
+    except Exception:  # not an image PIL knows (EMF, SVG, media): LibreOffice decides
+        return
+    if width * height > max_pixels:
+        raise TooManyPixels(
+            f"{name}: picture {part} declares {width}x{height} pixels, over the cap of "
+            f"{max_pixels:,} (DOCVL_MAX_PAGE_PIXELS)"
+        )
