@@ -1,5 +1,5 @@
 """Delivery into an outbox: the ledger (done markers and claims), per-document JSON files, run
-manifests, and webhook POSTs with retries.
+manifests, and webhook POSTs with retries (tenacity, the project's one retry library).
 
 Layout of an outbox::
 
@@ -24,11 +24,21 @@ import json
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+from tenacity import (
+    Future,
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from flows.store import atomic_write_json, atomic_write_jsonl
 from pipeline.model.http import retry_after_s
@@ -157,6 +167,26 @@ class WebhookResult:
 MAX_RETRY_AFTER_S = 300.0
 
 
+def _retry_answer(response: httpx.Response) -> bool:
+    return response.status_code in (408, 429) or response.status_code >= 500
+
+
+def _wait(backoff_s: float) -> Callable[[RetryCallState], float]:
+    """Exponential backoff (``backoff_s``, doubled each time), unless the answer says how long
+    (Retry-After, capped at :data:`MAX_RETRY_AFTER_S`)."""
+    backoff = wait_exponential(multiplier=backoff_s, exp_base=2)
+
+    def wait(state: RetryCallState) -> float:
+        outcome = state.outcome
+        if outcome is not None and not outcome.failed:
+            after = retry_after_s(outcome.result().headers.get("Retry-After"))
+            if after is not None:
+                return min(after, MAX_RETRY_AFTER_S)
+        return float(backoff(state))
+
+    return wait
+
+
 def post_record(
     url: str,
     record: dict[str, Any],
@@ -165,40 +195,38 @@ def post_record(
     backoff_s: float = 1.0,
     timeout_s: float = 30.0,
     client: httpx.Client | None = None,
-    sleep: Any = time.sleep,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> WebhookResult:
-    """POST one record as JSON. Retries transport errors, 408, 429 and 5xx with exponential backoff,
-    honouring Retry-After; other 4xx fail at once."""
+    """POST one record as JSON, retried by tenacity: transport errors, 408, 429 and 5xx with
+    exponential backoff, honouring Retry-After; other 4xx fail at once."""
     own = client is None
     http = client or httpx.Client(timeout=timeout_s)
-    last: WebhookResult = WebhookResult(ok=False, attempts=0)
+    sent = 0
+
+    def send() -> httpx.Response:
+        nonlocal sent
+        sent += 1
+        return http.post(url, json=record)
+
+    retrying = Retrying(
+        stop=stop_after_attempt(attempts),
+        wait=_wait(backoff_s),
+        retry=retry_if_exception_type(httpx.HTTPError) | retry_if_result(_retry_answer),
+        sleep=sleep,
+        retry_error_callback=lambda state: state.outcome,  # the last answer or error, kept
+    )
     try:
-        for attempt in range(1, attempts + 1):
-            delay = backoff_s * 2 ** (attempt - 1)
-            try:
-                response = http.post(url, json=record)
-            except httpx.HTTPError as exc:
-                last = WebhookResult(
-                    ok=False, attempts=attempt, error=f"{type(exc).__name__}: {exc}"
-                )
-            else:
-                if response.is_success:
-                    return WebhookResult(
-                        ok=True, attempts=attempt, status_code=response.status_code
-                    )
-                last = WebhookResult(
-                    ok=False,
-                    attempts=attempt,
-                    status_code=response.status_code,
-                    error=response.text[:200],
-                )
-                if response.status_code not in (408, 429) and response.status_code < 500:
-                    return last
-                after = retry_after_s(response.headers.get("Retry-After"))
-                delay = delay if after is None else min(after, MAX_RETRY_AFTER_S)
-            if attempt < attempts:
-                sleep(delay)
-        return last
+        outcome: httpx.Response | Future = retrying(send)
     finally:
         if own:
             http.close()
+    if isinstance(outcome, Future) and outcome.failed:
+        exc = outcome.exception()
+        return WebhookResult(ok=False, attempts=sent, error=f"{type(exc).__name__}: {exc}")
+    response: httpx.Response = outcome.result() if isinstance(outcome, Future) else outcome
+    return WebhookResult(
+        ok=response.is_success,
+        attempts=sent,
+        status_code=response.status_code,
+        error=None if response.is_success else response.text[:200],
+    )

@@ -19,6 +19,7 @@ DocumentTooLarge            document_too_large      a single page does not fit t
 BackendUnavailable          backend_unavailable     weights missing, server unreachable
 BackendError                backend_error           the model call failed (retryable)
 BackendRejected             backend_rejected        the server refused the request (HTTP 400/422)
+BackendTimeout              backend_timeout         no answer within the request deadline
 ValidationFailed            validation_failed       no schema-valid reply after all re-asks
 SchemaNotFound              schema_not_found        --schema names nothing loadable
 ReplyTooLong                reply_too_long          a reply hit its token limit (window split)
@@ -152,6 +153,16 @@ class BackendRejected(DocvlError):
     code = "backend_rejected"
 
 
+class BackendTimeout(BackendError):
+    """Raised by the OpenAI-compatible backend when a request got no answer within
+    ``Settings.request_deadline_s`` (the SDK's retries on timeouts included): the server hangs.
+    Not retried in the run, so that one setting bounds the time a window spends on a hung server;
+    never cached (the next run asks again)."""
+
+    code = "backend_timeout"
+    retryable = False
+
+
 class ValidationFailed(DocvlError):
     """Raised by the re-ask loop when no reply validated against the schema."""
 
@@ -281,6 +292,7 @@ FAILURE_POLICY: dict[str, Policy] = {
     },
     BackendError.code: Policy.RETRYABLE,
     BackendRejected.code: Policy.RETRYABLE,
+    BackendTimeout.code: Policy.RETRYABLE,
     BackendUnavailable.code: Policy.RETRYABLE,
     InternalError.code: Policy.INTERNAL,
 }

@@ -6,10 +6,11 @@ Every field can come from the environment with the ``DOCVL_`` prefix (``DOCVL_DP
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Qwen3-VL: one image token per 32x32 pixel block (patch 16 x spatial merge 2).
@@ -102,6 +103,44 @@ class Settings(BaseSettings):
     #: the user's schema as written, unbounded, with ``max_output_tokens`` as the budget.
     decoder_bounds: bool = False
 
+    # --- OpenAI-compatible client (pipeline/model/openai_backend.py) ---------------------------
+    request_deadline_s: float = Field(
+        1200.0,
+        gt=0,
+        description=(
+            "Wall-time bound of one request to an OpenAI-compatible server, the SDK's retries and "
+            "their waits included: each attempt gets only the time left (at most "
+            "request_timeout_s), and a request still unanswered then fails as backend_timeout, "
+            "which the run does not retry. It bounds the time a window spends on a hung server "
+            "(plus at most one backoff wait, 8 s)."
+        ),
+    )
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "JSON object merged into every chat-completions request body: provider fields such as "
+            'OpenRouter\'s {"provider": {"require_parameters": true}}.'
+        ),
+    )
+    sampling_extras: bool = Field(
+        False,
+        description=(
+            "Send sampling fields outside the OpenAI API (top_k=20, Qwen3-VL's recommendation) "
+            "with sampled requests. vLLM and SGLang accept them; api.openai.com and `transformers "
+            "serve` reject them (HTTP 400/422), so they are off by default."
+        ),
+    )
+
+    @field_validator("extra_body", mode="before")
+    @classmethod
+    def _extra_body_json(cls, value: Any) -> Any:
+        """``--extra-body '{"provider": ...}'``: a JSON object given as text."""
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip() else {}
+        if not isinstance(value, dict):
+            raise ValueError("extra_body must be a JSON object")
+        return value
+
     # --- output --------------------------------------------------------------------------------
     cache_dir: Path = Path(".docvl-cache")
 
@@ -114,6 +153,7 @@ class Settings(BaseSettings):
                 "render_workers",
                 "max_concurrency",
                 "request_timeout_s",
+                "request_deadline_s",
                 "cache_dir",
                 "api_key_env",
                 "max_retries",
@@ -121,4 +161,7 @@ class Settings(BaseSettings):
                 "device",
             },
         )
+        for name in ("extra_body", "sampling_extras"):  # added later: unset keeps old keys valid
+            if not keep[name]:
+                del keep[name]
         return hashlib.sha256(repr(sorted(keep.items())).encode()).hexdigest()[:16]

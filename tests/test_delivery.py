@@ -166,3 +166,18 @@ def test_webhook_honours_and_caps_retry_after() -> None:
         MAX_RETRY_AFTER_S,
         4,
     ]  # header, capped header, unreadable header: backoff
+
+
+def test_webhook_unreachable_ends_with_the_last_error() -> None:
+    seen: list[httpx.Request] = []
+    sleeps: list[float] = []
+    result = post_record(
+        "http://hook/x",
+        {},
+        attempts=2,
+        backoff_s=1,
+        client=_client([httpx.ConnectError("refused")] * 2, seen),
+        sleep=sleeps.append,
+    )
+    assert not result.ok and result.attempts == 2 and len(seen) == 2 and sleeps == [1]
+    assert result.status_code is None and result.error == "ConnectError: refused"

@@ -19,7 +19,7 @@ def make_backend(settings: Settings, **options: Any) -> ModelBackend:
       ``settings.device``; raises BackendUnavailable (with download instructions) when the weights
       are missing.
     * ``openai``: an OpenAI-compatible server at ``settings.base_url`` (required: UsageError without
-      it). ``options`` go to :class:`OpenAIBackend` (``image_format``, ``client``).
+      it). ``options`` go to :class:`OpenAIBackend` (``image_format``).
     * ``scripted``: canned replies for tests and dry runs; ``options`` go to
       :class:`ScriptedBackend` (``replies``, ``tokenizer``); without replies every answer is ``{}``.
     """

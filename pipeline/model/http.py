@@ -1,9 +1,30 @@
-"""HTTP helpers shared by the OpenAI-compatible backend and the webhook delivery of ``flows``."""
+"""HTTP plumbing under the ``openai`` SDK and the webhook delivery of ``flows``.
+
+* :func:`retry_after_s`: seconds from a Retry-After header (the webhook's tenacity wait reads it;
+  the SDK reads its own).
+* :class:`DeadlineTransport`: one wall-time bound for one SDK request, its retries included. The
+  SDK retries timeouts, 408/409/429/5xx and broken connections with backoff, each attempt with the
+  full per-attempt timeout; this transport, under the SDK's ``httpx2.Client``, cuts every attempt to
+  the time left before the request's deadline (carried by the :data:`DEADLINE_HEADER` that
+  :func:`deadline_headers` sets and the transport removes before sending), tells the SDK not to
+  retry an error answer once too little time is left (``x-should-retry: false``, a header the SDK
+  obeys), and refuses to start an attempt after the deadline with :class:`DeadlineExceeded`
+  (an ``OpenAIError``: the SDK raises it as is, without retrying).
+"""
 
 from __future__ import annotations
 
 import email.utils
 import time
+
+import httpx2
+import openai
+
+#: Carries a request's deadline (``time.monotonic()`` seconds) from the backend to the transport.
+DEADLINE_HEADER = "x-docvl-deadline"
+#: The SDK's longest computed backoff (``openai._constants.MAX_RETRY_DELAY``): an error answer with
+#: less time left than this is not retried.
+MAX_BACKOFF_S = 8.0
 
 
 def retry_after_s(value: str | None, now: float | None = None) -> float | None:
@@ -21,3 +42,42 @@ def retry_after_s(value: str | None, now: float | None = None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class DeadlineExceeded(openai.OpenAIError):
+    """No attempt of a request may start: its deadline has passed."""
+
+
+def deadline_headers(seconds: float) -> dict[str, str]:
+    """Extra headers for one SDK call: its deadline, ``seconds`` from now, for every attempt."""
+    return {DEADLINE_HEADER: repr(time.monotonic() + seconds)}
+
+
+class DeadlineTransport(httpx2.BaseTransport):
+    """Wraps a transport; enforces the deadline of requests that carry :data:`DEADLINE_HEADER`."""
+
+    def __init__(self, inner: httpx2.BaseTransport) -> None:
+        self.inner = inner
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        value = request.headers.pop(DEADLINE_HEADER, None)
+        if value is None:
+            return self.inner.handle_request(request)
+        deadline = float(value)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise DeadlineExceeded("the request's deadline passed before this attempt")
+        timeouts = request.extensions.get("timeout") or {}
+        request.extensions["timeout"] = {
+            name: left if timeouts.get(name) is None else min(float(timeouts[name]), left)
+            for name in ("connect", "read", "write", "pool")
+        }
+        response = self.inner.handle_request(request)
+        if response.status_code >= 400 and "x-should-retry" not in response.headers:
+            wait = retry_after_s(response.headers.get("retry-after")) or MAX_BACKOFF_S
+            if time.monotonic() + wait >= deadline:
+                response.headers["x-should-retry"] = "false"
+        return response
+
+    def close(self) -> None:
+        self.inner.close()

@@ -1,4 +1,5 @@
-"""OpenAI-compatible chat completions over HTTP (vLLM, SGLang, OpenRouter, docvl's devserver, ...).
+"""OpenAI-compatible chat completions through the official ``openai`` SDK (vLLM, SGLang,
+OpenRouter, docvl's devserver, ...).
 
 Messages mirror :func:`pipeline.plan.prompt.hf_messages`: system prompt, then ONE user message with
 the page content first (text parts and images as ``data:`` URLs, in order) and the instruction as
@@ -14,6 +15,14 @@ whitespace, as ``x-guidance: {"whitespace_flexible": false}`` in the schema
 with its ``xgrammar`` backend start the server with ``disable_any_whitespace`` in
 ``--structured-outputs-config``, since whitespace loops are a known failure with Qwen models), and
 the total output budget as ``max_tokens``.
+
+The body holds only OpenAI API fields, plus ``top_k`` when ``Settings.sampling_extras``
+allows it and whatever the user put in ``Settings.extra_body``. Retries, Retry-After, timeouts
+and typed errors are the SDK's (``max_retries``, per-attempt ``request_timeout_s``);
+:mod:`pipeline.model.http` cuts every attempt to ``request_deadline_s`` in all. SDK errors map
+onto docvl's hierarchy (:func:`docvl_error`): timeouts -> BackendTimeout, 401/403/404 and an
+unreachable host -> BackendUnavailable, other 4xx -> BackendRejected with the server's
+message, 429/5xx and broken connections -> BackendError.
 """
 
 from __future__ import annotations
@@ -22,31 +31,36 @@ import base64
 import io
 import logging
 import os
-import random
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from typing import Any, Literal
 
-import httpx
+import httpx2
+import openai
 
-from pipeline.errors import BackendError, BackendRejected, BackendUnavailable, UsageError
+from pipeline.errors import (
+    BackendError,
+    BackendRejected,
+    BackendTimeout,
+    BackendUnavailable,
+    DocvlError,
+    UsageError,
+)
 from pipeline.model.base import FinishReason, Generation, GenerationRequest, pieces_from_bytes
 from pipeline.model.constrain import with_grammar_options
-from pipeline.model.http import retry_after_s
+from pipeline.model.http import DeadlineExceeded, DeadlineTransport, deadline_headers
 from pipeline.plan.prompt import SYSTEM_PROMPT, ImagePart, Part, TextPart
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
-RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504, 520, 522, 524})
-BACKOFF_BASE_S = 0.5
-BACKOFF_CAP_S = 30.0
-#: Longest Retry-After honoured; a server asking for more is treated as unavailable for now.
-MAX_RETRY_AFTER_S = 300.0
 ImageFormat = Literal["png", "jpeg"]
+#: Qwen3-VL's recommended nucleus sampling (model card), sent with sampled requests.
+TOP_P, TOP_K = 0.8, 20
+#: The SDK's connect timeout: an unreachable host fails fast (each attempt), a hung one does not.
+CONNECT_TIMEOUT_S = 10.0
 
 
 def image_data_url(image: Any, fmt: ImageFormat = "png", quality: int = 90) -> str:
@@ -88,18 +102,41 @@ def _schema_name(schema: dict[str, Any]) -> str:
     return name or "docvl_reply"
 
 
-def _server_message(response: httpx.Response) -> str:
+def server_message(error: openai.APIStatusError) -> str:
+    """The server's own words from an error answer (``{"error": {"message": ...}}`` or text)."""
     try:
-        body = response.json()
-        error = body.get("error", body) if isinstance(body, dict) else body
-        message = error.get("message", error) if isinstance(error, dict) else error
+        body = error.response.json()
+        inner = body.get("error", body) if isinstance(body, dict) else body
+        message = inner.get("message", inner) if isinstance(inner, dict) else inner
         return str(message)[:500]
     except ValueError:
-        return response.text[:500]
+        return error.response.text[:500]
 
 
-def _rejects_logprobs(response: httpx.Response) -> bool:
-    return response.status_code in (400, 422) and "logprob" in _server_message(response).lower()
+def _rejects(error: openai.APIStatusError, word: str) -> bool:
+    return error.status_code in (400, 422) and word in server_message(error).lower()
+
+
+def docvl_error(error: openai.OpenAIError, url: str, deadline_s: float) -> DocvlError:
+    """The docvl error for an SDK error raised after the SDK's own retries."""
+    if isinstance(error, DeadlineExceeded):
+        return BackendTimeout(f"{url}: no answer within request_deadline_s={deadline_s:g} s")
+    if isinstance(error, openai.APITimeoutError):
+        return BackendTimeout(f"{url}: timed out (every attempt, retries included)")
+    if isinstance(error, openai.APIConnectionError):
+        cause = error.__cause__
+        if isinstance(cause, httpx2.ConnectError):
+            return BackendUnavailable(f"cannot reach {url}: {cause}")
+        return BackendError(f"request to {url} failed: {cause!r}")
+    if isinstance(error, openai.APIStatusError):
+        status = error.status_code
+        message = f"{url}: HTTP {status}: {server_message(error)}"
+        if status in (401, 403, 404):
+            return BackendUnavailable(message)
+        if status in (408, 409, 429) or status >= 500:
+            return BackendError(message)
+        return BackendRejected(message)  # a bad request stays bad (a prompt over the context)
+    return BackendError(f"{url}: {type(error).__name__}: {error}")
 
 
 def _token_logprobs(logprobs: Any) -> tuple[tuple[str, float], ...]:
@@ -107,54 +144,52 @@ def _token_logprobs(logprobs: Any) -> tuple[tuple[str, float], ...]:
     them, so characters split over tokens come out whole) and log-probabilities; ``()`` when
     absent or malformed."""
     try:
-        content = logprobs["content"] if isinstance(logprobs, dict) else None
+        content = getattr(logprobs, "content", None)
         if not content:
             return ()
-        values = [float(t["logprob"]) for t in content]
-        if all(isinstance(t.get("bytes"), list) for t in content):
+        values = [float(t.logprob) for t in content]
+        if all(isinstance(getattr(t, "bytes", None), list) for t in content):
             return pieces_from_bytes(
-                [(bytes(t["bytes"]), v) for t, v in zip(content, values, strict=True)]
+                [(bytes(t.bytes), v) for t, v in zip(content, values, strict=True)]
             )
-        return tuple((str(t["token"]), v) for t, v in zip(content, values, strict=True))
-    except (KeyError, TypeError, ValueError, AttributeError):
+        return tuple((str(t.token), v) for t, v in zip(content, values, strict=True))
+    except (TypeError, ValueError, AttributeError):
         return ()
 
 
 class OpenAIBackend:
     name = "openai"
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        client: httpx.Client | None = None,
-        image_format: ImageFormat = "png",
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
+    def __init__(self, settings: Settings, *, image_format: ImageFormat = "png") -> None:
         if not settings.base_url:
             raise UsageError("the openai backend needs --base-url (e.g. http://localhost:8000/v1)")
         self.settings = settings
         self.model_id = settings.model
         self.url = settings.base_url.rstrip("/") + "/chat/completions"
         self.image_format: ImageFormat = image_format
-        self._sleep = sleep
-        headers = {"Content-Type": "application/json"}
         api_key = os.environ.get(settings.api_key_env)
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        self._client = client or httpx.Client(timeout=settings.request_timeout_s, headers=headers)
+        #: The SDK insists on a key; a keyless local server (vLLM, the devserver) ignores this one.
+        self._key_hint = "" if api_key else f" (no API key: ${settings.api_key_env} is not set)"
+        self._http = httpx2.Client(transport=DeadlineTransport(httpx2.HTTPTransport()))
+        self.client = openai.OpenAI(
+            api_key=api_key or "no-key",
+            base_url=settings.base_url,
+            timeout=httpx2.Timeout(settings.request_timeout_s, connect=CONNECT_TIMEOUT_S),
+            max_retries=settings.max_retries,
+            http_client=self._http,
+        )
         self._semaphore = threading.Semaphore(settings.max_concurrency)
         #: None until known; False after the server rejected ``response_format`` once.
         self.structured_output: bool | None = None
         #: False after the server rejected ``logprobs`` once (then never sent again).
         self.logprobs: bool | None = None
-        self.retries = 0  # total retries so far (for tests and stats)
-        self.delays: list[float] = []  # every backoff slept, in order
+        self.retries = 0  # SDK retries behind the answers so far (for tests and stats)
         self._stats_lock = threading.Lock()
 
     def payload(
         self, content: Sequence[Part], request: GenerationRequest, structured: bool
     ) -> dict[str, Any]:
+        """The request body's OpenAI fields (``extra_body`` holds the rest: :meth:`extra`)."""
         body: dict[str, Any] = {
             "model": self.model_id,
             "messages": chat_messages(content, request, self.image_format),
@@ -162,8 +197,7 @@ class OpenAIBackend:
             "temperature": request.temperature,
         }
         if request.temperature > 0:
-            body["top_p"] = 0.8
-            body["top_k"] = 20
+            body["top_p"] = TOP_P
         if structured and request.json_schema is not None:
             body["response_format"] = {
                 "type": "json_schema",
@@ -177,11 +211,20 @@ class OpenAIBackend:
             body["logprobs"] = True  # per-token log-probabilities: pipeline.tasks.confidence
         return body
 
+    def extra(self, request: GenerationRequest) -> dict[str, Any]:
+        """Fields outside the OpenAI API: only those the user allowed."""
+        fields: dict[str, Any] = {}
+        if self.settings.sampling_extras and request.temperature > 0:
+            fields["top_k"] = TOP_K
+        return fields | dict(self.settings.extra_body)
+
     def generate(
         self, content: Sequence[Part], requests: Sequence[GenerationRequest]
     ) -> list[Generation]:
         if len(requests) <= 1:
             return [self._one(content, r) for r in requests]
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(
             max_workers=min(len(requests), self.settings.max_concurrency)
         ) as pool:
@@ -190,98 +233,76 @@ class OpenAIBackend:
     def _one(self, content: Sequence[Part], request: GenerationRequest) -> Generation:
         structured = request.json_schema is not None and self.structured_output is not False
         start = time.perf_counter()
-        response, retries = self._post(self.payload(content, request, structured))
-        if self.logprobs is not False and _rejects_logprobs(response):
-            log.warning("server rejected logprobs (%s); asking without", _server_message(response))
-            self.logprobs = False
-            response, more = self._post(self.payload(content, request, structured))
-            retries += more
-        if response.status_code == 400 and structured:
-            log.warning(
-                "server rejected response_format (%s); falling back to plain prompting",
-                _server_message(response),
-            )
-            response, more = self._post(self.payload(content, request, False))
-            retries += more
-            if response.status_code < 400:
-                self.structured_output = False
-        elif structured and response.status_code < 400:
-            self.structured_output = True
-        self._raise_for_status(response)
-        return self._generation(response, time.perf_counter() - start, retries)
-
-    def _post(self, body: dict[str, Any]) -> tuple[httpx.Response, int]:
-        """POST with retries on 429/5xx/transport errors: the final response (any status) and the
-        retries."""
-        attempt = 0
-        while True:
-            try:
-                with self._semaphore:
-                    response = self._client.post(self.url, json=body)
-            except httpx.TransportError as exc:
-                if attempt >= self.settings.max_retries:
-                    if isinstance(exc, httpx.ConnectError):
-                        raise BackendUnavailable(f"cannot reach {self.url}: {exc}") from exc
-                    raise BackendError(f"request to {self.url} failed: {exc!r}") from exc
-                delay = self._backoff(attempt, None)
-                log.warning("%s: %r; retry %d in %.1fs", self.url, exc, attempt + 1, delay)
-            else:
-                if response.status_code not in RETRY_STATUS or attempt >= self.settings.max_retries:
-                    return response, attempt
-                after = retry_after_s(response.headers.get("Retry-After"))
-                if after is not None and after > MAX_RETRY_AFTER_S:
-                    return response, attempt
-                delay = self._backoff(attempt, after)
-                log.warning(
-                    "%s: HTTP %d; retry %d in %.1fs",
-                    self.url,
-                    response.status_code,
-                    attempt + 1,
-                    delay,
-                )
-            attempt += 1
-            with self._stats_lock:
-                self.retries += 1
-                self.delays.append(delay)
-            self._sleep(delay)
-
-    @staticmethod
-    def _backoff(attempt: int, retry_after: float | None) -> float:
-        """Exponential backoff with full jitter, never shorter than the server's Retry-After."""
-        ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt)
-        delay = random.uniform(ceiling / 2, ceiling)
-        return max(delay, retry_after) if retry_after is not None else delay
-
-    def _raise_for_status(self, response: httpx.Response) -> None:
-        status = response.status_code
-        if status < 400:
-            return
-        message = f"{self.url}: HTTP {status}: {_server_message(response)}"
-        if status in (401, 403, 404):
-            raise BackendUnavailable(message)
-        if status not in RETRY_STATUS:  # a bad request stays bad (a prompt over the context)
-            raise BackendRejected(message)
-        raise BackendError(message)
-
-    def _generation(self, response: httpx.Response, elapsed: float, retries: int) -> Generation:
         try:
-            body = response.json()
-            choice = body["choices"][0]
-            text = choice["message"].get("content") or ""
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise BackendError(f"{self.url}: malformed response: {response.text[:300]}") from exc
-        finish: FinishReason = "length" if choice.get("finish_reason") == "length" else "stop"
-        usage = body.get("usage") or {}
-        details = usage.get("prompt_tokens_details") or {}
+            try:
+                raw = self._ask(content, request, structured)
+            except openai.APIStatusError as exc:
+                if not (structured and exc.status_code == 400):
+                    raise
+                log.warning(
+                    "server rejected response_format (%s); falling back to plain prompting",
+                    server_message(exc),
+                )
+                raw = self._ask(content, request, False)
+                self.structured_output = False
+            else:
+                if structured:
+                    self.structured_output = True
+        except openai.OpenAIError as exc:
+            raise self._error(exc) from exc
+        return self._generation(raw, time.perf_counter() - start)
+
+    def _error(self, exc: openai.OpenAIError) -> DocvlError:
+        error = docvl_error(exc, self.url, self.settings.request_deadline_s)
+        if isinstance(exc, openai.AuthenticationError) and self._key_hint:
+            error.message += self._key_hint
+            error.args = (error.message,)
+        return error
+
+    def _ask(self, content: Sequence[Part], request: GenerationRequest, structured: bool) -> Any:
+        """One request through the SDK (retried there); a server that rejects ``logprobs`` is
+        asked once more without them."""
+        try:
+            return self._create(self.payload(content, request, structured), request)
+        except openai.APIStatusError as exc:
+            if self.logprobs is False or not _rejects(exc, "logprob"):
+                raise
+            log.warning("server rejected logprobs (%s); asking without", server_message(exc))
+            self.logprobs = False
+            return self._create(self.payload(content, request, structured), request)
+
+    def _create(self, body: dict[str, Any], request: GenerationRequest) -> Any:
+        with self._semaphore:
+            raw = self.client.chat.completions.with_raw_response.create(
+                **body,
+                extra_body=self.extra(request) or None,
+                extra_headers=deadline_headers(self.settings.request_deadline_s),
+            )
+        with self._stats_lock:
+            self.retries += raw.retries_taken
+        return raw
+
+    def _generation(self, raw: Any, elapsed: float) -> Generation:
+        try:
+            completion = raw.parse()
+            choice = completion.choices[0]
+            text = choice.message.content or ""
+        except (openai.OpenAIError, ValueError, AttributeError, IndexError, TypeError) as exc:
+            text = raw.http_response.text[:300]
+            raise BackendError(f"{self.url}: malformed response: {text}") from exc
+        finish: FinishReason = "length" if choice.finish_reason == "length" else "stop"
+        usage = completion.usage
+        details = getattr(usage, "prompt_tokens_details", None)
         return Generation(
             text=text,
             finish_reason=finish,
-            input_tokens=int(usage.get("prompt_tokens") or 0),
-            output_tokens=int(usage.get("completion_tokens") or 0),
-            cached_tokens=int(details.get("cached_tokens") or 0),
-            timings={"request_s": elapsed, "retries": float(retries)},
-            token_logprobs=_token_logprobs(choice.get("logprobs")),
+            input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+            output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            cached_tokens=int(getattr(details, "cached_tokens", 0) or 0),
+            timings={"request_s": elapsed, "retries": float(raw.retries_taken)},
+            token_logprobs=_token_logprobs(choice.logprobs),
         )
 
     def close(self) -> None:
-        self._client.close()
+        self.client.close()
+        self._http.close()

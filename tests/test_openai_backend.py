@@ -2,7 +2,9 @@
 
 * docvl's devserver serving the tiny random Qwen3-VL through the transformers backend;
 * a small stdlib server replaying scripted statuses (429 with Retry-After, 503, 400, 401) for
-  retries.
+  the SDK's retries and their mapping onto docvl's errors, and recording each request body.
+
+Faults (hung servers, resets, invalid replies, a server dying mid-batch): tests/test_faults.py.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 from modelkit import Summary, summary_schema, two_pages
 
@@ -25,6 +28,7 @@ from pipeline.errors import (
     BackendError,
     BackendRejected,
     BackendUnavailable,
+    DocvlError,
     UsageError,
     retried_in_run,
 )
@@ -174,7 +178,9 @@ class Scripted:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.requests.append((time.monotonic(), dict(self.headers), body))
+                outer.requests.append(
+                    (time.monotonic(), {k.lower(): v for k, v in self.headers.items()}, body)
+                )
                 if outer.reject_response_format and "response_format" in body:
                     status, headers, payload = (
                         400,
@@ -229,7 +235,7 @@ def test_429_honours_retry_after(scripted_server: type[Scripted]) -> None:
     start = time.monotonic()
     generation = backend.generate([], [GenerationRequest("hi")])[0]
     assert time.monotonic() - start >= 1.0
-    assert backend.retries == 1 and backend.delays[0] >= 1.0
+    assert backend.retries == 1
     assert len(server.requests) == 2 and server.requests[1][0] - server.requests[0][0] >= 1.0
     assert (
         generation.text,
@@ -246,16 +252,14 @@ def test_retry_after_as_http_date(scripted_server: type[Scripted]) -> None:
     server = scripted_server([(503, {"Retry-After": when}, {}), (200, {}, OK_BODY)])
     backend = server.backend()
     backend.generate([], [GenerationRequest("hi")])
-    assert backend.retries == 1 and backend.delays[0] >= 0.5
+    assert backend.retries == 1 and server.requests[1][0] - server.requests[0][0] >= 0.5
 
 
 def test_503_then_200_backs_off(scripted_server: type[Scripted]) -> None:
     server = scripted_server([(503, {}, {"error": {"message": "overloaded"}}), (200, {}, OK_BODY)])
     backend = server.backend()
     assert backend.generate([], [GenerationRequest("hi")])[0].text == '{"a":1}'
-    assert (
-        backend.retries == 1 and 0.25 <= backend.delays[0] <= 0.5
-    )  # first backoff: 0.5 s with jitter
+    assert backend.retries == 1 and len(server.requests) == 2
 
 
 def test_retries_are_bounded(scripted_server: type[Scripted]) -> None:
@@ -264,7 +268,7 @@ def test_retries_are_bounded(scripted_server: type[Scripted]) -> None:
     with pytest.raises(BackendError, match="overloaded") as info:
         backend.generate([], [GenerationRequest("hi")])
     assert info.value.retryable
-    assert len(server.requests) == 3 and backend.retries == 2
+    assert len(server.requests) == 3
 
 
 def test_response_format_rejected_falls_back_once(scripted_server: type[Scripted]) -> None:
@@ -296,7 +300,7 @@ def test_response_format_payload(
         ],
     )
     _, headers, body = server.requests[0]
-    assert headers["Authorization"] == "Bearer sk-test"
+    assert headers["authorization"] == "Bearer sk-test"
     assert body["response_format"] == {
         "type": "json_schema",
         "json_schema": {
@@ -309,13 +313,54 @@ def test_response_format_payload(
             "strict": True,
         },
     }
-    assert (body["max_tokens"], body["temperature"], body["top_p"], body["top_k"]) == (
-        7,
-        0.7,
-        0.8,
-        20,
-    )
+    assert (body["max_tokens"], body["temperature"], body["top_p"]) == (7, 0.7, 0.8)
     assert body["messages"][-1] == {"role": "user", "content": [{"type": "text", "text": "hi"}]}
+
+
+#: Every field of the OpenAI chat-completions API docvl sends.
+OPENAI_FIELDS = {
+    "model",
+    "messages",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "response_format",
+    "logprobs",
+}
+
+
+def test_body_holds_only_openai_fields_unless_the_user_allows_more(
+    scripted_server: type[Scripted],
+) -> None:
+    """What api.openai.com or ``transformers serve`` receives by default: no ``top_k`` (they
+    answer 400/422 to it) and nothing else outside the API, on first asks and re-asks alike."""
+    server = scripted_server([(200, {}, OK_BODY)])
+    requests = [
+        GenerationRequest("hi", json_schema={"type": "object"}, temperature=0.7),
+        GenerationRequest("hi", temperature=0.7, turns=(Turn(reply="x", feedback="JSON!"),)),
+        GenerationRequest("hi"),
+    ]
+    server.backend().generate([], requests)
+    assert len(server.requests) == 3
+    for _, _, body in server.requests:
+        assert set(body) <= OPENAI_FIELDS, set(body) - OPENAI_FIELDS
+
+    # allowed: top_k with sampled requests, and the user's provider fields on every request
+    server.requests.clear()
+    provider = {"provider": {"require_parameters": True, "order": ["a"]}}
+    server.backend(sampling_extras=True, extra_body=json.dumps(provider)).generate([], requests)
+    extras = [{k: v for k, v in b.items() if k not in OPENAI_FIELDS} for _, _, b in server.requests]
+    assert sorted(extras, key=len) == [provider, provider | {"top_k": 20}, provider | {"top_k": 20}]
+
+
+def test_extra_body_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCVL_EXTRA_BODY", '{"provider": {"require_parameters": true}}')
+    assert Settings().extra_body == {"provider": {"require_parameters": True}}
+    with pytest.raises(ValueError, match="JSON object"):
+        Settings(extra_body="[1, 2]")
+    # what the server is asked changes results: part of the cache fingerprint
+    base = Settings(backend="openai", base_url="http://h/v1", extra_body={})
+    assert base.fingerprint() != base.model_copy(update={"sampling_extras": True}).fingerprint()
 
 
 BOUNDS = ("maxItems", "maxLength", "minimum", "maximum", "multipleOf", "minItems")
@@ -390,25 +435,40 @@ def test_request_body_carries_the_users_schema_unbounded(
     backend.close()
 
 
-def test_client_errors_are_not_retried(scripted_server: type[Scripted]) -> None:
-    server = scripted_server([(401, {}, {"error": {"message": "invalid api key"}})])
-    with pytest.raises(BackendUnavailable, match="invalid api key"):
+@pytest.mark.parametrize(
+    ("status", "error", "message"),
+    [
+        (401, BackendUnavailable, "invalid api key"),
+        (403, BackendUnavailable, "forbidden"),
+        (404, BackendUnavailable, "no such model"),
+        (400, BackendRejected, "prompt too long"),
+        (422, BackendRejected, "top_k: extra fields not permitted"),
+    ],
+)
+def test_client_errors_are_not_retried(
+    scripted_server: type[Scripted],
+    monkeypatch: pytest.MonkeyPatch,
+    status: int,
+    error: type[Exception],
+    message: str,
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    server = scripted_server([(status, {}, {"error": {"message": message}})])
+    with pytest.raises(error, match=f"HTTP {status}: {message}") as info:
         server.backend().generate([], [GenerationRequest("hi")])
-    server2 = scripted_server([(400, {}, {"error": {"message": "prompt too long"}})])
-    with pytest.raises(BackendRejected, match="prompt too long") as info:
-        server2.backend().generate([], [GenerationRequest("hi")])
+    assert isinstance(info.value, DocvlError)
     assert not info.value.retryable and not retried_in_run(info.value.code)
-    assert len(server.requests) == 1 and len(server2.requests) == 1
+    assert len(server.requests) == 1
+    if status == 401:  # says what to set
+        assert "$OPENAI_API_KEY is not set" in info.value.message
 
 
 def test_unreachable_server_is_unavailable() -> None:
     backend = OpenAIBackend(
-        Settings(backend="openai", base_url="http://127.0.0.1:9/v1", max_retries=1),
-        sleep=lambda s: None,
+        Settings(backend="openai", base_url="http://127.0.0.1:9/v1", max_retries=1)
     )
     with pytest.raises(BackendUnavailable, match="cannot reach"):
         backend.generate([], [GenerationRequest("hi")])
-    assert backend.retries == 1
 
 
 def test_refuses_without_base_url() -> None:
@@ -420,10 +480,9 @@ def test_refuses_without_base_url() -> None:
 
 def test_factory_builds_openai(tmp_path: Path) -> None:
     backend = make_backend(Settings(backend="openai", base_url="http://127.0.0.1:9/v1/"))
-    assert (
-        isinstance(backend, OpenAIBackend)
-        and backend.url == "http://127.0.0.1:9/v1/chat/completions"
-    )
+    assert isinstance(backend, OpenAIBackend)
+    assert backend.url == "http://127.0.0.1:9/v1/chat/completions"
+    assert isinstance(backend.client, openai.OpenAI)  # the official SDK does the HTTP
     backend.close()
 
 
