@@ -132,9 +132,8 @@ class GroundingItem(BaseModel):
     #: Grounded items: the loosest stage any piece of evidence needed.
     match: MatchStage | None = None
     #: How sure the model was of this record, in (0, 1]: the lowest of its fields' exp(mean token
-    #: log-probability) in the reply that produced it (:mod:`pipeline.tasks.confidence`). None when
-    #: the backend gave no log-probabilities or the record came from no window reply (e.g. a
-    #: completeness re-ask).
+    #: log-probability) in the reply that produced it, a window's or a completeness re-ask's
+    #: (:mod:`pipeline.tasks.confidence`). None when the backend gave no log-probabilities.
     model_confidence: float | None = None
     #: ``model_confidence`` times a factor for ``status``: grounded 1.0, page_only 0.8,
     #: ungrounded 0.3 (``GROUNDING_FACTORS``). Both are ranking signals for review (look at the

@@ -29,10 +29,17 @@ What it models of a real model (Qwen3-VL behind a transformers or vLLM backend):
   reported from page N: whole when N+1 is in the prompt too, else with only the part visible on
   page N (its numbers null). A continuation whose start is not in the prompt is not reported (the
   row starts on a page the model was not shown).
+* **A re-ask about some pages.** When the instruction asks only for the records that begin on some
+  pages (:data:`~pipeline.tasks.specs.ONLY_PAGES`, the other pages shown for context), its record
+  lists hold only those records (a row that continues on a context page whole), as an
+  instruction-following model replies.
 * **Token accounting and prefix caching** like :class:`~pipeline.model.scripted.ScriptedBackend`:
   ``input_tokens`` is ``counter.prompt(content, instruction)`` plus the re-ask turns,
   ``output_tokens`` the tokens of the returned text, and every request after the first on the same
   content reports the content's tokens as cached.
+* **Token log-probabilities** (only with ``token_probability``): a server that honours
+  ``logprobs``. Every reply is cut into tokens of :data:`LOGPROB_PIECE` characters, each with
+  log-probability ``log(token_probability)``: a model equally sure of every token it writes.
 
 What it does not model: images (a page without a text layer, a scan, shows it nothing), reading
 errors, hallucination, paraphrase, page-number mistakes, temperature (a re-ask with ``turns`` or at
@@ -43,6 +50,7 @@ than the synth format, other extraction schemas (they raise ValueError), latency
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 from collections.abc import Sequence
@@ -64,11 +72,15 @@ from pipeline.dev.reader import (
 from pipeline.model.base import FinishReason, Generation, GenerationRequest
 from pipeline.plan.count import TokenCounter
 from pipeline.plan.prompt import Part, TextPart, hf_messages
+from pipeline.tasks.specs import ONLY_PAGES
 from schemas import BUILTIN, get_schema, schema_name
 from schemas.errors import SchemaError
 
 _PARTIAL_RE = re.compile(r"^<partial \d+: [^>]*>\n")
 _SCHEMA_IN_INSTRUCTION = re.compile(r"into the '([^']+)' schema")
+_ONLY_PAGES_RE = re.compile(re.escape(ONLY_PAGES.split("{pages}")[0]) + r"([\d, ]+)")
+#: Characters per token in the double's log-probabilities.
+LOGPROB_PIECE = 4
 SUPPORTED = ("purchase_order", "invoice", "tables", "summary", "answer")
 
 
@@ -169,9 +181,14 @@ class TextLayerModel:
     name = "textlayer"
 
     def __init__(
-        self, counter: TokenCounter | None = None, *, model_id: str = "docvl-textlayer-double"
+        self,
+        counter: TokenCounter | None = None,
+        *,
+        model_id: str = "docvl-textlayer-double",
+        token_probability: float | None = None,
     ) -> None:
         self.model_id = model_id
+        self.token_probability = token_probability
         self.counter = counter if counter is not None else TokenCounter()
         self.calls: list[DoubleCall] = []
         self.closed = False
@@ -206,6 +223,7 @@ class TextLayerModel:
                     output_tokens=n_out,
                     cached_tokens=content_tokens if (same or i > 0) else 0,
                     timings={"decode_s": 0.0},
+                    token_logprobs=self._logprobs(text),
                 )
                 self.calls.append(DoubleCall(request, shown, generation))
                 out.append(generation)
@@ -236,9 +254,23 @@ class TextLayerModel:
             raise ValueError(
                 f"TextLayerModel reads only {', '.join(SUPPORTED)}; the request asks for {name!r}"
             )
+        asked = _ONLY_PAGES_RE.search(request.instruction)
+        if asked and name in ("tables", *LINE_FIELD):
+            wanted = {int(n) for n in re.findall(r"\d+", asked[1])}
+            for key, items in data.items():
+                if isinstance(items, list):
+                    data[key] = [r for r in items if r.get("page") in wanted]
         fitted = fit_schema(data, request.json_schema)
         value = model.model_validate(fitted).model_dump(mode="json")
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+    def _logprobs(self, text: str) -> tuple[tuple[str, float], ...]:
+        if self.token_probability is None:
+            return ()
+        logprob = math.log(self.token_probability)
+        return tuple(
+            (text[i : i + LOGPROB_PIECE], logprob) for i in range(0, len(text), LOGPROB_PIECE)
+        )
 
     def _cut(self, text: str, request: GenerationRequest) -> tuple[str, FinishReason, int]:
         """``text`` within ``request.max_new_tokens``: the reply, why it stopped, its tokens."""

@@ -93,6 +93,9 @@ def extraction(
             prepared, pass_, 0, [p for p in pages if p <= doc.page_count], settings
         ),
         expected,
+        lambda content, instruction: (
+            settings.context_window - prepared.counter.prompt(content, instruction)
+        ),
     )
     usage.add(done.usage)
     errors.extend(done.errors)

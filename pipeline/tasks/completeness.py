@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -24,6 +24,7 @@ from pipeline.result import Conflict, PageCompleteness, Usage
 from pipeline.settings import Settings
 from pipeline.tasks.confidence import ScoredReply
 from pipeline.tasks.grounding import cited_pages
+from pipeline.tasks.pagebreak import cut_pages, join
 from pipeline.tasks.reduce import (
     all_cited_pages,
     count_records,
@@ -32,7 +33,7 @@ from pipeline.tasks.reduce import (
     record_list_fields,
 )
 from pipeline.tasks.repair import TaskResult, repair
-from pipeline.tasks.specs import TaskSpec
+from pipeline.tasks.specs import TaskSpec, only_pages
 
 
 @dataclass
@@ -108,6 +109,7 @@ def complete(
     ranges: Sequence[tuple[int, int]],
     build_content: Callable[[list[int]], Sequence[Part]],
     expected: Mapping[int, int | None],
+    room: Callable[[Sequence[Part], str], int] | None = None,
 ) -> CompletenessResult:
     """Re-ask about pages that look incomplete, one call per window range (a subset of a window
     always fits): pages no record cites (when there are several windows) and pages with fewer
@@ -118,11 +120,19 @@ def complete(
     it, and only the re-asked pages' records are kept, so a row that continues on the next page
     comes back whole. Records that come back are merged into ``data`` with
     :func:`merge_partials` (dedup applies). A re-ask whose reply is too long is asked again page
-    by page.
+    by page, and a page alone with a larger budget, up to ``room(content, instruction)`` (the
+    output tokens the context leaves; without it, never more than the spec's).
+
+    Then each page whose last record looks cut by the page break after it (a prompt that ended
+    there; :func:`~pipeline.tasks.pagebreak.cut_pages`) is asked again with the next page, and the
+    fragment is replaced by the whole record (:func:`~pipeline.tasks.pagebreak.join`): once, in
+    its place.
     """
     merged: dict[str, Any] = dict(data)
     result = CompletenessResult(data=merged)
     before = count_records(merged)
+    last_page = max(expected, default=0)
+    ask = _Asker(backend, settings, build_content, room)
     for first, last in ranges:
         status = page_completeness(
             spec.model, merged, {p: expected.get(p) for p in range(first, last + 1)}
@@ -135,41 +145,59 @@ def complete(
         if not missing:
             continue
         result.reasked_pages.extend(missing)
-        for pages in _reask_groups(backend, spec, settings, build_content, missing, result):
+        for pages in _reask_groups(spec, missing, last_page, result, ask):
             merged, conflicts = merge_partials(spec.model, [merged, pages])
             result.conflicts.extend(conflicts)
+    for page in cut_pages(spec.model, merged):
+        if page >= last_page:
+            continue
+        result.reasked_pages.append(page)
+        for value in _reask_groups(spec, [page], last_page, result, ask):
+            merged, _joined = join(spec.model, merged, value.model_dump(mode="json"), page)
+    result.reasked_pages = sorted(set(result.reasked_pages))
     result.data = merged
     result.added_records = count_records(merged) - before
     return result
 
 
+@dataclass(frozen=True)
+class _Asker:
+    backend: ModelBackend
+    settings: Settings
+    build_content: Callable[[list[int]], Sequence[Part]]
+    #: Output tokens the context leaves after a prompt (content, instruction); None: no larger
+    #: budget than the spec's is ever asked for.
+    room: Callable[[Sequence[Part], str], int] | None = None
+
+
 def _reask_groups(
-    backend: ModelBackend,
-    spec: TaskSpec,
-    settings: Settings,
-    build_content: Callable[[list[int]], Sequence[Part]],
-    pages: list[int],
-    result: CompletenessResult,
+    spec: TaskSpec, pages: list[int], last_page: int, result: CompletenessResult, ask: _Asker
 ) -> list[BaseModel]:
-    """Values for ``pages``: one call, or one per page when the reply for all was too long."""
-    state = TaskResult(task=spec.name)
-    shown = sorted({*pages, *(p + 1 for p in pages)})  # what follows a page: rows that continue
-    try:
-        value = repair(backend, build_content(shown), spec, settings, state=state)
-    except ReplyTooLong as exc:
-        result.usage.add(state.usage)
-        if len(pages) == 1:
+    """Values for ``pages``: one call, or one per page when the reply for all was too long (and a
+    single page's too-long reply asked again with 4 times the budget, up to what the context
+    leaves, as for a window). Each page is shown with the page after it (rows that continue
+    there) and only the asked pages' records are asked for and kept."""
+    shown = sorted({*pages, *(p + 1 for p in pages if p < last_page)})
+    asked = only_pages(spec, pages, shown)
+    content = ask.build_content(shown)
+    room = ask.room(content, asked.instruction) if ask.room is not None else 0
+    while True:
+        state = TaskResult(task=spec.name)
+        try:
+            value = repair(ask.backend, content, asked, ask.settings, state=state)
+            break
+        except ReplyTooLong as exc:
+            result.usage.add(state.usage)
+            if len(pages) > 1:
+                return [v for p in pages for v in _reask_groups(spec, [p], last_page, result, ask)]
+            if asked.max_new_tokens >= room:
+                result.errors.append(exc.record())
+                return []
+            asked = replace(asked, max_new_tokens=min(asked.max_new_tokens * 4, room))
+        except DocvlError as exc:
+            result.usage.add(state.usage)
             result.errors.append(exc.record())
             return []
-        return [
-            v
-            for p in pages
-            for v in _reask_groups(backend, spec, settings, build_content, [p], result)
-        ]
-    except DocvlError as exc:
-        result.usage.add(state.usage)
-        result.errors.append(exc.record())
-        return []
     result.usage.add(state.usage)
     data = value.model_dump(mode="json")
     result.replies.append(ScoredReply(data, state.confidence, frozenset(pages)))
