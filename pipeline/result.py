@@ -26,7 +26,9 @@ from schemas import Answer, DocumentSummary
 #: ``match`` (the matching stage); windows carry their expected ``output_tokens``; extraction
 #: completeness reports per page (``completeness.pages``); grounding items carry
 #: ``model_confidence`` and ``confidence`` (None without token log-probabilities).
-ENVELOPE_VERSION = "1.2"
+#: 1.3: an error record of a reply that failed to parse or validate (or was cut off) keeps the
+#: reply: ``raw_reply`` (its first 64 KiB) and ``raw_reply_truncated``.
+ENVELOPE_VERSION = "1.3"
 Status = Literal["ok", "partial", "failed", "skipped"]
 #: ``grounded``: the evidence is found on a cited page's text layer. ``page_only``: the cited pages
 #: exist but the evidence cannot be checked there (no text layer, or nothing to compare).

@@ -315,7 +315,7 @@ def test_rotated_page_box_is_on_the_displayed_page(tmp_path: Path, rotation: int
 
 
 def test_grounding_report_shape() -> None:
-    assert ENVELOPE_VERSION == "1.2"
+    assert ENVELOPE_VERSION == "1.3"
     assert set(Grounding.model_fields) == {"grounded", "page_only", "ungrounded", "items"}
     item = GroundingItem(path="a", status="grounded", page=1, bbox=(1, 2, 3, 4), match="exact")
     assert item.model_dump()["bbox"] == (1.0, 2.0, 3.0, 4.0)
