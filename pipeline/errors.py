@@ -44,6 +44,9 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
+#: The most of a model's reply an error record keeps (UTF-8 bytes).
+RAW_REPLY_LIMIT = 64 * 1024
+
 
 class ErrorRecord(BaseModel):
     """A typed, serialisable error: what goes into JSON instead of a traceback."""
@@ -51,6 +54,12 @@ class ErrorRecord(BaseModel):
     code: str
     message: str
     page: int | None = None
+    #: A reply that failed to parse or to validate (after every re-ask), or was cut off: the model's
+    #: last reply as it came, at most :data:`RAW_REPLY_LIMIT` bytes of it, so a user can see what
+    #: the model said. None for other errors.
+    raw_reply: str | None = None
+    #: True when ``raw_reply`` is only the start of the reply (it was longer than the limit).
+    raw_reply_truncated: bool = False
 
 
 class DocvlError(Exception):
@@ -172,6 +181,19 @@ class ValidationFailed(DocvlError):
         super().__init__(message, page=page)
         self.raw = raw
         self.attempts = attempts
+
+    def record(self) -> ErrorRecord:
+        """The record, with the last reply (bounded: :data:`RAW_REPLY_LIMIT`)."""
+        kept = self.raw.encode("utf-8", errors="replace")
+        cut = len(kept) > RAW_REPLY_LIMIT
+        raw = kept[:RAW_REPLY_LIMIT].decode("utf-8", errors="ignore") if cut else self.raw
+        return ErrorRecord(
+            code=self.code,
+            message=self.message,
+            page=self.page,
+            raw_reply=raw,
+            raw_reply_truncated=cut,
+        )
 
 
 class ReplyTooLong(ValidationFailed):

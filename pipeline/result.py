@@ -26,7 +26,9 @@ from schemas import Answer, DocumentSummary
 #: ``match`` (the matching stage); windows carry their expected ``output_tokens``; extraction
 #: completeness reports per page (``completeness.pages``); grounding items carry
 #: ``model_confidence`` and ``confidence`` (None without token log-probabilities).
-ENVELOPE_VERSION = "1.2"
+#: 1.3: an error record of a reply that failed to parse or validate (or was cut off) keeps the
+#: reply: ``raw_reply`` (its first 64 KiB) and ``raw_reply_truncated``.
+ENVELOPE_VERSION = "1.3"
 Status = Literal["ok", "partial", "failed", "skipped"]
 #: ``grounded``: the evidence is found on a cited page's text layer. ``page_only``: the cited pages
 #: exist but the evidence cannot be checked there (no text layer, or nothing to compare).
@@ -132,9 +134,8 @@ class GroundingItem(BaseModel):
     #: Grounded items: the loosest stage any piece of evidence needed.
     match: MatchStage | None = None
     #: How sure the model was of this record, in (0, 1]: the lowest of its fields' exp(mean token
-    #: log-probability) in the reply that produced it (:mod:`pipeline.tasks.confidence`). None when
-    #: the backend gave no log-probabilities or the record came from no window reply (e.g. a
-    #: completeness re-ask).
+    #: log-probability) in the reply that produced it, a window's or a completeness re-ask's
+    #: (:mod:`pipeline.tasks.confidence`). None when the backend gave no log-probabilities.
     model_confidence: float | None = None
     #: ``model_confidence`` times a factor for ``status``: grounded 1.0, page_only 0.8,
     #: ungrounded 0.3 (``GROUNDING_FACTORS``). Both are ranking signals for review (look at the

@@ -15,7 +15,8 @@ from pydantic import BaseModel
 
 from docvl.api import analyze
 from pipeline.dev import synth
-from pipeline.dev.double import TextLayerModel, read_pages, request_schema
+from pipeline.dev.double import TextLayerModel, request_schema
+from pipeline.dev.reader import read_pages
 from pipeline.dev.tiny import build_tokenizer
 from pipeline.ingest.document import LoadedDocument
 from pipeline.ingest.load import load_document
@@ -24,10 +25,11 @@ from pipeline.plan.count import TokenCounter
 from pipeline.plan.planner import page_content
 from pipeline.plan.prompt import ImagePart, Part, TextPart, Turn, document_header, page_marker
 from pipeline.settings import Settings
+from pipeline.tasks.confidence import field_confidence
 from pipeline.tasks.jsonparse import JsonParseError
 from pipeline.tasks.reduce import partial_parts, reduce_instruction
 from pipeline.tasks.repair import validate_reply
-from pipeline.tasks.specs import TaskSpec, task_specs
+from pipeline.tasks.specs import TaskSpec, only_pages, task_specs
 from schemas import Answer, DocumentSummary, PurchaseOrder, Receipt, decoder_schema, reply_schema
 
 BIG = 1_000_000  # an output budget nothing reaches
@@ -163,6 +165,30 @@ def test_split_rows_are_reported_from_where_they_start(made: Made) -> None:
     assert first["sku"] not in {line["sku"] for line in second["lines"]}
     for pages in ([1], [2], [1, 2], [2, 3], [3, 4, 5], [1, 3, 5], list(range(1, 7))):
         assert dumped(ask(model, doc, pages, spec)) == visible_truth(truth, pages), pages
+
+
+def test_a_reask_for_some_pages_lists_only_their_records(made: Made) -> None:
+    """The completeness re-ask shows page N with N+1 and asks only for N's records."""
+    doc, truth = made["split_rows"]
+    spec = spec_for("extract", "purchase_order")
+    first = synth.split_lines(truth)[0]  # starts on page 1, ends on page 2
+    reply = dumped(ask(TextLayerModel(), doc, [1, 2], only_pages(spec, [1], [1, 2])))
+    assert {line["page"] for line in reply["lines"]} == {1}
+    assert reply["lines"] == visible_truth(truth, [1, 2])["lines"][: len(reply["lines"])]
+    assert first in reply["lines"]  # whole: its rest was read on page 2
+    assert only_pages(spec, [1, 2], [1, 2]) is spec  # every shown page asked: no restriction
+
+
+def test_token_probability_gives_every_field_that_confidence(made: Made) -> None:
+    doc, _truth = made["bad_invoice"]
+    spec = spec_for("extract", "invoice")
+    content = content_of(doc, [1], Settings())
+    [plain] = TextLayerModel().generate(content, [spec.request(0.0, pages=[1])])
+    [sure] = TextLayerModel(token_probability=0.8).generate(content, [spec.request(0.0, pages=[1])])
+    assert plain.token_logprobs == () and sure.text == plain.text
+    assert "".join(piece for piece, _ in sure.token_logprobs) == sure.text
+    confidence = field_confidence(sure.text, sure.token_logprobs)
+    assert confidence and all(c == pytest.approx(0.8) for c in confidence.values())
 
 
 def test_only_pages_in_the_prompt_are_reported(made: Made) -> None:

@@ -25,8 +25,10 @@ from pipeline.settings import Settings
 RENDER = {"dpi": 36, "min_pixels": 32 * 32, "max_pixels": 64 * 32 * 32}
 
 
-def extract(path: Path, schema: str, **over: Any) -> tuple[ResultEnvelope, TextLayerModel]:
-    model = TextLayerModel()
+def extract(
+    path: Path, schema: str, model: TextLayerModel | None = None, **over: Any
+) -> tuple[ResultEnvelope, TextLayerModel]:
+    model = model if model is not None else TextLayerModel()
     settings = Settings(tasks=("extract",), schema_name=schema, **{**RENDER, **over})
     [envelope] = Engine(settings, model, TokenCounter()).analyze([path])
     return envelope, model
@@ -84,6 +86,35 @@ def test_rows_across_page_breaks_come_back_once_and_whole(tmp_path: Path) -> Non
     for split in synth.split_lines(truth):  # whole: the segment saw the page that follows
         assert by_sku[split["sku"]]["quantity"] == split["quantity"]
         assert by_sku[split["sku"]]["page"] == split["page"]
+
+
+@pytest.mark.parametrize("budget", [1500, 900])
+def test_rows_across_page_breaks_in_one_page_segments_come_back_once_and_whole(
+    tmp_path: Path, budget: int
+) -> None:
+    """Budgets so small that every segment is one page: no overlap, so each split row first comes
+    back as a fragment of the page where it starts (its figures null). At 900 some pages' replies
+    are cut off too. Each split row must come back once, whole, where it starts."""
+    truth = synth.split_rows(tmp_path / "split.pdf")
+    model = TextLayerModel(token_probability=0.9)
+    envelope, _ = extract(tmp_path / "split.pdf", "purchase_order", model, max_output_tokens=budget)
+    assert envelope.extraction is not None
+    assert [(w.first_page, w.last_page) for w in envelope.plan.windows] == [
+        (p, p) for p in range(1, 7)
+    ]
+    assert envelope.status == "ok", envelope.errors
+    assert envelope.extraction.data["lines"] == truth["lines"]  # once each, whole, in page order
+    split_pages = sorted(line["page"] for line in synth.split_lines(truth))
+    assert split_pages == [1, 2, 4, 5]
+    assert set(split_pages) <= set(envelope.extraction.completeness.reasked_pages)
+    for page in split_pages:  # asked with the page that follows, for that page's records only
+        asked = [c for c in model.calls if c.pages == (page, page + 1)]
+        assert asked and all(f"begin on page(s) {page}." in c.request.instruction for c in asked)
+    # Re-asked records carry the re-ask's confidence, like first-pass records.
+    items = [g for g in envelope.extraction.grounding.items if g.path.startswith("lines[")]
+    assert len(items) == 72
+    assert all(g.model_confidence == pytest.approx(0.9) for g in items)
+    assert all(g.status == "grounded" and g.confidence == pytest.approx(0.9) for g in items)
 
 
 def test_a_length_reply_splits_never_repeats(

@@ -1,4 +1,4 @@
-"""Map -> reduce -> check: deterministic merge, model-based reduce, completeness re-ask."""
+"""Map -> reduce: deterministic merge, model-based reduce (the check: test_completeness.py)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,7 @@ from pipeline.model.scripted import ScriptedBackend
 from pipeline.plan.prompt import ImagePart, Part, TextPart
 from pipeline.settings import Settings
 from pipeline.tasks import reduce as reduce_mod
-from pipeline.tasks.reduce import (
-    complete,
-    expected_rows,
-    merge_partials,
-    page_completeness,
-    reduce_with_model,
-    uncited_pages,
-)
+from pipeline.tasks.reduce import merge_partials, reduce_with_model
 from pipeline.tasks.specs import task_specs
 from schemas import DocumentSummary, FormData, Invoice
 
@@ -168,34 +161,6 @@ def test_reduce_failure_is_an_outcome_error() -> None:
     assert outcome.data is None and outcome.error is not None and outcome.usage.requests == 2
 
 
-def test_completeness_reasks_uncited_pages_per_window_and_merges() -> None:
-    settings = Settings(tasks=("extract",), schema_name="invoice")
-    [spec] = task_specs(settings)
-    data, _ = merge_partials(
-        Invoice, [Invoice.model_validate({"line_items": [item("A", 1, 1), item("C", 3, 3)]})]
-    )
-    assert uncited_pages(data, 1, 5) == [2, 4, 5]
-    asked: list[list[int]] = []
-
-    def build(pages: list[int]) -> list[Part]:
-        asked.append(pages)
-        return [TextPart(f"<page {p}>\n") for p in pages]
-
-    replies = [
-        json.dumps({"line_items": [item("B", 2, 2), item("A", 1, 2)]}),
-        json.dumps({"line_items": []}),
-    ]
-    expected = dict.fromkeys(range(1, 6))  # no text layer: only uncited pages look incomplete
-    result = complete(
-        ScriptedBackend(replies), spec, settings, data, [(1, 3), (4, 5)], build, expected
-    )
-    assert asked == [[2, 3], [4, 5, 6]]  # each re-asked page with the page after it
-    assert [li["description"] for li in result.data["line_items"]] == ["A", "C", "B"]
-    assert result.data["line_items"][0]["page"] == 1
-    assert result.reasked_pages == [2, 4, 5] and result.added_records == 1
-    assert result.usage.requests == 2 and not result.errors
-
-
 form_fields = st.lists(
     st.fixed_dictionaries(
         {
@@ -221,50 +186,3 @@ def test_merge_properties(a: list[dict[str, object]], b: list[dict[str, object]]
     keys_b = [str(f["key"]).casefold() for f in b]
     expected = len(keys_a) + sum(max(0, keys_b.count(k) - keys_a.count(k)) for k in set(keys_b))
     assert len(both["fields"]) == expected
-
-
-def test_pages_with_fewer_records_than_table_rows_are_reasked() -> None:
-    text = "Invoice 2026-17\nL1 | bolt | 2 | 1.50 | 3.00\nL2 | nut | 4 | 0.25 | 1.00\nTotal 4.00\n"
-    assert expected_rows(text) == 2
-    settings = Settings(tasks=("extract",), schema_name="invoice")
-    [spec] = task_specs(settings)
-    data, _ = merge_partials(
-        Invoice, [Invoice.model_validate({"line_items": [item("bolt", 3, 1)]})]
-    )
-    status = page_completeness(Invoice, data, {1: 2, 2: None})
-    assert [(s.page, s.records, s.status) for s in status] == [(1, 1, "short"), (2, 0, "uncited")]
-    replies = [json.dumps({"line_items": [item("nut", 1, 1)]})]
-    asked: list[list[int]] = []
-
-    def build(pages: list[int]) -> list[Part]:
-        asked.append(pages)
-        return [TextPart(f"<page {p}>\n") for p in pages]
-
-    # One window: a short page is re-asked, an uncited page (a cover, a blank) is not.
-    result = complete(
-        ScriptedBackend(replies), spec, settings, data, [(1, 2)], build, {1: 2, 2: None}
-    )
-    assert asked == [[1, 2]] and result.added_records == 1
-    assert [s.status for s in page_completeness(Invoice, result.data, {1: 2})] == ["complete"]
-
-
-def test_a_too_long_completeness_reply_is_asked_page_by_page() -> None:
-    settings = Settings(tasks=("extract",), schema_name="invoice")
-    [spec] = task_specs(settings)
-    replies = [
-        ('{"line_items": [', "length"),
-        json.dumps({"line_items": [item("a", 1, 1)]}),
-        json.dumps({"line_items": [item("b", 1, 2)]}),
-    ]
-    backend = ScriptedBackend(replies)
-    result = complete(
-        backend,
-        spec,
-        settings,
-        {"line_items": []},
-        [(1, 3)],
-        lambda pages: [TextPart(f"<page {p}>\n") for p in pages],
-        {1: 1, 2: 1, 3: None},
-    )
-    assert result.reasked_pages == [1, 2] and result.added_records == 2
-    assert result.usage.requests == 3 and not result.errors

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from pipeline.errors import BackendError
+from pipeline.errors import RAW_REPLY_LIMIT, BackendError, ReplyTooLong
 from pipeline.model.base import Generation, GenerationRequest
 from pipeline.model.scripted import ScriptedBackend
 from pipeline.plan.prompt import Part, TextPart
@@ -145,3 +145,28 @@ def test_helpers() -> None:
     assert looks_repetitive("x" * 100)
     assert not looks_repetitive(SUMMARY)
     assert not looks_repetitive('{"a": [1, 1, 1, 1]}')
+
+
+def test_an_invalid_reply_is_kept_in_the_error_record() -> None:
+    settings = Settings(max_attempts=2)
+    [spec] = task_specs(settings)
+    last = '{"title": "T", "summary": 42}'  # parses, but fails the schema
+    [result] = run_tasks(ScriptedBackend(["not json at all", last]), CONTENT, [spec], settings)
+    assert result.error is not None and result.error.code == "validation_failed"
+    assert result.error.raw_reply == last and not result.error.raw_reply_truncated
+    assert result.error.message.startswith("summary: no valid")
+
+
+def test_a_long_invalid_reply_is_kept_bounded_and_flagged() -> None:
+    settings = Settings(max_attempts=1)
+    [spec] = task_specs(settings)
+    huge = "é" * (RAW_REPLY_LIMIT)  # 2 bytes a character: twice the limit
+    [result] = run_tasks(ScriptedBackend([huge]), CONTENT, [spec], settings)
+    assert result.error is not None and result.error.raw_reply is not None
+    assert result.error.raw_reply_truncated
+    kept = result.error.raw_reply.encode()
+    assert len(kept) == RAW_REPLY_LIMIT and huge.encode().startswith(kept)
+    # A reply cut off at the token limit is kept too (its record, when it is final).
+    with pytest.raises(ReplyTooLong) as caught:
+        repair(ScriptedBackend([('{"title": "T", "summ', "length")]), CONTENT, spec, settings)
+    assert caught.value.record().raw_reply == '{"title": "T", "summ'

@@ -8,7 +8,7 @@ from typing import Any
 
 import pymupdf
 import pytest
-from test_analyze import SETTINGS, reply
+from test_analyze import SETTINGS, make_pdf, reply
 
 from pipeline.engine import Engine
 from pipeline.errors import ErrorRecord
@@ -123,3 +123,19 @@ def test_usage_adds_and_prices() -> None:
     usage.add(Usage(input_tokens=0, output_tokens=1_000_000, cached_tokens=5, requests=2))
     assert usage.priced(0.08, 0.5).cost_usd == pytest.approx(0.58)
     assert (usage.requests, usage.cached_tokens) == (3, 5)
+
+
+def test_an_invalid_reply_is_kept_in_the_documents_record(tmp_path: Path) -> None:
+    """A reply that fails the user's schema after every re-ask: the document's record keeps it."""
+    bad = '{"form_title": null, "fields": "not a list"}'
+    settings = Settings(**{**SETTINGS, "tasks": ("extract",), "max_attempts": 2})
+    path = make_pdf(tmp_path / "a.pdf", 1)
+    [env] = Engine(settings, ScriptedBackend(lambda c, r: bad), TokenCounter()).analyze([path])
+    assert env.status == "failed" and env.schema_version == "1.3"
+    [error] = env.errors
+    assert error.code == "validation_failed" and error.raw_reply == bad
+    assert error.raw_reply_truncated is False
+    again = ResultEnvelope.model_validate_json(env.model_dump_json())
+    assert again.errors[0].raw_reply == bad
+    props = envelope_json_schema()["$defs"]["ErrorRecord"]["properties"]
+    assert {"raw_reply", "raw_reply_truncated"} <= set(props)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.dev import synth
+from pipeline.dev import printed, synth
 from pipeline.ingest.document import LoadedDocument
 from pipeline.ingest.load import load_document
 from pipeline.ingest.textlayer import text_is_usable
@@ -65,7 +65,7 @@ def test_loads_with_a_usable_text_layer_on_every_page(
     assert doc.warnings == []
     for info in doc.pages:
         assert info.has_text_layer and text_is_usable(info.text), (name, info.page)
-        assert (info.width_pt, info.height_pt) == (synth.A4_WIDTH, synth.A4_HEIGHT)
+        assert (info.width_pt, info.height_pt) == (printed.A4_WIDTH, printed.A4_HEIGHT)
 
 
 @pytest.mark.parametrize("name", sorted(synth.DOCUMENTS))
@@ -216,10 +216,3 @@ def test_truth_on_pages(made: dict[str, tuple[Path, dict[str, Any]]]) -> None:
     assert synth.truth_on_pages(truth, range(1, 41)) == truth
     first["lines"][0]["description"] = "changed"
     assert truth["lines"][0]["description"] != "changed"  # a copy
-
-
-def test_write_pdf_refuses_what_does_not_fit(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="do not fit"):
-        synth.write_pdf(tmp_path / "x.pdf", [["line"] * 400], "too many lines")
-    with pytest.raises(ValueError, match="at least one page"):
-        synth.write_pdf(tmp_path / "x.pdf", [], "no pages")

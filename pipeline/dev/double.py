@@ -29,10 +29,17 @@ What it models of a real model (Qwen3-VL behind a transformers or vLLM backend):
   reported from page N: whole when N+1 is in the prompt too, else with only the part visible on
   page N (its numbers null). A continuation whose start is not in the prompt is not reported (the
   row starts on a page the model was not shown).
+* **A re-ask about some pages.** When the instruction asks only for the records that begin on some
+  pages (:data:`~pipeline.tasks.specs.ONLY_PAGES`, the other pages shown for context), its record
+  lists hold only those records (a row that continues on a context page whole), as an
+  instruction-following model replies.
 * **Token accounting and prefix caching** like :class:`~pipeline.model.scripted.ScriptedBackend`:
   ``input_tokens`` is ``counter.prompt(content, instruction)`` plus the re-ask turns,
   ``output_tokens`` the tokens of the returned text, and every request after the first on the same
   content reports the content's tokens as cached.
+* **Token log-probabilities** (only with ``token_probability``): a server that honours
+  ``logprobs``. Every reply is cut into tokens of :data:`LOGPROB_PIECE` characters, each with
+  log-probability ``log(token_probability)``: a model equally sure of every token it writes.
 
 What it does not model: images (a page without a text layer, a scan, shows it nothing), reading
 errors, hallucination, paraphrase, page-number mistakes, temperature (a re-ask with ``turns`` or at
@@ -43,56 +50,38 @@ than the synth format, other extraction schemas (they raise ValueError), latency
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
-from pipeline.dev.synth import (
-    CAPTION_RE,
-    CELL_SEP,
-    CONT_RE,
-    LABEL_RE,
-    LABELS,
-    LINE_FIELD,
-    LINE_RE,
-    START_RE,
+from pipeline.dev.printed import LINE_FIELD
+from pipeline.dev.reader import (
+    ShownPage,
+    answer,
+    extract_commerce,
+    extract_tables,
+    read_pages,
+    reduce_partials,
+    summarize,
 )
 from pipeline.model.base import FinishReason, Generation, GenerationRequest
 from pipeline.plan.count import TokenCounter
 from pipeline.plan.prompt import Part, TextPart, hf_messages
+from pipeline.tasks.specs import ONLY_PAGES
 from schemas import BUILTIN, get_schema, schema_name
 from schemas.errors import SchemaError
 
-_DOCUMENT_RE = re.compile(r"^<document (\d+): (.*), (\d+) pages>\n?$")
-_PAGE_RE = re.compile(r"^<page (\d+)>\n?$")
 _PARTIAL_RE = re.compile(r"^<partial \d+: [^>]*>\n")
 _SCHEMA_IN_INSTRUCTION = re.compile(r"into the '([^']+)' schema")
-_QUESTION_RE = re.compile(r"^Question: (.*)$", re.MULTILINE)
-TEXT_LAYER = "Text layer:\n"
-TRUNCATED = " [...]"
-#: Words of a question that say nothing about where the answer is.
-_STOP_TEXT = (
-    "the and for with what which who whom whose when where why how does did are was were is this "
-    "that these those from into onto about there their than then them they have has had document "
-    "documents page pages please give tell show list"
-)
-_STOP_WORDS = frozenset(_STOP_TEXT.split())
+_ONLY_PAGES_RE = re.compile(re.escape(ONLY_PAGES.split("{pages}")[0]) + r"([\d, ]+)")
+#: Characters per token in the double's log-probabilities.
+LOGPROB_PIECE = 4
 SUPPORTED = ("purchase_order", "invoice", "tables", "summary", "answer")
-
-
-@dataclass(frozen=True)
-class ShownPage:
-    """One page as the double sees it: document number (from the header), page number (from the
-    marker) and the non-empty lines of its text layer."""
-
-    doc: int
-    page: int
-    lines: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,35 +92,6 @@ class DoubleCall:
     request: GenerationRequest
     pages: tuple[int, ...]
     generation: Generation
-
-
-@dataclass
-class _Pending:
-    """The start of a line whose rest may be on the next page."""
-
-    page: ShownPage
-    match: re.Match[str]
-    line: str
-
-
-def read_pages(content: Sequence[Part]) -> list[ShownPage]:
-    """The pages in ``content``, in prompt order, with their text-layer lines (images ignored)."""
-    pages: list[ShownPage] = []
-    doc = 1
-    for part in content:
-        if not isinstance(part, TextPart):
-            continue
-        text = part.text
-        if m := _DOCUMENT_RE.match(text):
-            doc = int(m[1])
-        elif m := _PAGE_RE.match(text):
-            pages.append(ShownPage(doc, int(m[1])))
-        elif text.startswith(TEXT_LAYER) and pages and not pages[-1].lines:
-            body = text[len(TEXT_LAYER) :].rstrip("\n")
-            body = body.removesuffix(TRUNCATED)
-            lines = tuple(line.strip() for line in body.splitlines() if line.strip())
-            pages[-1] = ShownPage(pages[-1].doc, pages[-1].page, lines)
-    return pages
 
 
 def request_schema(request: GenerationRequest) -> tuple[str, type[BaseModel]]:
@@ -160,222 +120,6 @@ def request_schema(request: GenerationRequest) -> tuple[str, type[BaseModel]]:
         else:
             return schema_name(model), model
     raise ValueError("TextLayerModel: cannot tell which schema the request asks for")
-
-
-# --- replies --------------------------------------------------------------------------------------
-
-
-def _set_path(data: dict[str, Any], path: Sequence[str], value: Any) -> None:
-    node = data
-    for key in path[:-1]:
-        node = node.setdefault(key, {})
-    node.setdefault(path[-1], value)  # the first occurrence in page order wins
-
-
-def _line_record(m: re.Match[str], page: int, quote: str, with_sku: bool) -> dict[str, Any]:
-    record: dict[str, Any] = {"sku": m["sku"]} if with_sku else {}
-    groups = m.groupdict()
-    record.update(
-        description=m["description"].strip(),
-        quantity=int(groups["quantity"]) if groups.get("quantity") else None,
-        unit_price=float(groups["unit_price"]) if groups.get("unit_price") else None,
-        amount=float(groups["amount"]) if groups.get("amount") else None,
-        page=page,
-        quote=quote,
-    )
-    return record
-
-
-def extract_commerce(schema: str, pages: Sequence[ShownPage]) -> dict[str, Any]:
-    """``purchase_order`` or ``invoice`` data from the shown pages (see the module doc)."""
-    labels = LABELS[schema]
-    with_sku = schema == "purchase_order"
-    data: dict[str, Any] = {}
-    records: list[dict[str, Any]] = []
-    pending: _Pending | None = None
-
-    def flush() -> None:
-        nonlocal pending
-        if pending is not None:  # the rest is not in the prompt: report the visible part
-            records.append(_line_record(pending.match, pending.page.page, pending.line, with_sku))
-            pending = None
-
-    for shown in pages:
-        if pending is not None and (
-            pending.page.doc != shown.doc or shown.page != pending.page.page + 1
-        ):
-            flush()
-        for line in shown.lines:
-            if m := LINE_RE.match(line):
-                flush()
-                records.append(_line_record(m, shown.page, line, with_sku))
-            elif m := START_RE.match(line):
-                flush()
-                pending = _Pending(shown, m, line)
-            elif m := CONT_RE.match(line):
-                if pending is not None:
-                    record = _line_record(pending.match, pending.page.page, pending.line, with_sku)
-                    record.update(
-                        description=f"{record['description']} {m['description'].strip()}",
-                        quantity=int(m["quantity"]),
-                        unit_price=float(m["unit_price"]),
-                        amount=float(m["amount"]),
-                    )
-                    records.append(record)
-                    pending = None
-                # else: an orphan continuation (its start is not in the prompt): not reported
-            elif (m := LABEL_RE.match(line)) and m["label"] in labels:
-                path, amount = labels[m["label"]]
-                value: Any = m["value"].strip()
-                if amount:
-                    try:
-                        value = float(value)
-                    except ValueError:
-                        continue
-                _set_path(data, path, {"value": value, "page": shown.page, "quote": line})
-    flush()
-    data[LINE_FIELD[schema]] = records
-    return data
-
-
-def extract_tables(pages: Sequence[ShownPage]) -> dict[str, Any]:
-    """``tables`` data: a ``Table N: caption`` line starts a table, the next line holds its column
-    names, and every later line with as many `` | ``-separated cells is a row (on the same page or
-    the pages right after it, until the next caption). Rows whose caption is not in the prompt are
-    not reported."""
-    tables: list[dict[str, Any]] = []
-    rows: list[dict[str, Any]] = []
-    current: dict[str, Any] | None = None
-    width = 0
-    last: ShownPage | None = None
-    for shown in pages:
-        if (
-            current is not None
-            and last is not None
-            and (shown.doc != last.doc or shown.page not in (last.page, last.page + 1))
-        ):
-            current = None
-        for line in shown.lines:
-            if m := CAPTION_RE.match(line):
-                current = {
-                    "table": int(m["table"]),
-                    "caption": m["caption"].strip(),
-                    "columns": [],
-                    "page": shown.page,
-                }
-                tables.append(current)
-                width, last = 0, shown
-                continue
-            if current is None:
-                continue
-            cells = line.split(CELL_SEP)
-            if width == 0:
-                if len(cells) > 1:
-                    current["columns"], width = cells, len(cells)
-                continue
-            if len(cells) == width:
-                rows.append(
-                    {"table": current["table"], "cells": cells, "page": shown.page, "quote": line}
-                )
-                last = shown
-    return {"tables": tables, "rows": rows}
-
-
-def summarize(pages: Sequence[ShownPage]) -> dict[str, Any]:
-    """A minimal DocumentSummary: the first line as title, one key point per shown page (at most 12,
-    spread over the pages), each citing its page."""
-    with_text = [p for p in pages if p.lines]
-    title = with_text[0].lines[0][:200] if with_text else None
-    numbers = sorted({p.page for p in pages})
-    span = f"pages {numbers[0]}-{numbers[-1]}" if numbers else "no pages"
-    n_lines = sum(len(p.lines) for p in pages)
-    summary = f"{title or 'The document'}: {len(numbers)} page(s) shown ({span}), {n_lines} lines."
-    picks = with_text
-    if len(with_text) > 12:
-        picks = [with_text[round(i * (len(with_text) - 1) / 11)] for i in range(12)]
-    seen = Counter(line for p in with_text for line in set(p.lines))
-    points = [
-        {"point": f"Page {p.page}: {_first_own_line(p, seen)}"[:300], "pages": [p.page]}
-        for p in dict.fromkeys(picks)
-    ]
-    return {"title": title, "summary": summary[:3000], "key_points": points}
-
-
-def _first_own_line(page: ShownPage, seen: Counter[str]) -> str:
-    """The page's first line that no other shown page has (running headers say nothing)."""
-    return next((line for line in page.lines if seen[line] == 1), page.lines[0])
-
-
-def answer(pages: Sequence[ShownPage], instruction: str) -> dict[str, Any]:
-    """A minimal Answer: the shown line that best matches the question's words (each word weighs
-    1 / the number of shown lines holding it, so rare words decide; the first line in prompt order
-    on a tie) as answer and quote; ``found`` false when no line shares a word."""
-    m = _QUESTION_RE.search(instruction)
-    words = {
-        w
-        for w in re.findall(r"\w+", (m[1] if m else "").casefold())
-        if len(w) >= 3 and w not in _STOP_WORDS
-    }
-    lines = [
-        (shown, line, words & set(re.findall(r"\w+", line.casefold())))
-        for shown in pages
-        for line in shown.lines
-    ]
-    holders = Counter(w for _, _, hits in lines for w in hits)
-    several = len({p.doc for p in pages}) > 1
-    best: tuple[float, ShownPage, str] | None = None
-    for shown, line, hits in lines:
-        score = sum(1.0 / holders[w] for w in hits)
-        if score > 0 and (best is None or score > best[0]):
-            best = (score, shown, line)
-    if best is None:
-        return {
-            "answer": "The pages shown do not contain the answer.",
-            "found": False,
-            "pages": [],
-            "quotes": [],
-            "confidence": None,
-        }
-    _, shown, line = best
-    quote = {"page": shown.page, "text": line[:300], "document": shown.doc if several else None}
-    return {
-        "answer": line[:1000],
-        "found": True,
-        "pages": [shown.page],
-        "quotes": [quote],
-        "confidence": None,
-    }
-
-
-def reduce_partials(schema: str, partials: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The reduce call of summaries and answers: partial results merged without invention."""
-    if not partials:
-        return summarize([]) if schema == "summary" else answer([], "")
-    if schema == "summary":
-        points: dict[str, dict[str, Any]] = {}
-        for part in partials:
-            for point in part.get("key_points") or []:
-                points.setdefault(point["point"], point)
-        titles = [p.get("title") for p in partials if p.get("title")]
-        return {
-            "title": titles[0] if titles else None,
-            "summary": " ".join(str(p.get("summary") or "") for p in partials).strip()[:3000],
-            "key_points": list(points.values())[:12],
-        }
-    if schema == "answer":
-        found = [p for p in partials if p.get("found")]
-        if not found:
-            return dict(partials[0])
-        pages = sorted({n for p in found for n in p.get("pages") or []})
-        quotes = [q for p in found for q in p.get("quotes") or []]
-        return {
-            "answer": found[0].get("answer") or "",
-            "found": True,
-            "pages": pages[:20],
-            "quotes": quotes[:8],
-            "confidence": None,
-        }
-    return dict(partials[0])
 
 
 def fit_schema(value: Any, schema: Any) -> Any:
@@ -437,9 +181,14 @@ class TextLayerModel:
     name = "textlayer"
 
     def __init__(
-        self, counter: TokenCounter | None = None, *, model_id: str = "docvl-textlayer-double"
+        self,
+        counter: TokenCounter | None = None,
+        *,
+        model_id: str = "docvl-textlayer-double",
+        token_probability: float | None = None,
     ) -> None:
         self.model_id = model_id
+        self.token_probability = token_probability
         self.counter = counter if counter is not None else TokenCounter()
         self.calls: list[DoubleCall] = []
         self.closed = False
@@ -474,6 +223,7 @@ class TextLayerModel:
                     output_tokens=n_out,
                     cached_tokens=content_tokens if (same or i > 0) else 0,
                     timings={"decode_s": 0.0},
+                    token_logprobs=self._logprobs(text),
                 )
                 self.calls.append(DoubleCall(request, shown, generation))
                 out.append(generation)
@@ -504,9 +254,23 @@ class TextLayerModel:
             raise ValueError(
                 f"TextLayerModel reads only {', '.join(SUPPORTED)}; the request asks for {name!r}"
             )
+        asked = _ONLY_PAGES_RE.search(request.instruction)
+        if asked and name in ("tables", *LINE_FIELD):
+            wanted = {int(n) for n in re.findall(r"\d+", asked[1])}
+            for key, items in data.items():
+                if isinstance(items, list):
+                    data[key] = [r for r in items if r.get("page") in wanted]
         fitted = fit_schema(data, request.json_schema)
         value = model.model_validate(fitted).model_dump(mode="json")
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+    def _logprobs(self, text: str) -> tuple[tuple[str, float], ...]:
+        if self.token_probability is None:
+            return ()
+        logprob = math.log(self.token_probability)
+        return tuple(
+            (text[i : i + LOGPROB_PIECE], logprob) for i in range(0, len(text), LOGPROB_PIECE)
+        )
 
     def _cut(self, text: str, request: GenerationRequest) -> tuple[str, FinishReason, int]:
         """``text`` within ``request.max_new_tokens``: the reply, why it stopped, its tokens."""

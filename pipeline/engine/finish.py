@@ -5,8 +5,9 @@ Per pass and task, the windows' partial results (in page order) become one outpu
 * several, ``summary`` / ``ask``: :func:`~pipeline.tasks.reduce.reduce_with_model` (text-only
   prompt). If that fails, a deterministic fallback (merged summary; the first answer found) and an
   error record;
-* several, ``extract``: :func:`~pipeline.tasks.reduce.merge_partials`, then
-  :func:`~pipeline.tasks.reduce.complete` re-asks about pages no record cites.
+* ``extract`` (one window or several): :func:`~pipeline.engine.extraction.extraction` (merge,
+  completeness re-asks, grounding, confidence); :func:`~pipeline.engine.extraction.contract`
+  checks the result against the user's own schema.
 
 A shared pass (a question across documents) is reduced once; every document in it gets the answer,
 the shared windows (``shared_with`` names the other files) and their usage, so the usage invariant
@@ -18,23 +19,22 @@ no task has one, else ``partial``.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
 
-from pipeline.engine.prepare import Pass, Prepared, document_plan
-from pipeline.engine.windows import WindowResult, subset_content
-from pipeline.errors import ErrorRecord, ValidationFailed
+from pipeline.engine.extraction import contract, extraction, partials
+from pipeline.engine.prepare import Prepared, document_plan
+from pipeline.engine.windows import WindowResult
+from pipeline.errors import ErrorRecord
 from pipeline.ingest.document import LoadedDocument
 from pipeline.model.base import ModelBackend
 from pipeline.result import (
     AnswerOutput,
     Completeness,
     ExtractionOutput,
-    Grounding,
     ModelInfo,
     PlanSummary,
     ResultEnvelope,
@@ -45,24 +45,15 @@ from pipeline.result import (
     Usage,
 )
 from pipeline.settings import Settings
-from pipeline.tasks.confidence import combined, record_confidence, value_at
-from pipeline.tasks.grounding import PageText, cited_pages, ground, iter_records
+from pipeline.tasks.grounding import ground
+from pipeline.tasks.locate import PageText
 from pipeline.tasks.reduce import (
-    complete,
-    expected_rows,
-    keep_pages,
     merge_partials,
-    norm_key,
-    page_completeness,
-    record_list_fields,
     reduce_with_model,
     uncited_pages,
 )
 from pipeline.tasks.specs import TaskSpec
-from schemas import Answer, DocumentSummary, check_invariants, conform_output, validate_output
-
-#: A list index in a grounding path (``lines[3]``).
-_INDEX = re.compile(r"\[\d+\]")
+from schemas import Answer, DocumentSummary
 
 
 def model_info(backend: ModelBackend, settings: Settings) -> ModelInfo:
@@ -101,87 +92,6 @@ class _Outputs:
         self.errors: dict[int, list[ErrorRecord]] = {}
 
 
-def _owned(pass_: Pass) -> dict[int, tuple[int, int]]:
-    """Per window of a one-document pass, the pages whose records it contributes: all its pages,
-    but a page it shares with the next segment belongs to that segment (which sees what follows)."""
-    windows = sorted(pass_.windows, key=lambda w: w.first_page)
-    owned = {}
-    for k, w in enumerate(windows):
-        last = w.last_page
-        if k + 1 < len(windows) and windows[k + 1].first_page <= w.last_page:
-            last = windows[k + 1].first_page - 1
-        owned[w.index] = (w.first_page, last)
-    return owned
-
-
-def _partials(
-    spec: TaskSpec, results: Sequence[WindowResult], owned: dict[int, tuple[int, int]] | None = None
-) -> list[tuple[str, BaseModel]]:
-    out: list[tuple[str, BaseModel]] = []
-    for wr in results:
-        for tr in wr.tasks:
-            if tr.task != spec.name or tr.data is None:
-                continue
-            data = tr.data
-            if owned is not None and wr.window.index in owned:
-                first, last = owned[wr.window.index]
-                data = keep_pages(spec.model, data, range(first, last + 1))
-            label = f"pages {wr.window.first_page}-{wr.window.last_page}"
-            out.append((label, spec.model.model_validate(data)))
-    return out
-
-
-def _identities(path: str, record: Mapping[str, Any]) -> list[Any]:
-    """How a record is recognised across the merge, strictest first: its field path with list
-    indices dropped (``lines[].amount``), its :func:`norm_key` (its values, provenance left out)
-    and its cited pages; then the same without the pages (the merge widens a duplicate's pages)."""
-    shape = _INDEX.sub("[]", path)
-    key = norm_key(record)
-    return [(shape, key, tuple(cited_pages(record))), (shape, key)]
-
-
-def _record_confidences(
-    spec: TaskSpec, results: Sequence[WindowResult], owned: dict[int, tuple[int, int]] | None = None
-) -> dict[Any, float]:
-    """Per record identity (:func:`_identities`), the record's confidence in the window reply that
-    produced it (:func:`record_confidence`; the first window in page order wins, as in the merge).
-    Records :func:`_partials` drops (pages another window owns) are left out."""
-    lists = set(record_list_fields(spec.model))
-    out: dict[Any, float] = {}
-    for wr in results:
-        span = owned.get(wr.window.index) if owned is not None else None
-        for tr in wr.tasks:
-            if tr.task != spec.name or tr.data is None or not tr.confidence:
-                continue
-            for path, record in iter_records(tr.data):
-                page = record.get("page")
-                if (
-                    span is not None
-                    and _INDEX.split(path)[0] in lists
-                    and isinstance(page, int)
-                    and not span[0] <= page <= span[1]
-                ):
-                    continue
-                value = record_confidence(tr.confidence, path)
-                if value is not None:
-                    for key in _identities(path, record):
-                        out.setdefault(key, value)
-    return out
-
-
-def _add_confidence(grounding: Grounding, data: Any, confidences: Mapping[Any, float]) -> None:
-    """Each grounding item whose record a window reply produced: ``model_confidence`` and
-    ``confidence`` (weighed by its grounding status, :func:`combined`)."""
-    for item in grounding.items:
-        record = value_at(data, item.path)
-        if not isinstance(record, Mapping):
-            continue
-        known = [confidences[k] for k in _identities(item.path, record) if k in confidences]
-        if known:
-            item.model_confidence = known[0]
-            item.confidence = combined(known[0], item.status)
-
-
 def _fallback(spec: TaskSpec, values: list[BaseModel]) -> BaseModel:
     if spec.name == "summary":
         data, _ = merge_partials(DocumentSummary, values)
@@ -213,54 +123,6 @@ def combine(
     return _fallback(spec, [v for _, v in partials])
 
 
-def _extraction(
-    prepared: Prepared,
-    pass_: Pass,
-    spec: TaskSpec,
-    partials: list[tuple[str, BaseModel]],
-    backend: ModelBackend,
-    settings: Settings,
-    usage: Usage,
-    errors: list[ErrorRecord],
-    confidences: Mapping[Any, float] | None = None,
-) -> ExtractionOutput:
-    doc = prepared.loaded(pass_)[0]
-    data, conflicts = merge_partials(spec.model, [v for _, v in partials])
-    expected = {
-        p.page: expected_rows(p.text, first_page=p.page == 1) if p.has_text_layer else None
-        for p in doc.pages
-    }
-    done = complete(
-        backend,
-        spec,
-        settings,
-        data,
-        sorted(_owned(pass_).values()),
-        lambda pages: subset_content(
-            prepared, pass_, 0, [p for p in pages if p <= doc.page_count], settings
-        ),
-        expected,
-    )
-    usage.add(done.usage)
-    errors.extend(done.errors)
-    data, conflicts = done.data, conflicts + done.conflicts
-    check = Completeness(reasked_pages=done.reasked_pages, added_records=done.added_records)
-    check.uncited_pages = uncited_pages(data, 1, doc.page_count)
-    if record_list_fields(spec.model):
-        check.pages = page_completeness(spec.model, data, expected)
-    grounding = ground(data, doc.pages)
-    if confidences:
-        _add_confidence(grounding, data, confidences)
-    return ExtractionOutput(
-        schema_name=spec.schema_name,
-        schema_version=spec.schema_version,
-        data=data,
-        grounding=grounding,
-        conflicts=conflicts,
-        completeness=check,
-    )
-
-
 def _reduce_passes(
     prepared: Prepared, results: Sequence[WindowResult], backend: ModelBackend, settings: Settings
 ) -> _Outputs:
@@ -269,26 +131,14 @@ def _reduce_passes(
         mine = [r for r in results if r.pass_index == p]
         usage, errors = out.usage.setdefault(p, Usage()), out.errors.setdefault(p, [])
         for spec in pass_.specs:
-            owned = _owned(pass_) if spec.name == "extract" and not pass_.shared else None
-            partials = _partials(spec, mine, owned)
-            if not partials:
-                continue
             if spec.name == "extract":
-                out.extract[(p, spec.name)] = _extraction(
-                    prepared,
-                    pass_,
-                    spec,
-                    partials,
-                    backend,
-                    settings,
-                    usage,
-                    errors,
-                    _record_confidences(spec, mine, owned),
-                )
-            else:
-                out.value[(p, spec.name)] = combine(
-                    spec, partials, backend, settings, usage, errors
-                )
+                done = extraction(prepared, pass_, spec, mine, backend, settings, usage, errors)
+                if done is not None:
+                    out.extract[(p, spec.name)] = done
+                continue
+            parts = partials(spec, mine)
+            if parts:
+                out.value[(p, spec.name)] = combine(spec, parts, backend, settings, usage, errors)
     return out
 
 
@@ -303,27 +153,6 @@ def _chooser(docs: Sequence[LoadedDocument], own: int) -> Any:
         return texts[own]
 
     return choose
-
-
-def _contract(
-    spec: TaskSpec, extraction: ExtractionOutput, warnings: list[str]
-) -> list[ErrorRecord]:
-    """Check the merged extraction against the user's own contract (their JSON Schema as written,
-    or the pydantic model): a record is ``ok`` only when it passes. The schema's numeric
-    invariants (line items sum to the subtotal, ...) become warnings with their values."""
-    extraction.data = conform_output(spec.model, extraction.data)
-    warnings.extend(
-        f"{spec.schema_name}: {message}"
-        for message in check_invariants(spec.model, extraction.data)
-    )
-    problems = validate_output(spec.model, extraction.data)
-    if not problems:
-        return []
-    shown = "; ".join(problems[:5]) + (
-        f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
-    )
-    message = f"the merged extraction does not validate against {spec.schema_name}: {shown}"
-    return [ErrorRecord(code=ValidationFailed.code, message=message)]
 
 
 def build_envelopes(
@@ -396,7 +225,7 @@ def build_envelopes(
             for spec in pass_.specs:
                 if (p, spec.name) in outputs.extract:
                     env.extraction = outputs.extract[(p, spec.name)]
-                    errors.extend(_contract(spec, env.extraction, env.warnings))
+                    errors.extend(contract(spec, env.extraction, env.warnings))
                     env.warnings.extend(
                         f"page {c.page} looks incomplete: {c.records} record(s) for "
                         f"{c.expected_rows} table-like line(s)"

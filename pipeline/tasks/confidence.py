@@ -24,7 +24,8 @@ import json
 import math
 import re
 from bisect import bisect_right
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.result import GroundingStatus
@@ -47,6 +48,18 @@ TokenLogprobs = Sequence[tuple[str, float]]
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
 _WS = " \t\n\r"
 _PATH_PART = re.compile(r"\[(\d+)\]|\.?([^.\[\]]+)")
+
+
+@dataclass(frozen=True)
+class ScoredReply:
+    """One accepted reply's data (dumped) with its :func:`field_confidence` (paths into ``data``),
+    and the pages whose records of record lists it contributes to the merged result (None: all of
+    them; a window that shares a page with the next segment, or a completeness re-ask shown with
+    context pages, contributes fewer)."""
+
+    data: Mapping[str, Any]
+    confidence: Mapping[str, float] = field(default_factory=dict)
+    pages: Container[int] | None = None
 
 
 class _Misaligned(ValueError):

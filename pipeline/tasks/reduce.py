@@ -13,8 +13,7 @@
 * **reduce** (:func:`reduce_with_model`, for summaries and answers): the partial results as a
   text-only prompt, one model call (hierarchical above :data:`REDUCE_FANIN` partials) -> one result
   of the schema.
-* **check** (:func:`complete`): pages of each window that no record cites are shown to the model
-  again, alone (the caller builds that content: rendered pages), and what comes back is merged in.
+* **check**: :mod:`pipeline.tasks.completeness`.
 """
 
 from __future__ import annotations
@@ -23,16 +22,16 @@ import json
 import re
 import types
 import typing
-from collections.abc import Callable, Container, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal, get_args, get_origin
+from collections.abc import Container, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel
 
-from pipeline.errors import DocvlError, ErrorRecord, ReplyTooLong
+from pipeline.errors import DocvlError
 from pipeline.model.base import ModelBackend
 from pipeline.plan.prompt import Part, TextPart
-from pipeline.result import Conflict, PageCompleteness, Usage
+from pipeline.result import Conflict
 from pipeline.settings import Settings
 from pipeline.tasks.grounding import cited_pages, iter_records
 from pipeline.tasks.repair import TaskResult, repair
@@ -310,143 +309,3 @@ def reduce_with_model(
 def _sum_timings(into: dict[str, float], more: Mapping[str, float]) -> None:
     for k, v in more.items():
         into[k] = into.get(k, 0.0) + v
-
-
-# --- completeness check ---------------------------------------------------------------------------
-
-
-@dataclass
-class CompletenessResult:
-    data: dict[str, Any]
-    conflicts: list[Conflict] = field(default_factory=list)
-    usage: Usage = field(default_factory=Usage)
-    reasked_pages: list[int] = field(default_factory=list)
-    added_records: int = 0
-    errors: list[ErrorRecord] = field(default_factory=list)
-
-
-#: A number standing alone: not part of a word, a code (L0017), a date (2026-01-05) or a range.
-_NUMBER_TOKEN = re.compile(r"(?<![\w.\-/])[-+(]?[$€£]?\d[\d,.]*\)?%?(?![\w\-/])")
-#: Two decimals: how prices and amounts print (1,234.50 or 1.234,50).
-_MONEY = re.compile(r"\d[.,]\d\d$")
-#: A text line with at least this many numbers, two of them money-like (a quantity, a price, an
-#: amount), looks like a table row. Tax IDs, phone numbers and dates do not.
-ROW_NUMBERS = 3
-ROW_MONEY = 2
-
-
-def _row_like(line: str) -> bool:
-    numbers = [n.rstrip(")%") for n in _NUMBER_TOKEN.findall(line)]
-    return len(numbers) >= ROW_NUMBERS and sum(bool(_MONEY.search(n)) for n in numbers) >= ROW_MONEY
-
-
-def expected_rows(text: str, *, first_page: bool = True) -> int:
-    """Table-like lines of a page's text layer: what a complete extraction returns rows for.
-
-    On a page after the first, the first table-like line may end a row that began on the page
-    before (and belongs to it), so it is not counted.
-    """
-    rows = sum(1 for line in text.splitlines() if _row_like(line))
-    return rows if first_page else max(0, rows - 1)
-
-
-def records_per_page(model: type[BaseModel], data: Mapping[str, Any]) -> dict[int, int]:
-    """How many records of ``model``'s record lists cite each page."""
-    counts: dict[int, int] = {}
-    for name in record_list_fields(model):
-        for item in data.get(name) or []:
-            if isinstance(item, Mapping):
-                for page in cited_pages(item):
-                    counts[page] = counts.get(page, 0) + 1
-    return counts
-
-
-def page_completeness(
-    model: type[BaseModel], data: Mapping[str, Any], expected: Mapping[int, int | None]
-) -> list[PageCompleteness]:
-    """Per page (the keys of ``expected``): records citing it against its table-like lines."""
-    counts, cited = records_per_page(model, data), all_cited_pages(data)
-    out = []
-    for page, rows in sorted(expected.items()):
-        records = counts.get(page, 0)
-        status: Literal["complete", "short", "uncited"] = "complete"
-        if rows is not None and records < rows:
-            status = "short"
-        elif page not in cited:
-            status = "uncited"
-        out.append(PageCompleteness(page=page, records=records, expected_rows=rows, status=status))
-    return out
-
-
-def complete(
-    backend: ModelBackend,
-    spec: TaskSpec,
-    settings: Settings,
-    data: Mapping[str, Any],
-    ranges: Sequence[tuple[int, int]],
-    build_content: Callable[[list[int]], Sequence[Part]],
-    expected: Mapping[int, int | None],
-) -> CompletenessResult:
-    """Re-ask about pages that look incomplete, one call per window range (a subset of a window
-    always fits): pages no record cites (when there are several windows) and pages with fewer
-    records than table-like lines (``expected``, see :func:`expected_rows`).
-
-    ``build_content(pages)`` returns the prompt content for those pages (rendered images
-    attached; pages past the end are left out). Each re-asked page is shown with the page after
-    it, and only the re-asked pages' records are kept, so a row that continues on the next page
-    comes back whole. Records that come back are merged into ``data`` with
-    :func:`merge_partials` (dedup applies). A re-ask whose reply is too long is asked again page
-    by page.
-    """
-    merged: dict[str, Any] = dict(data)
-    result = CompletenessResult(data=merged)
-    before = count_records(merged)
-    for first, last in ranges:
-        status = page_completeness(
-            spec.model, merged, {p: expected.get(p) for p in range(first, last + 1)}
-        )
-        missing = [
-            s.page
-            for s in status
-            if s.status == "short" or (s.status == "uncited" and len(ranges) > 1)
-        ]
-        if not missing:
-            continue
-        result.reasked_pages.extend(missing)
-        for pages in _reask_groups(backend, spec, settings, build_content, missing, result):
-            merged, conflicts = merge_partials(spec.model, [merged, pages])
-            result.conflicts.extend(conflicts)
-    result.data = merged
-    result.added_records = count_records(merged) - before
-    return result
-
-
-def _reask_groups(
-    backend: ModelBackend,
-    spec: TaskSpec,
-    settings: Settings,
-    build_content: Callable[[list[int]], Sequence[Part]],
-    pages: list[int],
-    result: CompletenessResult,
-) -> list[BaseModel]:
-    """Values for ``pages``: one call, or one per page when the reply for all was too long."""
-    state = TaskResult(task=spec.name)
-    shown = sorted({*pages, *(p + 1 for p in pages)})  # what follows a page: rows that continue
-    try:
-        value = repair(backend, build_content(shown), spec, settings, state=state)
-    except ReplyTooLong as exc:
-        result.usage.add(state.usage)
-        if len(pages) == 1:
-            result.errors.append(exc.record())
-            return []
-        return [
-            v
-            for p in pages
-            for v in _reask_groups(backend, spec, settings, build_content, [p], result)
-        ]
-    except DocvlError as exc:
-        result.usage.add(state.usage)
-        result.errors.append(exc.record())
-        return []
-    result.usage.add(state.usage)
-    return [spec.model.model_validate(keep_pages(spec.model, value.model_dump(mode="json"), pages))]

@@ -15,7 +15,8 @@ Per task, up to ``settings.max_attempts`` attempts:
   grow without bound.
 
 The last failure raises :class:`RepairFailed` (a ValidationFailed, code ``validation_failed``) with
-the raw last reply, the attempt count and the usage of every attempt.
+the raw last reply, the attempt count and the usage of every attempt; its error record keeps the
+reply (``raw_reply``, at most 64 KiB, ``raw_reply_truncated`` when cut) for the user to see.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ class TaskResult(BaseModel):
     data: dict[str, Any] | None = None
     error: ErrorRecord | None = None
     attempts: int = 0
-    #: The raw last reply, kept when the task failed (for debugging; not in the envelope).
+    #: The raw last reply, kept when the task failed (the envelope has it in the error record's
+    #: ``raw_reply``, bounded).
     raw: str | None = None
     usage: Usage = Field(default_factory=Usage)
     #: Seconds the backend reported (``prefill_s``, ``decode_s``, ``request_s``) and ``prefills``.
@@ -161,8 +163,8 @@ def run_tasks(
         try:
             result.accept(repair(backend, content, spec, settings, first=first, state=result))
         except RepairFailed as exc:
-            result.error = ErrorRecord(
-                code=exc.code, message=f"{spec.name}: {exc.message}", page=page
+            result.error = exc.record().model_copy(
+                update={"message": f"{spec.name}: {exc.message}", "page": page}
             )
         except DocvlError as exc:
             result.error = exc.record()

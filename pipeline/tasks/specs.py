@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import BaseModel
@@ -44,6 +44,12 @@ CITE = (
     "Use null for what the pages do not show; never invent values."
 )
 JSON_ONLY = "Reply with one JSON object that follows this JSON Schema, and nothing else:"
+#: A re-ask about some pages of a prompt that also shows the pages after them (where a record may
+#: end): only the asked pages' records are wanted, so the reply is no longer than theirs.
+ONLY_PAGES = (
+    "In this reply, list only the records that begin on page(s) {pages}. Page(s) {context} are "
+    "shown only so that a record that begins on an asked page and continues there is complete."
+)
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,16 @@ class TaskSpec:
             temperature=temperature,
             turns=tuple(turns),
         )
+
+
+def only_pages(spec: TaskSpec, pages: Sequence[int], shown: Sequence[int]) -> TaskSpec:
+    """``spec`` for a prompt showing ``shown`` in which only the records of ``pages`` are wanted
+    (:data:`ONLY_PAGES` ends the instruction); ``spec`` itself when every shown page is asked."""
+    context = [p for p in shown if p not in set(pages)]
+    if not context:
+        return spec
+    line = ONLY_PAGES.format(pages=", ".join(map(str, pages)), context=", ".join(map(str, context)))
+    return replace(spec, instruction=f"{spec.instruction}{line}\n")
 
 
 def prompt_schema(model: type[BaseModel]) -> str:
