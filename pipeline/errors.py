@@ -24,6 +24,7 @@ SchemaNotFound              schema_not_found        --schema names nothing loada
 ReplyTooLong                reply_too_long          a reply hit its token limit (window split)
 OutputTooLarge              output_too_large        one page's reply exceeds every output budget
 UsageError                  usage_error             bad command-line or API arguments
+NotAttempted                not_attempted           skipped: the batch hit ``--max-failures``
 InternalError               internal_error          a bug in docvl (reported, never final)
 ==========================  ======================  ==========================================
 
@@ -184,6 +185,13 @@ class SchemaNotFound(UsageError):
     code = "schema_not_found"
 
 
+class NotAttempted(DocvlError):
+    """Recorded for a document the runner never started because the batch had already failed
+    ``--max-failures`` documents. Never cached: the next run attempts it."""
+
+    code = "not_attempted"
+
+
 class InternalError(DocvlError):
     """A bug in docvl (an unexpected exception in a stage). Reported, never cached as final."""
 
@@ -226,6 +234,7 @@ FAILURE_POLICY: dict[str, Policy] = {
     BackendError.code: Policy.RETRYABLE,
     BackendRejected.code: Policy.RETRYABLE,
     BackendUnavailable.code: Policy.RETRYABLE,
+    NotAttempted.code: Policy.RETRYABLE,
     InternalError.code: Policy.INTERNAL,
 }
 
