@@ -70,11 +70,11 @@ def summary_lines(
     envelopes: Sequence[ResultEnvelope], cached: int, outputs: Sequence[str]
 ) -> list[str]:
     """The closing summary: counts, each failure's code and message, outputs, tokens and cost."""
-    counts: dict[str, int] = {}
+    counts = {"ok": 0, "failed": 0}
     for env in envelopes:
         counts[env.status] = counts.get(env.status, 0) + 1
-    tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-    lines = [f"docvl: {len(envelopes)} documents: {tally or 'none'}; {cached} cached"]
+    tally = ", ".join(f"{n} {status}" for status, n in counts.items())
+    lines = [f"docvl: {len(envelopes)} documents: {tally}, {cached} cached"]
     for env in envelopes:
         if env.status == "ok":
             continue

@@ -245,3 +245,25 @@ def test_files_follow_the_umask(tmp_path: Path, umask: int, mode: int) -> None:
         timeout=120,
     )
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == mode
+
+
+def test_progress_shows_each_document_in_flight_with_its_stage() -> None:
+    import io
+
+    from rich.console import Console
+
+    from flows import progress
+
+    sink = io.StringIO()
+    console = Console(file=sink, force_terminal=True, width=120)
+    with progress.progress_bar(3, console=console):
+        progress.emit("started", path="in/report.pdf")
+        progress.emit("started", path="in/deck.pptx")
+        progress.emit("started", path="in/memo.pdf")
+        progress.emit("planned", path="in/report.pdf", pages=5, windows=2)
+        progress.emit("window", path="in/report.pdf", pages=3)
+        progress.emit("document", path="in/memo.pdf", status="failed", pages=0, windows=0)
+    shown = sink.getvalue().rsplit("documents", 1)[-1]  # the final frame: in flight, and stage
+    assert "report.pdf · windows" in shown and "1/2" in shown
+    assert "deck.pptx · loading" in shown
+    assert "memo.pdf" not in shown  # its row went when it finished
