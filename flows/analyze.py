@@ -38,7 +38,7 @@ from flows.options import RunOptions
 from flows.store import RecordStore, atomic_write_jsonl
 from flows.tasks import WindowFailed, finish_task, prepare_task, window_task
 from pipeline.engine import Engine, Unit, WindowResult, expand
-from pipeline.errors import is_final
+from pipeline.errors import NotAttempted, is_final
 from pipeline.model.base import Generation, GenerationRequest, ModelBackend
 from pipeline.model.factory import make_backend
 from pipeline.model.qwen import load_tokenizer
@@ -142,6 +142,8 @@ class Runner:
         if options.global_limit:
             ensure_global_limit(options.global_limit, settings.max_concurrency)
         self.store = RecordStore.for_settings(settings)
+        self.failures = 0  # failed documents so far (``options.max_failures``)
+        self._failures_lock = threading.Lock()
         delays = [options.retry_delay_s * 2**i for i in range(max(options.retries, 1))]
         self.window = window_task.with_options(
             result_storage=storage_for(settings, options.result_storage),
@@ -197,10 +199,19 @@ class Runner:
                 )
             return stored, True
         started = time.perf_counter()
-        try:
-            envelopes = self._compute(unit)
-        except Exception as exc:  # a bug must not sink the batch; the record is never final
-            envelopes = self.engine.failed(unit, exc, started)
+        limit = self.options.max_failures
+        if limit is not None and self.failures >= limit:  # never started, never cached
+            skipped = NotAttempted(f"not attempted: the batch reached --max-failures {limit}")
+            envelopes = self.engine.failed(unit, skipped, started)
+        else:
+            for path in unit.paths:
+                progress.emit("started", path=str(path))
+            try:
+                envelopes = self._compute(unit)
+            except Exception as exc:  # a bug must not sink the batch; the record is never final
+                envelopes = self.engine.failed(unit, exc, started)
+            with self._failures_lock:
+                self.failures += sum(env.status == "failed" for env in envelopes)
         for key, env in zip(keys, envelopes, strict=True):
             if key and is_final(env.errors):  # never cache a failure
                 self.store.put(key, env.model_dump(mode="json"))

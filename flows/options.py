@@ -24,5 +24,8 @@ class RunOptions(BaseModel):
     retries: int = Field(2, ge=0)
     #: Seconds before the first retry; doubled for each further one.
     retry_delay_s: float = Field(2.0, ge=0)
+    #: Stop starting documents once this many have failed; the rest get a ``not_attempted``
+    #: record (never cached). None: attempt every document.
+    max_failures: int | None = Field(None, ge=1)
     #: Publish Prefect artifacts (a table per run and a markdown report per document).
     artifacts: bool = True

@@ -6,6 +6,7 @@ because tasks run in worker threads; :func:`listening` registers one for the dur
 
 Events (``kind``, fields):
 
+* ``started``: ``path`` (the runner starts loading a document)
 * ``planned``: ``path``, ``pages``, ``windows`` (a document was loaded and planned)
 * ``window``: ``path``, ``pages`` (a window finished; ``pages`` it covered)
 * ``document``: ``path``, ``status``, ``pages``, ``windows``, ``cached`` (a document finished or was
@@ -43,11 +44,17 @@ def listening(listener: Listener) -> Iterator[Listener]:
             _listeners.remove(listener)
 
 
+def _name(path: Any) -> str:
+    name = str(path).replace("\\", "/").rsplit("/", 1)[-1]
+    return name if len(name) <= 40 else name[:37] + "..."
+
+
 @contextlib.contextmanager
 def progress_bar(
     total_documents: int, *, console: Any | None = None, enabled: bool = True
 ) -> Iterator[None]:
-    """Show documents / pages / windows bars on stderr while the block runs (for ``docvl run``)."""
+    """Show documents / pages / windows bars on stderr while the block runs (for ``docvl run``),
+    and one row per document in flight with its name and stage (loading, then its windows)."""
     if not enabled:
         yield
         return
@@ -65,20 +72,32 @@ def progress_bar(
     docs = progress.add_task("documents", total=total_documents)
     pages = progress.add_task("pages", total=0)
     windows = progress.add_task("windows", total=0)
+    rows: dict[str, Any] = {}  # documents in flight: path -> their row
     lock = threading.Lock()
 
     def grow(task_id: Any, amount: int) -> None:
         task = progress.tasks[task_id]
         progress.update(task_id, total=(task.total or 0) + amount)
 
+    def row(path: Any, stage: str, **update: Any) -> None:
+        key = str(path)
+        if key not in rows:
+            rows[key] = progress.add_task("", total=None)
+        progress.update(rows[key], description=f"{_name(key)} · {stage}", **update)
+
     def on_event(kind: str, f: dict[str, Any]) -> None:
         with lock:
-            if kind == "planned":
+            if kind == "started":
+                row(f.get("path"), "loading")
+            elif kind == "planned":
                 grow(pages, int(f.get("pages", 0)))
                 grow(windows, int(f.get("windows", 0)))
+                row(f.get("path"), "windows", total=int(f.get("windows", 0)), completed=0)
             elif kind == "window":
                 progress.advance(pages, int(f.get("pages", 0)))
                 progress.advance(windows, 1)
+                if str(f.get("path")) in rows:
+                    progress.advance(rows[str(f.get("path"))], 1)
             elif kind == "document":
                 owed_pages, owed_windows = int(f.get("pages", 0)), int(f.get("windows", 0))
                 if owed_pages:
@@ -88,6 +107,8 @@ def progress_bar(
                     grow(windows, owed_windows)
                     progress.advance(windows, owed_windows)
                 progress.advance(docs, 1)
+                if (task_id := rows.pop(str(f.get("path")), None)) is not None:
+                    progress.remove_task(task_id)
 
     with progress, listening(on_event):
         yield

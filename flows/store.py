@@ -30,11 +30,22 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it; set back at once (before any thread starts)
+    os.umask(mask)
+    return mask
+
+
+#: The process's umask, read once at import: files get ``0o666 & ~umask`` like ``open()`` gives.
+UMASK = _read_umask()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o666 & ~UMASK)  # mkstemp makes 0600 whatever the umask
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

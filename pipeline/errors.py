@@ -25,6 +25,7 @@ SchemaNotFound              schema_not_found        --schema names nothing loada
 ReplyTooLong                reply_too_long          a reply hit its token limit (window split)
 OutputTooLarge              output_too_large        one page's reply exceeds every output budget
 UsageError                  usage_error             bad command-line or API arguments
+NotAttempted                not_attempted           skipped: the batch hit ``--max-failures``
 InternalError               internal_error          a bug in docvl (reported, never final)
 FileTooLarge                file_too_large          the file exceeds ``max_file_bytes``
 TooManyPages                too_many_pages          more pages/slides/frames than ``max_pages``
@@ -223,6 +224,13 @@ class SchemaNotFound(UsageError):
     code = "schema_not_found"
 
 
+class NotAttempted(DocvlError):
+    """Recorded for a document the runner never started because the batch had already failed
+    ``--max-failures`` documents. Never cached: the next run attempts it."""
+
+    code = "not_attempted"
+
+
 class InternalError(DocvlError):
     """A bug in docvl (an unexpected exception in a stage). Reported, never cached as final."""
 
@@ -316,6 +324,7 @@ FAILURE_POLICY: dict[str, Policy] = {
     BackendRejected.code: Policy.RETRYABLE,
     BackendTimeout.code: Policy.RETRYABLE,
     BackendUnavailable.code: Policy.RETRYABLE,
+    NotAttempted.code: Policy.RETRYABLE,
     InternalError.code: Policy.INTERNAL,
 }
 

@@ -68,6 +68,8 @@ class Source(BaseModel):
     sha256: str | None = None
     kind: str | None = None
     pages: int = 0
+    #: The page selection analysed (``--pages``, e.g. ``1-5,9``); None: every page.
+    selected_pages: str | None = None
 
 
 class ModelInfo(BaseModel):

@@ -1,12 +1,14 @@
 """The one settings object. Built once (CLI, flow or API) and passed down; never a global.
 
-Every field can come from the environment with the ``DOCVL_`` prefix (``DOCVL_DPI=200``).
+Every field can come from the environment with the ``DOCVL_`` prefix (``DOCVL_DPI=200``), and every
+field is a ``docvl`` flag (``--dpi``) whose help text is the field's ``description``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,21 +21,66 @@ DEFAULT_MODEL = "Qwen/Qwen3-VL-8B-Instruct"
 
 TaskName = Literal["summary", "ask", "extract"]
 
+_PAGE_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
+
+
+def parse_pages(spec: str) -> list[tuple[int, int]]:
+    """``"1-5,9"`` -> ``[(1, 5), (9, 9)]``: 1-based inclusive ranges, in the order written.
+
+    Raises ValueError on anything else (empty parts, page 0, a range that runs backwards).
+    """
+    ranges: list[tuple[int, int]] = []
+    for part in spec.replace(" ", "").split(","):
+        m = _PAGE_RANGE.match(part)
+        if m is None:
+            raise ValueError(f"page selection wants ranges like 1-5,9, got {part!r} in {spec!r}")
+        first = int(m.group(1))
+        last = int(m.group(2) or first)
+        if first < 1 or last < first:
+            raise ValueError(f"page range {part!r} must count from 1 and run forwards")
+        ranges.append((first, last))
+    return ranges
+
+
+def page_selected(ranges: list[tuple[int, int]] | None, page: int) -> bool:
+    """Whether 1-based ``page`` is in ``ranges`` (every page is when there is no selection)."""
+    return ranges is None or any(first <= page <= last for first, last in ranges)
+
 
 class Settings(BaseSettings):
+    """What the pipeline computes and how: one field per knob, documented for ``--help``."""
+
     model_config = SettingsConfigDict(env_prefix="DOCVL_", extra="forbid", frozen=True)
 
     # --- rendering -----------------------------------------------------------------------------
-    renderer: Literal["pymupdf", "pdf2image"] = "pymupdf"
-    dpi: int = Field(150, ge=36, le=600)
+    renderer: Literal["pymupdf", "pdf2image"] = Field(
+        "pymupdf", description="PDF rasteriser: PyMuPDF (fast, default) or pdf2image (Poppler)"
+    )
+    dpi: int = Field(150, ge=36, le=600, description="render resolution of PDF pages, in DPI")
     #: Per-page pixel budget. Pages are scaled to fit [min_pixels, max_pixels] (the processor's
     #: rule).
-    min_pixels: int = Field(64 * PIXELS_PER_TOKEN, ge=PIXELS_PER_TOKEN)
-    max_pixels: int = Field(1280 * PIXELS_PER_TOKEN, ge=PIXELS_PER_TOKEN)
-    render_workers: int = Field(2, ge=1, le=64)
+    min_pixels: int = Field(
+        64 * PIXELS_PER_TOKEN,
+        ge=PIXELS_PER_TOKEN,
+        description="smallest page image, in pixels (pages are scaled up to it)",
+    )
+    max_pixels: int = Field(
+        1280 * PIXELS_PER_TOKEN,
+        ge=PIXELS_PER_TOKEN,
+        description="largest page image, in pixels (scaled down to it; 1024 pixels = 1 token)",
+    )
+    render_workers: int = Field(2, ge=1, le=64, description="processes rendering pages at once")
     #: LibreOffice converts about one slide per second on a 2-core machine (a 48-slide deck: 56 s).
-    slide_timeout_s: float = Field(300.0, gt=0)
-    password: str | None = Field(None, repr=False, exclude=True)
+    slide_timeout_s: float = Field(
+        300.0, gt=0, description="seconds LibreOffice may take to convert one slide deck"
+    )
+    password: str | None = Field(
+        None, repr=False, exclude=True, description="password for encrypted PDFs"
+    )
+    pages: str | None = Field(
+        None,
+        description="pages to analyse, e.g. 1-5,9 (1-based, inclusive; default: every page)",
+    )
 
     # --- ingest budgets and caps (issue 9): a document over one fails with its own code ------
     max_file_bytes: int = Field(
@@ -66,42 +113,75 @@ class Settings(BaseSettings):
     )
 
     # --- prompt / plan -------------------------------------------------------------------------
-    context_window: int = Field(262_144, gt=0)
+    context_window: int = Field(
+        262_144, gt=0, description="model context, in tokens: a window never exceeds it"
+    )
     #: The output budget of one reply, reserved in every window. Extraction into record lists
     #: plans page segments whose expected reply fits it (Qwen3-VL-8B generates up to 32,768).
-    max_output_tokens: int = Field(16_384, gt=0)
-    include_text: bool = True
+    max_output_tokens: int = Field(
+        16_384, gt=0, description="output tokens reserved for one reply in every window"
+    )
+    include_text: bool = Field(
+        True, description="send each page's text layer with its image (--no-text: images only)"
+    )
     #: Cap on the characters of a page's text layer put into the prompt.
-    max_text_chars_per_page: int = Field(12_000, ge=0)
-    max_images_per_request: int = Field(512, ge=1)
+    max_text_chars_per_page: int = Field(
+        12_000, ge=0, description="characters of a page's text layer put into the prompt, at most"
+    )
+    max_images_per_request: int = Field(
+        512, ge=1, description="page images in one request, at most"
+    )
     #: Several documents in one window (questions across documents).
-    share_windows: bool = False
-    price_input_per_mtok: float = Field(0.08, ge=0)
-    price_output_per_mtok: float = Field(0.50, ge=0)
+    share_windows: bool = Field(
+        False, description="pack several documents into shared windows (questions across them)"
+    )
+    price_input_per_mtok: float = Field(
+        0.08, ge=0, description="USD per 1M input tokens (cost estimates and usage)"
+    )
+    price_output_per_mtok: float = Field(0.50, ge=0, description="USD per 1M output tokens")
 
     # --- task ----------------------------------------------------------------------------------
     #: Several tasks on one document share one prefill of its pages.
-    tasks: tuple[TaskName, ...] = ("summary",)
-    schema_name: str | None = None
-    question: str | None = None
+    tasks: tuple[TaskName, ...] = Field(
+        ("summary",), description="task to run; repeat for several tasks sharing one prefill"
+    )
+    schema_name: str | None = Field(
+        None, description="extraction schema: a built-in NAME, module:Class or file.json"
+    )
+    question: str | None = Field(None, description="the question of the ask task")
 
     # --- model / backend -----------------------------------------------------------------------
-    backend: Literal["transformers", "openai", "scripted"] = "transformers"
-    model: str = DEFAULT_MODEL
-    base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    request_timeout_s: float = Field(600.0, gt=0)
-    max_retries: int = Field(4, ge=0)
-    max_concurrency: int = Field(4, ge=1)
-    max_attempts: int = Field(3, ge=1)
-    temperature: float = Field(0.0, ge=0)
-    device: str | None = None
+    backend: Literal["transformers", "openai", "scripted"] = Field(
+        "transformers",
+        description="model backend: local transformers, or an OpenAI-compatible server",
+    )
+    model: str = Field(DEFAULT_MODEL, description="hub id or local checkpoint directory")
+    base_url: str | None = Field(
+        None,
+        description="OpenAI-compatible API root (vLLM, SGLang, OpenRouter), e.g. "
+        "http://localhost:8000/v1",
+    )
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="environment variable holding the server's API key"
+    )
+    request_timeout_s: float = Field(600.0, gt=0, description="seconds one model request may take")
+    max_retries: int = Field(4, ge=0, description="retries of a failed request to the server")
+    max_concurrency: int = Field(4, ge=1, description="model calls at once")
+    max_attempts: int = Field(
+        3, ge=1, description="asks of the model per reply until it validates (re-asks included)"
+    )
+    temperature: float = Field(0.0, ge=0, description="sampling temperature (0: greedy)")
+    device: str | None = Field(
+        None, description="torch device (default: cuda when available, else cpu)"
+    )
     #: Decode against the bounded schema (``schemas.decoder_schema``: every list, string and
     #: number capped) and derive each reply's token budget from those caps. ONLY for random-weight
     #: models and tests (the tiny model, ``make smoke``: ``DOCVL_DECODER_BOUNDS=1``), which need the
     #: caps to terminate; a real model would silently lose rows past the caps. Off (the default):
     #: the user's schema as written, unbounded, with ``max_output_tokens`` as the budget.
-    decoder_bounds: bool = False
+    decoder_bounds: bool = Field(
+        False, description="cap lists and strings while decoding (tiny random models only)"
+    )
 
     # --- OpenAI-compatible client (pipeline/model/openai_backend.py) ---------------------------
     request_deadline_s: float = Field(
@@ -142,7 +222,30 @@ class Settings(BaseSettings):
         return value
 
     # --- output --------------------------------------------------------------------------------
-    cache_dir: Path = Path(".docvl-cache")
+    cache_dir: Path = Field(
+        Path(".docvl-cache"), description="window results and finished records (resume)"
+    )
+
+    @field_validator("pages")
+    @classmethod
+    def _pages_syntax(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parse_pages(value)
+        return value.replace(" ", "")
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(
+                f"wants an http:// or https:// URL such as http://localhost:8000/v1, got {value!r}"
+            )
+        return value
+
+    def page_ranges(self) -> list[tuple[int, int]] | None:
+        """The page selection as 1-based inclusive ranges; None: every page."""
+        return parse_pages(self.pages) if self.pages else None
 
     def fingerprint(self) -> str:
         """Hash of everything that changes a result (used for caching); secrets excluded."""
@@ -164,4 +267,6 @@ class Settings(BaseSettings):
         for name in ("extra_body", "sampling_extras"):  # added later: unset keeps old keys valid
             if not keep[name]:
                 del keep[name]
+        if keep.get("pages") is None:  # an unset selection keeps the fingerprints of before
+            keep.pop("pages", None)
         return hashlib.sha256(repr(sorted(keep.items())).encode()).hexdigest()[:16]

@@ -166,7 +166,7 @@ def build_envelopes(
     envelopes = []
     for i, (path, doc) in enumerate(zip(prepared.unit.paths, prepared.docs, strict=True)):
         errors = list(prepared.errors.get(i, []))
-        source = Source(path=str(path), sha256=prepared.unit.shas[i])
+        source = Source(path=str(path), sha256=prepared.unit.shas[i], selected_pages=settings.pages)
         if doc is None:
             envelopes.append(
                 ResultEnvelope(

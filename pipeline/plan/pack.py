@@ -45,7 +45,8 @@ def pack(
         new_doc = not spans or spans[-1].doc != item.doc
         cost = item.tokens + (header_tokens[item.doc] if new_doc else 0)
         images = sum(s.last_page - s.first_page + 1 for s in spans)
-        if spans and (total + cost > budget or images + 1 > max_images):
+        gap = bool(spans) and not new_doc and spans[-1].last_page + 1 != item.page
+        if spans and (gap or total + cost > budget or images + 1 > max_images):
             windows.append(_window(len(windows), spans, total))
             spans, total, new_doc = [], framing, True
             cost = item.tokens + header_tokens[item.doc]
@@ -115,7 +116,7 @@ def segment(
                 and output + nxt.output <= output_budget
                 and end + 2 - start <= max_images
             )
-            if not fits:
+            if not fits or nxt.doc != items[end].doc or nxt.page != items[end].page + 1:
                 break
             end += 1
             tokens += nxt.tokens
@@ -126,6 +127,8 @@ def segment(
         windows.append(window.model_copy(update={"output_tokens": output}))
         if end + 1 >= len(items):
             break
-        # Overlap one page, but always advance: a one-page segment shares nothing.
-        start = end if end > start else end + 1
+        # Overlap one page, but always advance: a one-page segment shares nothing, nor does a
+        # segment that ends before a gap in the page selection.
+        contiguous = items[end + 1].page == items[end].page + 1
+        start = end if end > start and contiguous else end + 1
     return windows

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from pipeline.errors import DocvlError, ErrorRecord
+from pipeline.errors import DocvlError, EmptyDocument, ErrorRecord
 from pipeline.ingest.document import DocKind, LoadedDocument, PageInfo
 from pipeline.ingest.geometry import page_pixels
 from pipeline.ingest.load import load_document
@@ -16,7 +16,7 @@ from pipeline.plan.count import TokenCounter
 from pipeline.plan.pack import PackItem, pack, segment
 from pipeline.plan.prompt import ImagePart, Part, document_header, page_marker, page_text
 from pipeline.result import Span, Window
-from pipeline.settings import Settings
+from pipeline.settings import Settings, page_selected
 
 
 class PageTokens(BaseModel):
@@ -126,6 +126,12 @@ def _cost(input_tokens: int, windows: int, settings: Settings) -> float:
     )
 
 
+def _no_pages(settings: Settings, doc: LoadedDocument) -> EmptyDocument:
+    return EmptyDocument(
+        f"--pages {settings.pages} selects none of the document's {doc.page_count} pages"
+    )
+
+
 def plan_loaded(
     docs: Sequence[LoadedDocument | DocvlError],
     settings: Settings,
@@ -148,6 +154,7 @@ def plan_loaded(
     framings = [counter.framing(i) for i in instructions.values()]
     framing = max(framings)
     budget = settings.context_window - settings.max_output_tokens
+    selection = settings.page_ranges()
     plans: list[DocumentPlan] = []
     groups: list[list[int]] = []
     items: dict[int, list[PackItem]] = {}
@@ -167,7 +174,16 @@ def plan_loaded(
                 warnings=list(doc.warnings),
             )
         )
-        items[i] = [PackItem(i, t.page, t.image + t.text, expected_reply_tokens(t)) for t in tokens]
+        items[i] = [
+            PackItem(i, t.page, t.image + t.text, expected_reply_tokens(t))
+            for t in tokens
+            if page_selected(selection, t.page)
+        ]
+        if not items[i]:
+            plans[i] = plans[i].model_copy(
+                update={"status": "failed", "error": _no_pages(settings, doc).record()}
+            )
+            continue
         headers[i] = counter.part(document_header(i + 1, doc.path.name, doc.page_count))
         if settings.share_windows and groups:
             groups[-1].append(i)
