@@ -1,250 +1,240 @@
-"""Rendering benchmark: docvl preprocessing vs bare engines, same pixel sizes, one run.
+"""P1 preprocessing throughput and P2 peak RSS vs pages, side by side in one run.
 
-    .venv/bin/python bench/bench_render.py [--corpus ../shared/corpus] [--pdf2image-pages 100]
+    .venv/bin/python bench/bench_render.py [--corpus ../shared/corpus] [--max-pages 100]
+        [--rounds 3] [--synthetic 100 500 2000]
 
-Throughput (pages/s, first page to last, file already in the page cache):
-  * docvl            load_document (text layer, warnings) + iter_rendered at the token budget
-                     (exact tokens.page_pixels size), render_workers=1 and =2
-  * docvl+jpeg       the same plus encode_image (JPEG q90), i.e. bytes ready for a request
-  * bare pymupdf     open + get_pixmap at the same target size + PIL image, nothing else
-  * docvl pdf2image  settings.renderer = "pdf2image" (first N pages of long documents)
-  * bare pdf2image   convert_from_path(size=target of page 1) over the same pages in one call
-Peak memory (ru_maxrss of a fresh subprocess) rendering the whole 352-page book: streaming vs
-collecting every page image in a list (VmHWM of a fresh subprocess).
+P1, pages/s on every corpus PDF that loads (long documents cut to their first ``--max-pages``
+pages, written to a temporary PDF, so that every column does the same pages; file in the page
+cache; best of ``--rounds`` interleaved rounds), all at the exact size docvl plans
+(``tokens.page_pixels``):
+  * docvl           load_document (sha256, sniff, text layer + words, checks) + iter_rendered
+  * docvl+jpeg      the same plus encode_image (JPEG q90): bytes ready for an HTTP request
+  * bare PyMuPDF    open + get_pixmap at the target size + PIL image, nothing else
+  * bare pypdfium2  open + page.render at the target scale + to_pil, nothing else
+  * pdf2image       convert_from_path(size=target of page 1) over the same pages, one call
+Targets: docvl >= 0.9x the faster bare loop, >= 3x pdf2image.
+
+P2, peak RSS (VmHWM of a fresh subprocess) of preprocessing (load, render, JPEG, drop) the
+352-page book and synthetic PDFs of N pages generated here. Target < 600 MB and flat in N.
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
-import resource
 import subprocess
 import sys
-import time
-from collections.abc import Callable
+import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+import pymupdf
+import pypdfium2 as pdfium
+from common import CORPUS, REPO, interleaved, peak_rss_mib, table
+from pdf2image import convert_from_path
+from PIL import Image
 
-import pymupdf  # noqa: E402
-from pdf2image import convert_from_path  # noqa: E402
-from PIL import Image  # noqa: E402
+from pipeline.errors import DocvlError
+from pipeline.ingest.geometry import page_pixels
+from pipeline.ingest.load import load_document
+from pipeline.ingest.render import encode_image, iter_rendered
+from pipeline.settings import Settings
 
-from pipeline.ingest.geometry import page_pixels  # noqa: E402
-from pipeline.ingest.load import load_document  # noqa: E402
-from pipeline.ingest.render import PARALLEL_MIN_PAGES, encode_image, iter_rendered  # noqa: E402
-from pipeline.settings import Settings  # noqa: E402
-
-DOCS = [
-    "good/freeculture_book_352p.pdf",
-    "good/tracemonkey_paper.pdf",
-    "good/ibm_redbook_sampled_18p.pdf",
-    "good/ca_warn_report_16p.pdf",
-    "scanned/lincoln_letter_handwritten.pdf",
-]
 BOOK = "good/freeculture_book_352p.pdf"
+SETTINGS = Settings(render_workers=1)
 
 
-def timed(fn: Callable[[], int]) -> float:
-    start = time.perf_counter()
-    pages = fn()
-    return pages / (time.perf_counter() - start)
+def docvl(path: Path, jpeg: bool) -> None:
+    with load_document(path, SETTINGS) as doc:
+        for rp in iter_rendered(doc, SETTINGS):
+            if jpeg:
+                encode_image(rp.image)
 
 
-def docvl(path: Path, settings: Settings, pages: list[int] | None, jpeg: bool = False) -> int:
-    doc = load_document(path, settings)
-    n = 0
-    for rp in iter_rendered(doc, settings, pages):
-        if jpeg:
-            encode_image(rp.image)
-        n += 1
-    doc.close()
-    return n
-
-
-def bare_pymupdf(path: Path, targets: list[tuple[int, int]]) -> int:
+def bare_pymupdf(path: Path, targets: list[tuple[int, int]]) -> None:
     with pymupdf.open(path) as pdoc:
         for index, (height, width) in enumerate(targets):
             page = pdoc[index]
-            pix = page.get_pixmap(
-                matrix=pymupdf.Matrix(width / page.rect.width, height / page.rect.height)
-            )
+            matrix = pymupdf.Matrix(width / page.rect.width, height / page.rect.height)
+            pix = page.get_pixmap(matrix=matrix, colorspace=pymupdf.csRGB, alpha=False)
             Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
-    return len(targets)
 
 
-def bare_pdf2image(path: Path, target: tuple[int, int], count: int) -> int:
-    height, width = target
-    images = convert_from_path(
-        path, size=(width, height), first_page=1, last_page=count, use_cropbox=True
-    )
-    return len(images)
-
-
-def throughput(corpus: Path, pdf2image_pages: int) -> list[list[str]]:
-    rows = []
-    for rel in DOCS:
-        path = corpus / rel
-        path.read_bytes()  # page cache
-        base = Settings(render_workers=1)
-        info = load_document(path, base)
-        targets = [page_pixels(p, info.kind, base) for p in info.pages]
-        n_pages = info.page_count
-        p2i = list(range(1, min(n_pages, pdf2image_pages) + 1))
-        ours1 = timed(lambda: docvl(path, base, None))  # noqa: B023
-        ours2 = timed(lambda: docvl(path, Settings(render_workers=2), None))  # noqa: B023
-        ours_jpeg = timed(lambda: docvl(path, base, None, jpeg=True))  # noqa: B023
-        bare = timed(lambda: bare_pymupdf(path, targets))  # noqa: B023
-        ours_p2i = timed(lambda: docvl(path, Settings(renderer="pdf2image"), p2i))  # noqa: B023
-        bare_p2i = timed(lambda: bare_pdf2image(path, targets[0], len(p2i)))  # noqa: B023
-        size = f"{targets[min(5, n_pages - 1)][1]}x{targets[min(5, n_pages - 1)][0]}"
-        rows.append(
-            [
-                Path(rel).name,
-                str(n_pages),
-                size,
-                f"{ours1:.1f}",
-                f"{ours2:.1f}",
-                f"{ours_jpeg:.1f}",
-                f"{bare:.1f}",
-                f"{ours1 / bare:.2f}",
-                f"{ours_p2i:.1f} ({len(p2i)} p)",
-                f"{bare_p2i:.1f}",
-                f"{ours1 / ours_p2i:.1f}x",
-            ]
-        )
-        print("  measured", rel, file=sys.stderr)
-    return rows
-
-
-def parallel_threshold(corpus: Path) -> list[list[str]]:
-    """Forced parallel rendering of the first k book pages vs one process (first page latency
-    incl.)."""
-    from pipeline.ingest import render
-
-    path = corpus / BOOK
-    doc = load_document(path, Settings())
-    rows = []
-    saved = render.PARALLEL_MIN_PAGES, render.PARALLEL_MAX_LOAD_PER_CPU
+def bare_pdfium(path: Path, targets: list[tuple[int, int]]) -> None:
+    pdf = pdfium.PdfDocument(path)
     try:
-        for k in (16, 48, 128, 352):
-            pages = list(range(1, k + 1))
-            render.PARALLEL_MIN_PAGES = 10**9
-            one = timed(
-                lambda pages=pages: sum(
-                    1 for _ in iter_rendered(doc, Settings(render_workers=1), pages)
-                )
-            )
-            render.PARALLEL_MIN_PAGES = 0
-            render.PARALLEL_MAX_LOAD_PER_CPU = float("inf")
-            two = timed(
-                lambda pages=pages: sum(
-                    1 for _ in iter_rendered(doc, Settings(render_workers=2), pages)
-                )
-            )
-            rows.append([str(k), f"{one:.1f}", f"{two:.1f}", f"{two / one:.2f}"])
+        for index, (_height, width) in enumerate(targets):
+            page = pdf[index]
+            page.render(scale=width / page.get_width()).to_pil()
+            page.close()
     finally:
-        render.PARALLEL_MIN_PAGES, render.PARALLEL_MAX_LOAD_PER_CPU = saved
-    return rows
+        pdf.close()
 
 
-def peak_rss_mib() -> float:
-    """VmHWM of this process. ru_maxrss would do, but Linux carries it across fork+exec, so a child
-    of a big parent would report the parent's peak."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def bare_pdf2image(path: Path, targets: list[tuple[int, int]]) -> None:
+    height, width = targets[0]
+    convert_from_path(path, size=(width, height), use_cropbox=True)
 
 
-def memory_child(corpus: Path, mode: str) -> None:
-    settings = Settings(render_workers=1)
-    doc = load_document(corpus / BOOK, settings)
-    kept = []
-    pixels = 0
-    if mode != "load":
-        for rp in iter_rendered(doc, settings):
-            pixels += rp.image.width * rp.image.height
-            if mode == "collect":
-                kept.append(rp.image)
-    peak_mib = peak_rss_mib()
-    print(f"{peak_mib:.0f} {len(kept)} {pixels}")
+def corpus_pdfs(corpus: Path) -> list[Path]:
+    return sorted((corpus / "good").glob("*.pdf")) + sorted((corpus / "scanned").glob("*.pdf"))
 
 
-def memory(corpus: Path) -> list[list[str]]:
+def cut(path: Path, max_pages: int, tmp: Path) -> Path:
+    with pymupdf.open(path) as src:
+        if src.page_count <= max_pages:
+            return path
+        out = pymupdf.open()
+        out.insert_pdf(src, from_page=0, to_page=max_pages - 1)
+        target = tmp / f"{path.stem}_first{max_pages}.pdf"
+        out.save(target)
+        out.close()
+    return target
+
+
+def throughput(corpus: Path, max_pages: int, rounds: int) -> str:
     rows = []
-    for mode in ("load", "stream", "collect"):
-        out = subprocess.run(
-            [sys.executable, __file__, "--corpus", str(corpus), "--memory-child", mode],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.split()
-        rows.append([mode, out[0], out[1], f"{int(out[2]) / 1e6:.0f}"])
-    return rows
+    worst_bare, worst_p2i = float("inf"), float("inf")
+    with tempfile.TemporaryDirectory() as tmpdir:
+        for original in corpus_pdfs(corpus):
+            try:
+                info = load_document(original, SETTINGS)
+            except DocvlError as exc:
+                print(f"  skipped {original.name}: {exc.code}", file=sys.stderr)
+                continue
+            info.close()
+            path = cut(original, max_pages, Path(tmpdir))
+            path.read_bytes()  # page cache
+            with load_document(path, SETTINGS) as doc:
+                targets = [page_pixels(p, doc.kind, SETTINGS) for p in doc.pages]
+            n = len(targets)
+            t = interleaved(
+                {
+                    "docvl": lambda p=path: docvl(p, False),
+                    "jpeg": lambda p=path: docvl(p, True),
+                    "mupdf": lambda p=path, t=targets: bare_pymupdf(p, t),
+                    "pdfium": lambda p=path, t=targets: bare_pdfium(p, t),
+                    "p2i": lambda p=path, t=targets: bare_pdf2image(p, t),
+                },
+                rounds,
+            )
+            pps = {k: n / v for k, v in t.items()}
+            vs_bare = pps["docvl"] / max(pps["mupdf"], pps["pdfium"])
+            vs_p2i = pps["docvl"] / pps["p2i"]
+            worst_bare, worst_p2i = min(worst_bare, vs_bare), min(worst_p2i, vs_p2i)
+            h, w = targets[0]
+            rows.append(
+                [original.name, str(n), f"{w}x{h}"]
+                + [f"{pps[k]:.1f}" for k in ("docvl", "jpeg", "mupdf", "pdfium", "p2i")]
+                + [f"**{vs_bare:.2f}x**", f"{pps['jpeg'] / max(pps['mupdf'], pps['pdfium']):.2f}x"]
+                + [f"**{vs_p2i:.1f}x**"]
+            )
+            print(f"  measured {original.name}", file=sys.stderr)
+    head = [
+        "document",
+        "pages",
+        "size (p1)",
+        "docvl p/s",
+        "docvl+jpeg p/s",
+        "bare PyMuPDF p/s",
+        "bare pypdfium2 p/s",
+        "pdf2image p/s",
+        "docvl / faster bare (target >= 0.9)",
+        "docvl+jpeg / faster bare",
+        "docvl / pdf2image (target >= 3)",
+    ]
+    return (
+        table(head, rows)
+        + f"\n\nWorst document: docvl/faster bare {worst_bare:.2f}x, docvl/pdf2image "
+        f"{worst_p2i:.1f}x (best of {rounds} interleaved rounds, first {max_pages} pages)."
+    )
 
 
-def table(head: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
+def synthetic(path: Path, pages: int) -> None:
+    """A Letter PDF of ``pages`` pages: a heading, 40 lines of text, a table grid and a photo-like
+    image (one image object shared by every page, as logos and letterheads are)."""
+    doc = pymupdf.open()
+    pix = pymupdf.Pixmap(pymupdf.csRGB, pymupdf.IRect(0, 0, 256, 256), False)
+    pix.set_rect(pix.irect, (120, 160, 200))
+    xref = 0
+    for n in range(1, pages + 1):
+        page = doc.new_page(width=612, height=792)
+        page.insert_text((72, 72), f"Synthetic report, page {n}", fontsize=16)
+        body = "\n".join(
+            f"Line {i}: invoice {n * 100 + i} total {i * 17.5:.2f} EUR" for i in range(40)
+        )
+        page.insert_textbox(pymupdf.Rect(72, 90, 540, 600), body, fontsize=9)
+        for row in range(6):
+            page.draw_rect(pymupdf.Rect(72, 610 + row * 20, 540, 630 + row * 20), color=(0, 0, 0))
+        rect = pymupdf.Rect(400, 40, 540, 100)
+        if xref == 0:
+            xref = page.insert_image(rect, pixmap=pix)
+        else:
+            page.insert_image(rect, xref=xref)
+    doc.save(path, garbage=1, deflate=True)
+    doc.close()
+
+
+def memory_child(path: Path) -> None:
+    pages = 0
+    with load_document(path, SETTINGS) as doc:
+        for rp in iter_rendered(doc, SETTINGS):
+            encode_image(rp.image)
+            pages += 1
+    print(f"{peak_rss_mib():.0f} {pages}")
+
+
+def memory(corpus: Path, sizes: list[int]) -> str:
+    rows = []
+    peaks = []
+    with tempfile.TemporaryDirectory() as tmpdir:
+        docs = [(f"{BOOK.split('/')[1]}", corpus / BOOK)]
+        for n in sizes:
+            path = Path(tmpdir) / f"synthetic_{n}p.pdf"
+            synthetic(path, n)
+            docs.append((f"synthetic, {n} pages", path))
+        for label, path in docs:
+            out = subprocess.run(
+                [sys.executable, __file__, "--memory-child", str(path)],
+                check=True,
+                capture_output=True,
+                text=True,
+                cwd=REPO,
+            ).stdout.split()
+            peaks.append(float(out[0]))
+            rows.append([label, out[1], out[0]])
+            print(f"  measured RSS {label}", file=sys.stderr)
+    synth = peaks[1:]
+    flat = f"{synth[-1] / synth[0]:.2f}x" if len(synth) > 1 else "n/a"
+    return (
+        table(["document", "pages", "peak RSS MiB (target < 600)"], rows)
+        + f"\n\nLargest / smallest synthetic peak: {flat} "
+        f"for {sizes[-1] / sizes[0]:.0f}x the pages."
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "corpus")
-    parser.add_argument("--pdf2image-pages", type=int, default=100)
-    parser.add_argument(
-        "--memory-child", choices=["load", "stream", "collect"], help=argparse.SUPPRESS
-    )
+    parser.add_argument("--corpus", type=Path, default=CORPUS)
+    parser.add_argument("--max-pages", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--synthetic", type=int, nargs="+", default=[100, 500, 2000])
+    parser.add_argument("--only", choices=["P1", "P2"])
+    parser.add_argument("--memory-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
-        memory_child(args.corpus, args.memory_child)
+        memory_child(args.memory_child)
         return
     print(
-        f"python {platform.python_version()}, pymupdf {pymupdf.VersionBind}, {platform.machine()}, "
-        f"budget {Settings().max_pixels} px/page at {Settings().dpi} dpi, "
-        f"PARALLEL_MIN_PAGES={PARALLEL_MIN_PAGES}\n"
+        f"pymupdf {pymupdf.VersionBind}, pypdfium2 {pdfium.PYPDFIUM_INFO}, budget "
+        f"{SETTINGS.max_pixels} px/page at {SETTINGS.dpi} dpi\n"
     )
-    rows = throughput(args.corpus, args.pdf2image_pages)
-    print(
-        table(
-            [
-                "document",
-                "pages",
-                "size (p6)",
-                "docvl 1w p/s",
-                "docvl 2w p/s",
-                "docvl+jpeg p/s",
-                "bare pymupdf p/s",
-                "docvl/bare",
-                "docvl pdf2image p/s",
-                "bare pdf2image p/s",
-                "pymupdf vs pdf2image",
-            ],
-            rows,
-        )
-    )
-    print()
-    print(
-        table(
-            ["book pages", "1 process p/s", "2 workers (forced) p/s", "speed-up"],
-            parallel_threshold(args.corpus),
-        )
-    )
-    print()
-    print(
-        table(
-            ["352-page book", "peak RSS MiB", "images kept", "megapixels rendered"],
-            memory(args.corpus),
-        )
-    )
+    if args.only in (None, "P1"):
+        print("### P1: preprocessing throughput\n")
+        print(throughput(args.corpus, args.max_pages, args.rounds) + "\n")
+    if args.only in (None, "P2"):
+        print("### P2: peak RSS vs pages\n")
+        print(memory(args.corpus, args.synthetic) + "\n")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from array import array
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -51,15 +52,21 @@ _REF = re.compile(r"(\d+)\s+0\s+R")
 
 
 def text_is_usable(text: str) -> bool:
-    """True when ``text`` is worth giving the model as a page's text layer (see module doc)."""
-    chars = [c for c in text if not c.isspace()]
-    if len(chars) < MIN_CHARS:
+    """True when ``text`` is worth giving the model as a page's text layer (see module doc).
+
+    Character classes are looked up once per *distinct* character (a page has a few hundred), not
+    once per character: the same rules, about 10x cheaper on text-dense pages.
+    """
+    tokens = text.split()
+    counts = Counter("".join(tokens))  # every non-whitespace character (str.split = isspace)
+    if sum(counts.values()) < MIN_CHARS:
         return False
-    alnum = sum(1 for c in chars if c.isalnum())
-    non_punct = sum(1 for c in chars if not unicodedata.category(c).startswith("P"))
+    alnum = sum(n for c, n in counts.items() if c.isalnum())
+    non_punct = sum(n for c, n in counts.items() if not unicodedata.category(c).startswith("P"))
     if non_punct and alnum / non_punct < MIN_ALNUM_RATIO:
         return False
-    lettered = [t for t in text.split() if any(c.isalpha() for c in t)]
+    letters = frozenset(c for c in counts if c.isalpha())
+    lettered = [t for t in tokens if not letters.isdisjoint(t)]
     if not lettered:
         return True  # numbers-only pages (tables of figures) are a fine text layer
     wordlike = sum(1 for t in lettered if _INNER_OK.match(t.strip(_EDGE_PUNCT) or "-"))
