@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 # Before Prefect is imported (inside the commands), which reads them once: offline, and progress
 # bars rather than Prefect's per-task INFO lines (PREFECT_LOGGING_LEVEL=INFO brings those back).
@@ -180,6 +180,36 @@ def trigger_command(
 ) -> int:
     """Start a run of a served or deployed flow on a Prefect server (PREFECT_API_URL)."""
     return commands.trigger(deployment, param or [], wait)
+
+
+@app.command("report")
+def report_command(
+    results: Annotated[
+        Path,
+        typer.Argument(
+            metavar="RESULTS", help="a JSONL file (run --out) or a directory (run --output-dir)"
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="the HTML file to write")] = Path(
+        "report.html"
+    ),
+    images: Annotated[
+        str,
+        typer.Option(
+            "--images",
+            help="page images: cited (page 1 and every page something cites), all, or none",
+        ),
+    ] = "cited",
+) -> int:
+    """One self-contained HTML file to review the results next to their pages."""
+    if images not in ("cited", "all", "none"):
+        raise UsageError(f"--images must be cited, all or none, not {images!r}")
+    from docvl.review import Images, write_report
+    from pipeline.settings import Settings
+
+    path, count = write_report(results, out, Settings(), cast("Images", images))
+    print(f"docvl: report of {count} documents written to {path}", file=sys.stderr)
+    return EXIT_OK
 
 
 @schemas_app.command("list")

@@ -197,3 +197,21 @@ def test_a_hostile_document_runs_no_script(browser: Any, hostile: Path, tmp_path
     text = page.locator("#detail").inner_text()
     assert PAYLOADS[0] in text and "onerror=" in text  # shown as text, literally
     assert errors == [] and requests == [report.as_uri()]
+
+
+def test_the_report_command(
+    invoice: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from docvl.cli import main
+
+    [env] = _run([invoice])
+    results = tmp_path / "results.jsonl"
+    results.write_text(env.model_dump_json() + "\n", encoding="utf-8")
+    out = tmp_path / "r.html"
+    assert main(["report", str(results), "--out", str(out), "--images", "none"]) == 0
+    assert "report of 1 documents" in capsys.readouterr().err
+    page = out.read_text(encoding="utf-8")
+    assert "invoice_number" in page and "data:image/jpeg" not in page
+    assert main(["report", str(results), "--images", "some"]) == 2
+    assert main(["report", str(tmp_path / "missing.jsonl")]) == 2
+    assert "no such results file" in capsys.readouterr().err
