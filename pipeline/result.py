@@ -178,7 +178,8 @@ class PageCompleteness(BaseModel):
 class Completeness(BaseModel):
     #: Pages no record (or key point / answer) cites, after any completeness re-ask.
     uncited_pages: list[int] = Field(default_factory=list)
-    #: Pages re-asked because nothing cited them, or fewer records than table-like lines did.
+    #: Pages re-asked because nothing cited them, fewer records than table-like lines did, or
+    #: their last record looked cut by the page break after it (asked again with the next page).
     reasked_pages: list[int] = Field(default_factory=list)
     added_records: int = 0
     #: Per page, after any re-ask (extraction into record lists).

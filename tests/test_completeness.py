@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
+from pipeline.model.base import GenerationRequest
 from pipeline.model.scripted import ScriptedBackend
 from pipeline.plan.prompt import Part, TextPart
 from pipeline.settings import Settings
@@ -97,3 +99,45 @@ def test_a_too_long_completeness_reply_is_asked_page_by_page() -> None:
     )
     assert result.reasked_pages == [1, 2] and result.added_records == 2
     assert result.usage.requests == 3 and not result.errors
+
+
+def test_a_record_cut_by_a_page_break_is_asked_again_with_the_next_page_and_joined() -> None:
+    settings = Settings(tasks=("extract",), schema_name="invoice")
+    [spec] = task_specs(settings)
+    cut = {**item("Bolt zinc", 0, 1), "quantity": None, "unit_price": None, "amount": None}
+    data = {"line_items": [item("Nut", 1, 1), item("Washer", 2, 1), cut, item("Rivet", 3, 2)]}
+    whole = item("Bolt zinc plated with spare nuts", 7, 1)
+    asked: list[list[int]] = []
+    instructions: list[str] = []
+
+    def reply(content: Sequence[Part], request: GenerationRequest) -> str:
+        instructions.append(request.instruction)
+        # Page 1 shown with page 2; a reader also sees page 2's record, which must not come back.
+        return json.dumps({"line_items": [item("Nut", 1, 1), whole, item("Rivet", 3, 2)]})
+
+    def build(pages: list[int]) -> list[Part]:
+        asked.append(pages)
+        return [TextPart(f"<page {p}>\n") for p in pages]
+
+    backend = ScriptedBackend(reply, token_logprobs=lambda text: [(ch, -0.1) for ch in text])
+    result = complete(backend, spec, settings, data, [(1, 1), (2, 2)], build, {1: None, 2: None})
+    assert asked == [[1, 2]] and result.reasked_pages == [1]
+    assert "begin on page(s) 1. Page(s) 2 are shown only" in instructions[0]
+    descriptions = [li["description"] for li in result.data["line_items"]]
+    assert descriptions == ["Nut", "Washer", whole["description"], "Rivet"]  # in place, once
+    assert result.added_records == 0 and not result.errors
+    # The re-ask's reply comes with its confidences, for the page it was asked about.
+    [scored] = result.replies
+    assert scored.pages is not None and 1 in scored.pages and 2 not in scored.pages
+    assert scored.confidence and min(scored.confidence.values()) > 0.89
+
+
+def test_a_page_whose_last_record_is_whole_is_not_asked_again() -> None:
+    settings = Settings(tasks=("extract",), schema_name="invoice")
+    [spec] = task_specs(settings)
+    data = {"line_items": [item("Nut", 1, 1), item("Washer", 2, 1), item("Rivet", 3, 2)]}
+    backend = ScriptedBackend([])
+    result = complete(
+        backend, spec, settings, data, [(1, 1), (2, 2)], lambda p: [], {1: None, 2: None}
+    )
+    assert not backend.calls and result.reasked_pages == [] and result.data == data

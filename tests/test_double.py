@@ -15,8 +15,9 @@ from pydantic import BaseModel
 
 from docvl.api import analyze
 from pipeline.dev import synth
-from pipeline.dev.double import TextLayerModel, request_schema
+from pipeline.dev.double import TextLayerModel
 from pipeline.dev.reader import read_pages
+from pipeline.dev.request import request_schema
 from pipeline.dev.tiny import build_tokenizer
 from pipeline.ingest.document import LoadedDocument
 from pipeline.ingest.load import load_document

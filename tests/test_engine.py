@@ -3,8 +3,6 @@ document's failure never touches the others (pipeline/engine/core.py, pipeline/e
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -142,37 +140,3 @@ def test_a_bug_in_one_file_leaves_the_plan_of_the_others(
     assert bad.status == "failed" and bad.error is not None and bad.error.code == "internal_error"
     assert "Invalid number of pages" in bad.error.message
     assert good.status == "ok" and good.windows
-
-
-def test_grounding_items_get_confidence_from_token_logprobs(tmp_path: Path) -> None:
-    """Every token at probability 0.9: every record's model confidence is 0.9, and its confidence
-    is weighed by its grounding (a quote not on its page scores lower)."""
-
-    def answer(content: Any, request: Any) -> str:
-        items = [
-            {"key": "Item number 1", "value": "10.00 EUR", "page": 1, "quote": "costs 10.00 EUR"},
-            {"key": "Item number 2", "value": "20.00 EUR", "page": 2, "quote": "nowhere to see"},
-        ]
-        return json.dumps({"form_title": None, "fields": items})
-
-    def logprobs(text: str) -> list[tuple[str, float]]:
-        return [(ch, math.log(0.9)) for ch in text]
-
-    settings = Settings(**{**SETTINGS, "tasks": ("extract",)})
-    pdf = make_pdf(tmp_path / "a.pdf", 2)
-    backend = ScriptedBackend(answer, token_logprobs=logprobs)
-    [env] = Engine(settings, backend, TokenCounter()).analyze([pdf])
-    assert env.extraction is not None, env.errors
-    items = {i.path: i for i in env.extraction.grounding.items}
-    good, bad = items["fields[0]"], items["fields[1]"]
-    assert (good.status, bad.status) == ("grounded", "ungrounded")
-    assert good.model_confidence == bad.model_confidence == pytest.approx(0.9)
-    assert good.confidence == pytest.approx(0.9) and bad.confidence == pytest.approx(0.27)
-    assert bad.confidence < good.confidence
-    # without log-probabilities, no confidence at all
-    [plain] = Engine(settings, ScriptedBackend(answer), TokenCounter()).analyze([pdf])
-    assert plain.extraction is not None
-    assert all(
-        i.confidence is None and i.model_confidence is None
-        for i in plain.extraction.grounding.items
-    )

@@ -192,6 +192,25 @@ def test_bad_invoice_does_not_add_up(made: dict[str, tuple[Path, dict[str, Any]]
     assert truth["customer"]["tax_id"] is None  # not printed
 
 
+def test_a_multi_page_invoice_adds_up_and_is_printed_where_its_truth_says(
+    tmp_path: Path,
+) -> None:
+    truth = synth.invoice(tmp_path / "inv.pdf", lines=30, pages=3)
+    doc = load(tmp_path / "inv.pdf")
+    assert doc.page_count == 3
+    items = truth["line_items"]
+    assert [sum(1 for i in items if i["page"] == p) for p in (1, 2, 3)] == [10, 10, 10]
+    for item in items:
+        assert item["quote"] in page_lines(doc, item["page"])
+    line_sum = sum(Decimal(money(i["amount"])) for i in items)
+    subtotal = Decimal(money(truth["subtotal"]["value"]))
+    tax = Decimal(money(truth["tax"]["value"]))
+    assert subtotal == line_sum and Decimal(money(truth["total"]["value"])) == subtotal + tax
+    assert truth["total"]["page"] == 3 and truth["invoice_number"]["page"] == 1
+    assert truth["total"]["quote"] in page_lines(doc, 3)
+    assert Invoice.model_validate(truth).model_dump(mode="json") == truth
+
+
 def test_deterministic(tmp_path: Path) -> None:
     for name, (generate, _schema) in synth.DOCUMENTS.items():
         if name == "purchase_order":

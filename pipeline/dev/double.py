@@ -20,7 +20,9 @@ What it models of a real model (Qwen3-VL behind a transformers or vLLM backend):
   not show, as the instruction asks), in schema field order. Constrained decoding: lists are cut at
   ``maxItems`` and strings at ``maxLength`` of ``request.json_schema`` where it has them (the
   bounded ``schemas.decoder_schema``), so records past a cap are silently lost, as they would be
-  under a constrained decoder; an unbounded schema cuts nothing.
+  under a constrained decoder; an unbounded schema cuts nothing. A user's schema for the same kind
+  of document (its properties a subset of a built-in schema's) gets the built-in reply fitted to
+  it: keys an object with ``additionalProperties: false`` does not list are left out.
 * **The output budget.** A reply longer than ``request.max_new_tokens`` is cut at that many tokens
   (the tokenizer's first N tokens when the counter has one; else the longest prefix whose estimate
   fits) and reported with ``finish_reason="length"``, as a server does: the JSON is then
@@ -57,8 +59,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
-
 from pipeline.dev.printed import LINE_FIELD
 from pipeline.dev.reader import (
     ShownPage,
@@ -69,16 +69,12 @@ from pipeline.dev.reader import (
     reduce_partials,
     summarize,
 )
+from pipeline.dev.request import asked_pages, fit_schema, request_schema
 from pipeline.model.base import FinishReason, Generation, GenerationRequest
 from pipeline.plan.count import TokenCounter
 from pipeline.plan.prompt import Part, TextPart, hf_messages
-from pipeline.tasks.specs import ONLY_PAGES
-from schemas import BUILTIN, get_schema, schema_name
-from schemas.errors import SchemaError
 
 _PARTIAL_RE = re.compile(r"^<partial \d+: [^>]*>\n")
-_SCHEMA_IN_INSTRUCTION = re.compile(r"into the '([^']+)' schema")
-_ONLY_PAGES_RE = re.compile(re.escape(ONLY_PAGES.split("{pages}")[0]) + r"([\d, ]+)")
 #: Characters per token in the double's log-probabilities.
 LOGPROB_PIECE = 4
 SUPPORTED = ("purchase_order", "invoice", "tables", "summary", "answer")
@@ -92,79 +88,6 @@ class DoubleCall:
     request: GenerationRequest
     pages: tuple[int, ...]
     generation: Generation
-
-
-def request_schema(request: GenerationRequest) -> tuple[str, type[BaseModel]]:
-    """The built-in schema (name, model) a request asks for: the one whose fields are the
-    properties of ``request.json_schema``, else the smallest whose fields include them (a user's
-    schema for the same document kind: the reply is then fitted to it), else the one the
-    instruction names."""
-    props = (request.json_schema or {}).get("properties")
-    if isinstance(props, dict):
-        for name, entry in BUILTIN.items():
-            if set(entry.model.model_fields) == set(props):
-                return name, entry.model
-        wider = [
-            (len(e.model.model_fields), n, e.model)
-            for n, e in BUILTIN.items()
-            if e.extraction and set(props) <= set(e.model.model_fields)
-        ]
-        if wider:
-            _, name, model = min(wider, key=lambda w: w[0])
-            return name, model
-    if m := _SCHEMA_IN_INSTRUCTION.search(request.instruction):
-        try:
-            model = get_schema(m[1])
-        except SchemaError:
-            pass
-        else:
-            return schema_name(model), model
-    raise ValueError("TextLayerModel: cannot tell which schema the request asks for")
-
-
-def fit_schema(value: Any, schema: Any) -> Any:
-    """``value`` with lists cut at ``maxItems`` and strings at ``maxLength`` of the JSON
-    ``schema``: what a constrained decoder lets through."""
-    if not isinstance(schema, dict):
-        return value
-    options = schema.get("anyOf") or schema.get("oneOf")
-    if isinstance(options, list):
-        for option in options:
-            if _json_type_matches(value, option):
-                return fit_schema(value, option)
-        return value
-    if isinstance(value, dict):
-        props = schema.get("properties") or {}
-        return {k: fit_schema(v, props.get(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        cap = schema.get("maxItems")
-        items = value[: int(cap)] if isinstance(cap, int) else value
-        return [fit_schema(v, schema.get("items")) for v in items]
-    if isinstance(value, str):
-        cap = schema.get("maxLength")
-        return value[: int(cap)] if isinstance(cap, int) else value
-    return value
-
-
-def _json_type_matches(value: Any, schema: Any) -> bool:
-    if not isinstance(schema, dict) or "type" not in schema:
-        return True
-    kinds = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-    if value is None:
-        kind = "null"
-    elif isinstance(value, bool):
-        kind = "boolean"
-    elif isinstance(value, int):
-        return "integer" in kinds or "number" in kinds
-    elif isinstance(value, float):
-        kind = "number"
-    elif isinstance(value, str):
-        kind = "string"
-    elif isinstance(value, list):
-        kind = "array"
-    else:
-        kind = "object"
-    return kind in kinds
 
 
 # --- the backend ----------------------------------------------------------------------------------
@@ -254,15 +177,14 @@ class TextLayerModel:
             raise ValueError(
                 f"TextLayerModel reads only {', '.join(SUPPORTED)}; the request asks for {name!r}"
             )
-        asked = _ONLY_PAGES_RE.search(request.instruction)
-        if asked and name in ("tables", *LINE_FIELD):
-            wanted = {int(n) for n in re.findall(r"\d+", asked[1])}
+        wanted = asked_pages(request)
+        if wanted is not None and name in ("tables", *LINE_FIELD):
             for key, items in data.items():
                 if isinstance(items, list):
                     data[key] = [r for r in items if r.get("page") in wanted]
-        fitted = fit_schema(data, request.json_schema)
-        value = model.model_validate(fitted).model_dump(mode="json")
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        value = model.model_validate(data).model_dump(mode="json")
+        fitted = fit_schema(value, request.json_schema)
+        return json.dumps(fitted, separators=(",", ":"), ensure_ascii=False)
 
     def _logprobs(self, text: str) -> tuple[tuple[str, float], ...]:
         if self.token_probability is None:

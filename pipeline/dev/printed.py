@@ -19,6 +19,7 @@ shrinks (never below :data:`MIN_FONTSIZE`) until the longest line and the fulles
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -219,3 +220,7 @@ def write_pdf(path: Path | str, pages: Sequence[Sequence[str]], title: str) -> P
     doc.save(path, garbage=4, deflate=True, no_new_id=True)  # type: ignore[no-untyped-call]
     doc.close()  # type: ignore[no-untyped-call]
     return path
+
+
+def price(rng: random.Random, low: int = 25, high: int = 25_000) -> Decimal:
+    return (Decimal(rng.randint(low, high)) / 100).quantize(CENT)

@@ -19,6 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from pipeline.dev.invoices import SUBTOTAL_ERROR, TOTAL_ERROR, bad_invoice, invoice
 from pipeline.dev.printed import (
     CELL_SEP,
     CENT,
@@ -28,21 +29,22 @@ from pipeline.dev.printed import (
     ITEMS,
     LINE_RE,
     MATERIALS,
-    SERVICES,
     START_RE,
     Line,
     money,
+    price,
     write_pdf,
 )
 from pipeline.dev.truth import (
     dump_truth,
     header_truth,
     label_line,
+    line_record,
     sourced,
     split_lines,
     truth_on_pages,
 )
-from schemas import Invoice, PurchaseOrder, Tables
+from schemas import PurchaseOrder, Tables
 
 __all__ = [
     "CELL_SEP",
@@ -50,8 +52,11 @@ __all__ = [
     "DOCUMENTS",
     "LINE_RE",
     "START_RE",
+    "SUBTOTAL_ERROR",
+    "TOTAL_ERROR",
     "bad_invoice",
     "dump_truth",
+    "invoice",
     "purchase_order",
     "split_lines",
     "split_rows",
@@ -61,17 +66,13 @@ __all__ = [
 ]
 
 
-def _price(rng: random.Random, low: int = 25, high: int = 25_000) -> Decimal:
-    return (Decimal(rng.randint(low, high)) / 100).quantize(CENT)
-
-
 def _order_lines(rng: random.Random, count: int, *, long_every: int = 0) -> list[Line]:
     out = []
     for n in range(1, count + 1):
         words = f"{rng.choice(MATERIALS)} {rng.choice(ITEMS)} {rng.choice(FINISHES)}"
         if long_every and n % long_every == 0:
             words += " " + rng.choice(EXTRAS)
-        out.append(Line(n, f"SKU-{n:04d}", words, rng.randint(1, 50), _price(rng)))
+        out.append(Line(n, f"SKU-{n:04d}", words, rng.randint(1, 50), price(rng)))
     return out
 
 
@@ -129,7 +130,7 @@ def _order_document(
             else:
                 quote = line.printed()
             page.append(quote)
-            records.append(_line_record(line, number, quote))
+            records.append(line_record(line, number, quote))
         if number == total_pages:
             page += ["", label_line("Total", money(total))]
         page.append(f"Page {number} of {total_pages}")
@@ -139,19 +140,6 @@ def _order_document(
     truth["lines"] = records
     truth["total"] = sourced("Total", money(total), total_pages, amount=True)
     return dump_truth(PurchaseOrder, truth)
-
-
-def _line_record(line: Line, page: int, quote: str) -> dict[str, Any]:
-    record: dict[str, Any] = {"sku": line.sku} if line.sku else {}
-    record.update(
-        description=line.description,
-        quantity=float(line.quantity),
-        unit_price=float(line.unit_price),
-        amount=float(line.amount),
-        page=page,
-        quote=quote,
-    )
-    return record
 
 
 def purchase_order(
@@ -225,9 +213,9 @@ def table_page(path: Path | str, rows: int = 120, *, seed: int = 2) -> dict[str,
     body: list[list[str]] = []
     for n in range(1, rows + 1):
         description = f"{rng.choice(MATERIALS)} {rng.choice(ITEMS)} {rng.choice(FINISHES)}"
-        qty, price = rng.randint(1, 50), _price(rng)
-        amount = (price * qty).quantize(CENT)
-        body.append([str(n), f"P-{10000 + n}", description, str(qty), money(price), money(amount)])
+        qty, unit = rng.randint(1, 50), price(rng)
+        amount = (unit * qty).quantize(CENT)
+        body.append([str(n), f"P-{10000 + n}", description, str(qty), money(unit), money(amount)])
     caption = f"Table 1: {TABLE_CAPTION}"
     header = CELL_SEP.join(TABLE_COLUMNS)
     lines = ["Parts catalogue extract", caption, header] + [CELL_SEP.join(r) for r in body]
@@ -241,56 +229,6 @@ def table_page(path: Path | str, rows: int = 120, *, seed: int = 2) -> dict[str,
         ],
     }
     return dump_truth(Tables, truth)
-
-
-# --- invoices -------------------------------------------------------------------------------------
-
-_INVOICE_HEADER: tuple[tuple[str, str], ...] = (
-    ("Vendor", "Brightwater Industrial Services GmbH"),
-    ("Vendor address", "Kaiserstrasse 41, 60329 Frankfurt am Main, Germany"),
-    ("Vendor tax ID", "DE 811 204 377"),
-    ("Customer", "Hollis Engineering Ltd"),
-    ("Customer address", "14 Mill Lane, Leeds LS1 4AB, United Kingdom"),
-    ("Invoice number", "INV-2024-0342"),
-    ("Issue date", "2024-05-02"),
-    ("Due date", "2024-06-01"),
-    ("Currency", "EUR"),
-)
-#: How far the printed figures are off: subtotal vs the line sum, total vs subtotal + tax.
-SUBTOTAL_ERROR = Decimal("100.00")
-TOTAL_ERROR = Decimal("10.00")
-TAX_RATE = Decimal("0.19")
-
-
-def bad_invoice(path: Path | str, lines: int = 6, *, seed: int = 3) -> dict[str, Any]:
-    """A one-page invoice (``invoice`` schema) whose figures do not add up.
-
-    The printed subtotal is the sum of the line amounts plus :data:`SUBTOTAL_ERROR` (100.00), the
-    tax is 19 % of the printed subtotal, and the printed total is subtotal + tax plus
-    :data:`TOTAL_ERROR` (10.00). The truth holds the printed values (what an extraction must
-    report); the correct sums follow from its line amounts.
-    """
-    if lines < 1:
-        raise ValueError("need lines >= 1")
-    rng = random.Random(seed)
-    items = [
-        Line(n, None, SERVICES[(n - 1) % len(SERVICES)], rng.randint(1, 20), _price(rng))
-        for n in range(1, lines + 1)
-    ]
-    line_sum = sum((i.amount for i in items), Decimal(0))
-    subtotal = line_sum + SUBTOTAL_ERROR
-    tax = (subtotal * TAX_RATE).quantize(CENT)
-    total = subtotal + tax + TOTAL_ERROR
-    totals = (("Subtotal", money(subtotal)), ("Tax", money(tax)), ("Total", money(total)))
-    printed = ["INVOICE"] + [label_line(label, value) for label, value in _INVOICE_HEADER]
-    printed += ["", "Line | Description | Quantity | Unit price | Amount"]
-    printed += [i.printed() for i in items] + [""]
-    printed += [label_line(label, value) for label, value in totals]
-    printed += ["Tax rate 19 percent on the subtotal", "Page 1 of 1"]
-    write_pdf(path, [printed], "Invoice INV-2024-0342")
-    truth = header_truth("invoice", _INVOICE_HEADER + totals, 1)
-    truth["line_items"] = [_line_record(i, 1, i.printed()) for i in items]
-    return dump_truth(Invoice, truth)
 
 
 Generator = Callable[..., dict[str, Any]]

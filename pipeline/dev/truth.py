@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
-from pipeline.dev.printed import LABELS, LINE_RE
+from pipeline.dev.printed import LABELS, LINE_RE, Line
 
 
 def label_line(label: str, value: str) -> str:
@@ -79,3 +79,16 @@ def truth_on_pages(truth: dict[str, Any], pages: Collection[int]) -> dict[str, A
 
     result: dict[str, Any] = walk(truth, top=True)
     return result
+
+
+def line_record(line: Line, page: int, quote: str) -> dict[str, Any]:
+    record: dict[str, Any] = {"sku": line.sku} if line.sku else {}
+    record.update(
+        description=line.description,
+        quantity=float(line.quantity),
+        unit_price=float(line.unit_price),
+        amount=float(line.amount),
+        page=page,
+        quote=quote,
+    )
+    return record
