@@ -2,9 +2,9 @@
 
 A key covers everything that can change a result: the content hash of every input file, the
 settings fingerprint (:meth:`~pipeline.settings.Settings.fingerprint`), the model, each task's
-schema name and version, the envelope version, and the prompt version (a digest of the system prompt
-and of every task's instruction, which embeds its schema). Editing any of them makes the next run
-recompute instead of serving a stale record or window.
+schema name and version, the envelope version, and the prompt version (a digest of the system
+prompt, the re-ask wording and every task's instruction, which embeds its schema). Editing any of
+them makes the next run recompute instead of serving a stale record or window.
 
 Failures are never cached: the runners only store results whose errors are all
 :attr:`~pipeline.errors.Policy.FINAL` (see :func:`pipeline.errors.is_final`).
@@ -18,12 +18,14 @@ from collections.abc import Sequence
 from pipeline.plan.prompt import SYSTEM_PROMPT
 from pipeline.result import ENVELOPE_VERSION
 from pipeline.settings import Settings
-from pipeline.tasks.specs import TaskSpec
+from pipeline.tasks.specs import ONLY_PAGES, TaskSpec
 
 
 def prompt_version(specs: Sequence[TaskSpec]) -> str:
-    """Digest of the system prompt and every task instruction (schemas included)."""
+    """Digest of the system prompt, the re-ask wording and every task instruction (schemas
+    included)."""
     digest = hashlib.sha256(SYSTEM_PROMPT.encode())
+    digest.update(ONLY_PAGES.encode())
     for spec in specs:
         digest.update(f"\0{spec.name}\0{spec.instruction}".encode())
     return digest.hexdigest()[:16]
