@@ -22,9 +22,10 @@ import openai
 
 #: Carries a request's deadline (``time.monotonic()`` seconds) from the backend to the transport.
 DEADLINE_HEADER = "x-docvl-deadline"
-#: The SDK's longest computed backoff (``openai._constants.MAX_RETRY_DELAY``): an error answer with
-#: less time left than this is not retried.
-MAX_BACKOFF_S = 8.0
+#: The SDK's backoff after its n-th retry: ``min(INITIAL * 2**n, MAX)`` seconds, less up to 25%
+#: jitter (``openai._constants``). An error answer is not retried when the wait would pass the
+#: deadline.
+INITIAL_BACKOFF_S, MAX_BACKOFF_S = 0.5, 8.0
 
 
 def retry_after_s(value: str | None, now: float | None = None) -> float | None:
@@ -74,7 +75,10 @@ class DeadlineTransport(httpx2.BaseTransport):
         }
         response = self.inner.handle_request(request)
         if response.status_code >= 400 and "x-should-retry" not in response.headers:
-            wait = retry_after_s(response.headers.get("retry-after")) or MAX_BACKOFF_S
+            wait = retry_after_s(response.headers.get("retry-after"))
+            if wait is None:  # the SDK's next backoff, before its jitter (which only shortens it)
+                retries = int(request.headers.get("x-stainless-retry-count") or 0)
+                wait = min(INITIAL_BACKOFF_S * 2.0**retries, MAX_BACKOFF_S)
             if time.monotonic() + wait >= deadline:
                 response.headers["x-should-retry"] = "false"
         return response
