@@ -49,8 +49,14 @@ class FaultServer:
     mid-batch); later requests meet a refused connection.
     """
 
-    def __init__(self, *, slow_s: float = 3.0, die_after: int | None = None) -> None:
-        self.model = TextLayerModel()
+    def __init__(
+        self,
+        *,
+        slow_s: float = 3.0,
+        die_after: int | None = None,
+        counter: TokenCounter | None = None,
+    ) -> None:
+        self.model = TextLayerModel(counter)
         self.seen: Counter[str] = Counter()
         self.good = 0
         self.slow_s = slow_s
@@ -126,7 +132,10 @@ class FaultServer:
             )
         else:
             [gen] = self.model.generate(content, [request])
-        self.send(handler, 200, completion("double", [gen], body))
+        reply = completion("double", [gen], body)
+        if fault == "gateway":  # a gateway that drops content reports what it sent on
+            reply["usage"]["prompt_tokens"] = 10
+        self.send(handler, 200, reply)
         with self.lock:
             self.good += 1
             if self.die_after is not None and self.good >= self.die_after:
@@ -215,10 +224,12 @@ def settings_for(server: FaultServer, tmp_path: Path) -> Settings:
     )
 
 
-def run(settings: Settings, paths: list[Path]) -> tuple[list[ResultEnvelope], list[WindowResult]]:
+def run(
+    settings: Settings, paths: list[Path], counter: TokenCounter | None = None
+) -> tuple[list[ResultEnvelope], list[WindowResult]]:
     """The engine's stages in order, keeping the window results (they hold the raw replies)."""
     backend = OpenAIBackend(settings)
-    engine = Engine(settings, backend, TokenCounter())
+    engine = Engine(settings, backend, counter or TokenCounter())
     envelopes: list[ResultEnvelope] = []
     windows: list[WindowResult] = []
     try:
@@ -306,3 +317,25 @@ def test_a_hung_server_costs_one_deadline(fault_server: type[FaultServer], tmp_p
     backend.close()
     assert 2.0 <= took < 2.5 + 8.0 + 1.0, took
     assert server.seen["slow"] <= 3  # not 11 attempts
+
+
+def test_prompt_tokens_far_from_the_plan_warn(
+    fault_server: type[FaultServer], tmp_path: Path
+) -> None:
+    """With an exact plan, a server reporting other prompt tokens than planned (here 10 for a
+    page and its text) puts a warning on the record; a faithful one does not."""
+    from pipeline.dev.tiny import build_tokenizer
+
+    counter = TokenCounter(build_tokenizer())
+    server = fault_server(counter=counter)
+    paths = [make_doc(tmp_path, "faithful"), make_doc(tmp_path, "gateway")]
+    envelopes, _ = run(settings_for(server, tmp_path), paths, counter)
+    faithful, gateway = envelopes
+    assert faithful.status == gateway.status == "ok"
+    assert faithful.usage.input_tokens == faithful.plan.input_tokens
+    assert faithful.warnings == []
+    planned = gateway.plan.input_tokens
+    assert gateway.warnings == [
+        f"pages 1-1: the server counted 10 prompt tokens where the plan counted {planned}; "
+        "a gateway may have changed or dropped content"
+    ]
