@@ -120,6 +120,10 @@ class FaultServer:
             return self.reset(handler)
         if fault == "slow":
             time.sleep(self.slow_s)
+        if fault == "html502":  # a proxy's error page, every time
+            return self.send_html(
+                handler, 502, "<html><body><h1>502 Bad Gateway</h1></body></html>"
+            )
         content, request, _ = parse_request(body)
         if fault in ("badjson", "schema", "repeat"):
             text = {"badjson": NOT_JSON, "schema": OFF_SCHEMA, "repeat": REPEATING}[fault]
@@ -131,7 +135,10 @@ class FaultServer:
                 output_tokens=request.max_new_tokens if length else 20,
             )
         else:
-            [gen] = self.model.generate(content, [request])
+            try:
+                [gen] = self.model.generate(content, [request])
+            except ValueError as exc:  # not a docvl task prompt
+                return self.send(handler, 400, {"error": {"message": str(exc)}})
         reply = completion("double", [gen], body)
         if fault == "gateway":  # a gateway that drops content reports what it sent on
             reply["usage"]["prompt_tokens"] = 10
@@ -159,6 +166,15 @@ class FaultServer:
         # the client may have given up (timed out) first
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             handler.wfile.write(data)
+
+    @staticmethod
+    def send_html(handler: BaseHTTPRequestHandler, status: int, page: str) -> None:
+        data = page.encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "text/html")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
 
     @staticmethod
     def reset(handler: BaseHTTPRequestHandler, partial: bool = True) -> None:
@@ -257,7 +273,7 @@ def test_every_fault_recovers_or_ends_typed_and_the_rest_completes(
     fault_server: type[FaultServer], tmp_path: Path
 ) -> None:
     server = fault_server()
-    names = ["ok", "e500", "e429", "reset", "badjson", "schema", "repeat", "slow", "ok2"]
+    names = ["ok", "e500", "e429", "reset", "badjson", "schema", "repeat", "slow", "html502", "ok2"]
     paths = [make_doc(tmp_path, name) for name in names]
     start = time.monotonic()
     envelopes, windows = run(settings_for(server, tmp_path), paths)
@@ -277,6 +293,11 @@ def test_every_fault_recovers_or_ends_typed_and_the_rest_completes(
         assert by_name[name].status == "failed"
     kept = raw_replies(windows)
     assert NOT_JSON in kept and OFF_SCHEMA in kept and REPEATING in kept
+
+    proxy = by_name["html502"]  # retried, then a typed failure with the page's text
+    assert proxy.status == "failed" and [e.code for e in proxy.errors] == ["backend_error"]
+    assert "HTTP 502" in proxy.errors[0].message and "Bad Gateway" in proxy.errors[0].message
+    assert server.seen["html502"] == 3  # max_retries=2
 
     slow = by_name["slow"]
     assert slow.status == "failed" and [e.code for e in slow.errors] == [BackendTimeout.code]
