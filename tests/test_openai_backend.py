@@ -10,6 +10,7 @@ Faults (hung servers, resets, invalid replies, a server dying mid-batch): tests/
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -463,12 +464,28 @@ def test_client_errors_are_not_retried(
         assert "$OPENAI_API_KEY is not set" in info.value.message
 
 
-def test_unreachable_server_is_unavailable() -> None:
+def test_unreachable_server_is_unavailable(caplog: pytest.LogCaptureFixture) -> None:
+    """A wrong --base-url is a setup problem: one attempt, no retry, a clear message."""
     backend = OpenAIBackend(
-        Settings(backend="openai", base_url="http://127.0.0.1:9/v1", max_retries=1)
+        Settings(backend="openai", base_url="http://127.0.0.1:9/v1", max_retries=4)
     )
-    with pytest.raises(BackendUnavailable, match="cannot reach"):
+    with (
+        caplog.at_level(logging.INFO, logger="openai"),
+        pytest.raises(BackendUnavailable, match="cannot reach") as info,
+    ):
         backend.generate([], [GenerationRequest("hi")])
+    assert not retried_in_run(info.value.code)
+    assert not [r for r in caplog.records if "Retrying request" in r.getMessage()]
+
+
+def test_the_sdk_logs_its_retries(
+    scripted_server: type[Scripted], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The log the test above relies on: the SDK logs each retry it makes."""
+    server = scripted_server([(503, {}, {"error": {"message": "overloaded"}}), (200, {}, OK_BODY)])
+    with caplog.at_level(logging.INFO, logger="openai"):
+        server.backend().generate([], [GenerationRequest("hi")])
+    assert len([r for r in caplog.records if "Retrying request" in r.getMessage()]) == 1
 
 
 def test_refuses_without_base_url() -> None:

@@ -9,7 +9,9 @@
   :func:`deadline_headers` sets and the transport removes before sending), tells the SDK not to
   retry an error answer once too little time is left (``x-should-retry: false``, a header the SDK
   obeys), and refuses to start an attempt after the deadline with :class:`DeadlineExceeded`
-  (an ``OpenAIError``: the SDK raises it as is, without retrying).
+  (an ``OpenAIError``: the SDK raises it as is, without retrying). A host that refuses the
+  connection or does not resolve is :class:`Unreachable` at once: a wrong ``--base-url`` is a
+  setup problem, never retried.
 """
 
 from __future__ import annotations
@@ -49,31 +51,41 @@ class DeadlineExceeded(openai.OpenAIError):
     """No attempt of a request may start: its deadline has passed."""
 
 
+class Unreachable(openai.APIConnectionError):
+    """The host refused the connection or does not resolve: a configuration problem, raised past
+    the SDK's retries (it re-raises an ``OpenAIError`` as is)."""
+
+
 def deadline_headers(seconds: float) -> dict[str, str]:
     """Extra headers for one SDK call: its deadline, ``seconds`` from now, for every attempt."""
     return {DEADLINE_HEADER: repr(time.monotonic() + seconds)}
 
 
 class DeadlineTransport(httpx2.BaseTransport):
-    """Wraps a transport; enforces the deadline of requests that carry :data:`DEADLINE_HEADER`."""
+    """Wraps a transport: enforces the deadline of requests that carry :data:`DEADLINE_HEADER`,
+    and raises :class:`Unreachable` for a connection that cannot be made."""
 
     def __init__(self, inner: httpx2.BaseTransport) -> None:
         self.inner = inner
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         value = request.headers.pop(DEADLINE_HEADER, None)
-        if value is None:
-            return self.inner.handle_request(request)
-        deadline = float(value)
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise DeadlineExceeded("the request's deadline passed before this attempt")
-        timeouts = request.extensions.get("timeout") or {}
-        request.extensions["timeout"] = {
-            name: left if timeouts.get(name) is None else min(float(timeouts[name]), left)
-            for name in ("connect", "read", "write", "pool")
-        }
-        response = self.inner.handle_request(request)
+        deadline = float(value) if value is not None else None
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DeadlineExceeded("the request's deadline passed before this attempt")
+            timeouts = request.extensions.get("timeout") or {}
+            request.extensions["timeout"] = {
+                name: left if timeouts.get(name) is None else min(float(timeouts[name]), left)
+                for name in ("connect", "read", "write", "pool")
+            }
+        try:
+            response = self.inner.handle_request(request)
+        except httpx2.ConnectError as exc:  # refused, no route, unknown host: not retried
+            raise Unreachable(message=f"cannot connect: {exc}", request=request) from exc
+        if deadline is None:
+            return response
         if response.status_code >= 400 and "x-should-retry" not in response.headers:
             wait = retry_after_s(response.headers.get("retry-after"))
             if wait is None:  # the SDK's next backoff, before its jitter (which only shortens it)
