@@ -22,8 +22,8 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
 from pipeline.dev.openai_api import (
     BadRequest,

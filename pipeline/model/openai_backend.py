@@ -35,6 +35,7 @@ import re
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import httpx2
@@ -223,8 +224,6 @@ class OpenAIBackend:
     ) -> list[Generation]:
         if len(requests) <= 1:
             return [self._one(content, r) for r in requests]
-        from concurrent.futures import ThreadPoolExecutor
-
         with ThreadPoolExecutor(
             max_workers=min(len(requests), self.settings.max_concurrency)
         ) as pool:
