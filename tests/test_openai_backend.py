@@ -553,3 +553,23 @@ def test_logprobs_rejected_falls_back_once(scripted_server: type[Scripted]) -> N
     assert backend.logprobs is False
     backend.generate([], [GenerationRequest("hi")])
     assert len(server.requests) == 3 and "logprobs" not in server.requests[2][2]
+
+
+def test_the_environment_proxy_is_used(
+    scripted_server: type[Scripted], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY reaches the SDK's client (here the scripted server plays the proxy for a host
+    that does not exist), and NO_PROXY bypasses it."""
+    proxy = scripted_server([(200, {}, OK_BODY)])
+    monkeypatch.setenv("HTTP_PROXY", proxy.url.removesuffix("/v1"))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    backend = OpenAIBackend(Settings(backend="openai", base_url="http://llm.invalid/v1"))
+    assert backend.generate([], [GenerationRequest("hi")])[0].text == '{"a":1}'
+    assert proxy.requests[0][1]["host"] == "llm.invalid"
+    backend.close()
+    monkeypatch.setenv("NO_PROXY", "llm.invalid")
+    bypass = OpenAIBackend(Settings(backend="openai", base_url="http://llm.invalid/v1"))
+    with pytest.raises(BackendUnavailable, match="cannot reach"):
+        bypass.generate([], [GenerationRequest("hi")])
+    assert len(proxy.requests) == 1

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import email.utils
 import time
+import urllib.parse
+import urllib.request
 
 import httpx2
 import openai
@@ -45,6 +47,16 @@ def retry_after_s(value: str | None, now: float | None = None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (``HTTPS_PROXY``, ``HTTP_PROXY``,
+    ``ALL_PROXY``, ``NO_PROXY``): an httpx client given its own transport no longer reads them."""
+    parts = urllib.parse.urlsplit(url)
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    proxies = urllib.request.getproxies()
+    return proxies.get(parts.scheme) or proxies.get("all")
 
 
 class DeadlineExceeded(openai.OpenAIError):

@@ -51,7 +51,12 @@ from pipeline.errors import (
 )
 from pipeline.model.base import FinishReason, Generation, GenerationRequest, pieces_from_bytes
 from pipeline.model.constrain import with_grammar_options
-from pipeline.model.http import DeadlineExceeded, DeadlineTransport, deadline_headers
+from pipeline.model.http import (
+    DeadlineExceeded,
+    DeadlineTransport,
+    deadline_headers,
+    env_proxy,
+)
 from pipeline.plan.prompt import SYSTEM_PROMPT, ImagePart, Part, TextPart
 from pipeline.settings import Settings
 
@@ -171,7 +176,8 @@ class OpenAIBackend:
         api_key = os.environ.get(settings.api_key_env)
         #: The SDK insists on a key; a keyless local server (vLLM, the devserver) ignores this one.
         self._key_hint = "" if api_key else f" (no API key: ${settings.api_key_env} is not set)"
-        self._http = httpx2.Client(transport=DeadlineTransport(httpx2.HTTPTransport()))
+        transport = httpx2.HTTPTransport(proxy=env_proxy(settings.base_url))
+        self._http = httpx2.Client(transport=DeadlineTransport(transport))
         self.client = openai.OpenAI(
             api_key=api_key or "no-key",
             base_url=settings.base_url,
