@@ -356,7 +356,10 @@ def test_body_holds_only_openai_fields_unless_the_user_allows_more(
 
 def test_extra_body_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCVL_EXTRA_BODY", '{"provider": {"require_parameters": true}}')
-    assert Settings().extra_body == {"provider": {"require_parameters": True}}
+    settings = Settings()
+    assert settings.extra_body_fields() == {"provider": {"require_parameters": True}}
+    assert settings == Settings(extra_body={"provider": {"require_parameters": True}})
+    assert hash(settings) == hash(Settings(extra_body='{"provider":{"require_parameters":true}}'))
     with pytest.raises(ValueError, match="JSON object"):
         Settings(extra_body="[1, 2]")
     # what the server is asked changes results: part of the cache fingerprint

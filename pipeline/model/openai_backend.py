@@ -223,7 +223,7 @@ class OpenAIBackend:
         fields: dict[str, Any] = {}
         if self.settings.sampling_extras and request.temperature > 0:
             fields["top_k"] = TOP_K
-        return fields | dict(self.settings.extra_body)
+        return fields | self.settings.extra_body_fields()
 
     def generate(
         self, content: Sequence[Part], requests: Sequence[GenerationRequest]
