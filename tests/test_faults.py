@@ -340,6 +340,7 @@ def test_a_hung_server_costs_one_deadline(fault_server: type[FaultServer], tmp_p
     assert server.seen["slow"] <= 3  # not 11 attempts
 
 
+@pytest.mark.slow
 def test_prompt_tokens_far_from_the_plan_warn(
     fault_server: type[FaultServer], tmp_path: Path
 ) -> None:
