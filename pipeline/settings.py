@@ -195,11 +195,12 @@ class Settings(BaseSettings):
             "(plus at most one backoff wait, 8 s)."
         ),
     )
-    extra_body: dict[str, Any] = Field(
-        default_factory=dict,
+    extra_body: str = Field(
+        "",
         description=(
             "JSON object merged into every chat-completions request body: provider fields such as "
-            'OpenRouter\'s {"provider": {"require_parameters": true}}.'
+            'OpenRouter\'s {"provider": {"require_parameters": true}}. Given as JSON text or '
+            "(from Python) a dict; kept as canonical JSON text, so settings stay hashable."
         ),
     )
     sampling_extras: bool = Field(
@@ -213,13 +214,18 @@ class Settings(BaseSettings):
 
     @field_validator("extra_body", mode="before")
     @classmethod
-    def _extra_body_json(cls, value: Any) -> Any:
-        """``--extra-body '{"provider": ...}'``: a JSON object given as text."""
+    def _extra_body_json(cls, value: Any) -> str:
+        """``--extra-body '{"provider": ...}'`` or a dict: canonical JSON text of an object."""
         if isinstance(value, str):
             value = json.loads(value) if value.strip() else {}
         if not isinstance(value, dict):
             raise ValueError("extra_body must be a JSON object")
-        return value
+        return json.dumps(value, sort_keys=True) if value else ""
+
+    def extra_body_fields(self) -> dict[str, Any]:
+        """``extra_body`` as a dict (empty when unset)."""
+        fields: dict[str, Any] = json.loads(self.extra_body) if self.extra_body else {}
+        return fields
 
     # --- output --------------------------------------------------------------------------------
     cache_dir: Path = Field(

@@ -10,6 +10,7 @@ Faults (hung servers, resets, invalid replies, a server dying mid-batch): tests/
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -355,7 +356,10 @@ def test_body_holds_only_openai_fields_unless_the_user_allows_more(
 
 def test_extra_body_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCVL_EXTRA_BODY", '{"provider": {"require_parameters": true}}')
-    assert Settings().extra_body == {"provider": {"require_parameters": True}}
+    settings = Settings()
+    assert settings.extra_body_fields() == {"provider": {"require_parameters": True}}
+    assert settings == Settings(extra_body={"provider": {"require_parameters": True}})
+    assert hash(settings) == hash(Settings(extra_body='{"provider":{"require_parameters":true}}'))
     with pytest.raises(ValueError, match="JSON object"):
         Settings(extra_body="[1, 2]")
     # what the server is asked changes results: part of the cache fingerprint
@@ -463,12 +467,28 @@ def test_client_errors_are_not_retried(
         assert "$OPENAI_API_KEY is not set" in info.value.message
 
 
-def test_unreachable_server_is_unavailable() -> None:
+def test_unreachable_server_is_unavailable(caplog: pytest.LogCaptureFixture) -> None:
+    """A wrong --base-url is a setup problem: one attempt, no retry, a clear message."""
     backend = OpenAIBackend(
-        Settings(backend="openai", base_url="http://127.0.0.1:9/v1", max_retries=1)
+        Settings(backend="openai", base_url="http://127.0.0.1:9/v1", max_retries=4)
     )
-    with pytest.raises(BackendUnavailable, match="cannot reach"):
+    with (
+        caplog.at_level(logging.INFO, logger="openai"),
+        pytest.raises(BackendUnavailable, match="cannot reach") as info,
+    ):
         backend.generate([], [GenerationRequest("hi")])
+    assert not retried_in_run(info.value.code)
+    assert not [r for r in caplog.records if "Retrying request" in r.getMessage()]
+
+
+def test_the_sdk_logs_its_retries(
+    scripted_server: type[Scripted], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The log the test above relies on: the SDK logs each retry it makes."""
+    server = scripted_server([(503, {}, {"error": {"message": "overloaded"}}), (200, {}, OK_BODY)])
+    with caplog.at_level(logging.INFO, logger="openai"):
+        server.backend().generate([], [GenerationRequest("hi")])
+    assert len([r for r in caplog.records if "Retrying request" in r.getMessage()]) == 1
 
 
 def test_refuses_without_base_url() -> None:
@@ -536,3 +556,23 @@ def test_logprobs_rejected_falls_back_once(scripted_server: type[Scripted]) -> N
     assert backend.logprobs is False
     backend.generate([], [GenerationRequest("hi")])
     assert len(server.requests) == 3 and "logprobs" not in server.requests[2][2]
+
+
+def test_the_environment_proxy_is_used(
+    scripted_server: type[Scripted], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY reaches the SDK's client (here the scripted server plays the proxy for a host
+    that does not exist), and NO_PROXY bypasses it."""
+    proxy = scripted_server([(200, {}, OK_BODY)])
+    monkeypatch.setenv("HTTP_PROXY", proxy.url.removesuffix("/v1"))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    backend = OpenAIBackend(Settings(backend="openai", base_url="http://llm.invalid/v1"))
+    assert backend.generate([], [GenerationRequest("hi")])[0].text == '{"a":1}'
+    assert proxy.requests[0][1]["host"] == "llm.invalid"
+    backend.close()
+    monkeypatch.setenv("NO_PROXY", "llm.invalid")
+    bypass = OpenAIBackend(Settings(backend="openai", base_url="http://llm.invalid/v1"))
+    with pytest.raises(BackendUnavailable, match="cannot reach"):
+        bypass.generate([], [GenerationRequest("hi")])
+    assert len(proxy.requests) == 1

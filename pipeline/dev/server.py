@@ -22,8 +22,8 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
 from pipeline.dev.openai_api import (
     BadRequest,
@@ -93,10 +93,12 @@ class ServerHandle:
     server: uvicorn.Server
     thread: threading.Thread
     url: str  # API root including /v1: pass as base_url
+    sock: socket.socket
 
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+        self.sock.close()
 
 
 def serve(backend: ModelBackend, host: str = "127.0.0.1", port: int = 0) -> ServerHandle:
@@ -116,7 +118,7 @@ def serve(backend: ModelBackend, host: str = "127.0.0.1", port: int = 0) -> Serv
         time.sleep(0.02)
     if not server.started:
         raise RuntimeError("docvl dev serve did not start")
-    return ServerHandle(server, thread, f"http://{host}:{sock.getsockname()[1]}/v1")
+    return ServerHandle(server, thread, f"http://{host}:{sock.getsockname()[1]}/v1", sock)
 
 
 def main(model: str, host: str = "127.0.0.1", port: int = 8000, device: str | None = None) -> int:

@@ -55,6 +55,25 @@ from pipeline.tasks.reduce import (
 from pipeline.tasks.specs import TaskSpec
 from schemas import Answer, DocumentSummary
 
+#: How far a server's ``prompt_tokens`` may be from the plan's exact count before a warning.
+PROMPT_TOKENS_TOLERANCE = 0.01
+
+
+def prompt_tokens_warning(wr: WindowResult, n_specs: int) -> str | None:
+    """A warning when an OpenAI-compatible server counted a window's prompts more than 1% away
+    from the plan's exact count (a gateway that rewrote, cut or dropped content). Only for windows
+    whose every task was asked once: re-asks and splits send prompts the plan does not hold."""
+    planned, reported = wr.window.input_tokens, wr.usage.input_tokens
+    if len(wr.tasks) != n_specs or any(t.attempts != 1 or not t.ok for t in wr.tasks):
+        return None
+    if planned <= 0 or abs(reported - planned) <= PROMPT_TOKENS_TOLERANCE * planned:
+        return None
+    return (
+        f"pages {wr.window.first_page}-{wr.window.last_page}: the server counted {reported} "
+        f"prompt tokens where the plan counted {planned}; a gateway may have changed or dropped "
+        "content"
+    )
+
 
 def model_info(backend: ModelBackend, settings: Settings) -> ModelInfo:
     return ModelInfo(
@@ -205,6 +224,10 @@ def build_envelopes(
                 if wr.pass_index != p or key not in spans:
                     continue
                 usage.add(wr.usage)
+                if settings.backend == "openai" and prepared.exact_tokens:
+                    gap = prompt_tokens_warning(wr, len(pass_.specs))
+                    if gap is not None and gap not in env.warnings:
+                        env.warnings.append(gap)
                 timings.render += wr.timings.get("render", 0.0)
                 timings.prefill += wr.timings.get("prefill", 0.0)
                 timings.prefills += int(wr.timings.get("prefills", 0))

@@ -35,6 +35,7 @@ import re
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import httpx2
@@ -50,7 +51,12 @@ from pipeline.errors import (
 )
 from pipeline.model.base import FinishReason, Generation, GenerationRequest, pieces_from_bytes
 from pipeline.model.constrain import with_grammar_options
-from pipeline.model.http import DeadlineExceeded, DeadlineTransport, deadline_headers
+from pipeline.model.http import (
+    DeadlineExceeded,
+    DeadlineTransport,
+    deadline_headers,
+    env_proxy,
+)
 from pipeline.plan.prompt import SYSTEM_PROMPT, ImagePart, Part, TextPart
 from pipeline.settings import Settings
 
@@ -170,7 +176,8 @@ class OpenAIBackend:
         api_key = os.environ.get(settings.api_key_env)
         #: The SDK insists on a key; a keyless local server (vLLM, the devserver) ignores this one.
         self._key_hint = "" if api_key else f" (no API key: ${settings.api_key_env} is not set)"
-        self._http = httpx2.Client(transport=DeadlineTransport(httpx2.HTTPTransport()))
+        transport = httpx2.HTTPTransport(proxy=env_proxy(settings.base_url))
+        self._http = httpx2.Client(transport=DeadlineTransport(transport))
         self.client = openai.OpenAI(
             api_key=api_key or "no-key",
             base_url=settings.base_url,
@@ -216,15 +223,13 @@ class OpenAIBackend:
         fields: dict[str, Any] = {}
         if self.settings.sampling_extras and request.temperature > 0:
             fields["top_k"] = TOP_K
-        return fields | dict(self.settings.extra_body)
+        return fields | self.settings.extra_body_fields()
 
     def generate(
         self, content: Sequence[Part], requests: Sequence[GenerationRequest]
     ) -> list[Generation]:
         if len(requests) <= 1:
             return [self._one(content, r) for r in requests]
-        from concurrent.futures import ThreadPoolExecutor
-
         with ThreadPoolExecutor(
             max_workers=min(len(requests), self.settings.max_concurrency)
         ) as pool:
