@@ -129,11 +129,23 @@ def mutated_zip(draw: st.DrawFn, seed: bytes) -> bytes:
 
 
 class Budget:
-    """Stops a target once its wall-time budget is spent (the remaining examples pass)."""
+    """Stops a target once its wall-time budget is spent (the remaining examples pass), and keeps
+    the slowest input (``SEEDS_DIR/slowest-<target>``) so a near-hang can be replayed."""
 
     def __init__(self) -> None:
         self.start = time.monotonic()
         self.examples = 0
+        self.slowest = 0.0
+
+    def check(self, target: str, path: Path, **kwargs: bool) -> None:
+        started = time.monotonic()
+        try:
+            check_outcome(path, **kwargs)
+        finally:
+            took = time.monotonic() - started
+            if took > self.slowest:
+                self.slowest = took
+                (SEEDS_DIR / f"slowest-{target}").write_bytes(path.read_bytes())
 
     def spent(self) -> bool:
         if time.monotonic() - self.start > DEADLINE_S:
@@ -144,7 +156,10 @@ class Budget:
     def report(self, target: str) -> None:
         """One line per target (shown with ``-s``), recorded by the long pass in docs/fuzzing.md."""
         elapsed = time.monotonic() - self.start
-        print(f"\nfuzz {target}: {self.examples} examples checked in {elapsed:.0f} s")
+        print(
+            f"\nfuzz {target}: {self.examples} examples checked in {elapsed:.0f} s; slowest "
+            f"{self.slowest:.2f} s ({SEEDS_DIR / ('slowest-' + target)})"
+        )
 
 
 def check_outcome(path: Path, *, convert: bool = True) -> None:
@@ -165,7 +180,7 @@ def check_outcome(path: Path, *, convert: bool = True) -> None:
         exc.message.encode("utf-8")  # always printable
 
 
-@pytest.mark.timeout(int(DEADLINE_S) + 120)
+@pytest.mark.timeout(int(2 * DEADLINE_S) + 120)
 def test_fuzz_pdf(tmp_path: Path) -> None:
     budget = Budget()
 
@@ -176,13 +191,13 @@ def test_fuzz_pdf(tmp_path: Path) -> None:
             return
         path = tmp_path / "fuzz.pdf"
         path.write_bytes(data)
-        check_outcome(path)
+        budget.check("pdf", path)
 
     run()
     budget.report("pdf")
 
 
-@pytest.mark.timeout(int(DEADLINE_S) + 120)
+@pytest.mark.timeout(int(2 * DEADLINE_S) + 120)
 def test_fuzz_pptx_package(tmp_path: Path) -> None:
     budget = Budget()
 
@@ -193,13 +208,13 @@ def test_fuzz_pptx_package(tmp_path: Path) -> None:
             return
         path = tmp_path / "fuzz.pptx"
         path.write_bytes(data)
-        check_outcome(path, convert=False)
+        budget.check("pptx", path, convert=False)
 
     run()
     budget.report("pptx")
 
 
-@pytest.mark.timeout(int(DEADLINE_S) + 120)
+@pytest.mark.timeout(int(2 * DEADLINE_S) + 120)
 def test_fuzz_image(tmp_path: Path) -> None:
     budget = Budget()
 
@@ -210,7 +225,7 @@ def test_fuzz_image(tmp_path: Path) -> None:
             return
         path = tmp_path / "fuzz.png"
         path.write_bytes(data)
-        check_outcome(path)
+        budget.check("image", path)
 
     run()
     budget.report("image")
@@ -229,3 +244,13 @@ def test_fuzzed_decks_convert_to_typed_outcomes(tmp_path: Path) -> None:
         check_outcome(path)
 
     run()
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).parent / "data" / "fuzz").iterdir()), ids=lambda p: p.name
+)
+def test_fuzz_findings_stay_fixed(path: Path, tmp_path: Path) -> None:
+    """Inputs the fuzzer found (docs/fuzzing.md), kept as regression cases."""
+    copy = tmp_path / path.name
+    copy.write_bytes(path.read_bytes())
+    check_outcome(copy)

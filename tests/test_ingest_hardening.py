@@ -64,6 +64,19 @@ def test_fifo_is_a_typed_error_without_hanging(tmp_path: Path) -> None:
     assert result == ["usage_error"], "loading a FIFO hung or did not fail typed"
 
 
+def test_run_hashes_a_fifo_without_opening_it(tmp_path: Path) -> None:
+    """``run`` hashes every input before loading (engine.prepare.sha256_file): a FIFO hung it."""
+    from pipeline.engine.prepare import sha256_file
+
+    fifo = tmp_path / "pipe.pdf"
+    os.mkfifo(fifo)
+    result: list[str | None] = []
+    worker = threading.Thread(target=lambda: result.append(sha256_file(fifo)), daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    assert result == [None], "hashing a FIFO hung"
+
+
 def test_directory_symlink_loop_and_unreadable_file(tmp_path: Path) -> None:
     folder = tmp_path / "folder.pdf"
     folder.mkdir()

@@ -35,6 +35,8 @@ def sha256_file(path: Path) -> str | None:
     """The file's content hash, or None when it cannot be read (loading then says why)."""
     digest = hashlib.sha256()
     try:
+        if not path.is_file():  # opening a FIFO blocks forever; loading says what it is
+            return None
         with path.open("rb") as fh:
             for block in iter(lambda: fh.read(CHUNK), b""):
                 digest.update(block)

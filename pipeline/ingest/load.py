@@ -157,7 +157,14 @@ def check_page_pixels(doc: pymupdf.Document, max_pixels: int, name: str) -> None
     for index in range(doc.page_count):
         seen: set[int] = set()
         total = 0
-        for info in doc.get_page_images(index):
+        try:
+            infos = doc.get_page_images(index)
+        except TypeError as exc:  # PyMuPDF cannot even warn about a name it cannot encode
+            raise CorruptDocument(
+                f"{name}: page {index + 1}: its image resources cannot be read ({exc})",
+                page=index + 1,
+            ) from exc
+        for info in infos:
             xref, width, height = int(info[0]), int(info[2]), int(info[3])
             if xref in seen:
                 continue

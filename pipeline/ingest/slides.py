@@ -277,8 +277,8 @@ def convert_to_pdf(staged: Path, name: str, workdir: Path, settings: Settings) -
         tail = output.decode("utf-8", "replace").strip()[-400:] if output else "no output"
         if proc.returncode in OOM_EXITS or any(m in (output or b"") for m in OOM_MARKS):
             raise ConversionOutOfMemory(
-                f"{name}: LibreOffice died (exit {proc.returncode}) under its memory limit of "
-                f"{settings.slide_memory_mb} MiB (DOCVL_SLIDE_MEMORY_MB)"
+                f"{name}: LibreOffice crashed (exit {proc.returncode}), most likely at its memory "
+                f"limit of {settings.slide_memory_mb} MiB (DOCVL_SLIDE_MEMORY_MB)"
             )
         raise ConversionFailed(
             f"{name}: LibreOffice could not convert the deck (exit {proc.returncode}): {tail}"
