@@ -2,10 +2,11 @@
 
 >>> from docvl.api import plan, run, analyze
 >>> from pipeline.settings import Settings
+>>> from schemas import Invoice
 >>> settings = Settings(tasks=("extract",), schema_name="invoice",
 ...                     model="/models/Qwen3-VL-8B-Instruct")
 >>> plan(["invoice.pdf"], settings).documents[0].windows          # doctest: +SKIP
->>> [r.extraction for r in run(["invoice.pdf"], settings)]        # doctest: +SKIP
+>>> [r.extraction_as(Invoice).total for r in run(["invoice.pdf"], settings)]  # doctest: +SKIP
 
 ``run`` goes through the Prefect runner (caching, resume, concurrency limits); ``analyze``
 drives the engine in this thread with a backend you built, for notebooks and tests.
@@ -15,6 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel
 
 from flows.analyze import run_batch
 from flows.options import RunOptions
@@ -36,13 +40,17 @@ __all__ = [
     "Settings",
     "analyze",
     "counter_for",
+    "extraction_as",
     "plan",
     "run",
 ]
 
+M = TypeVar("M", bound=BaseModel)
+
 
 def counter_for(settings: Settings) -> TokenCounter:
-    """Exact counts when the model's tokenizer is on disk, the documented estimate otherwise."""
+    """The token counter for ``settings.model``: exact counts when the model's tokenizer is on
+    disk, the documented estimate otherwise (``Plan.exact_tokens`` says which)."""
     return TokenCounter(load_tokenizer(settings.model))
 
 
@@ -50,8 +58,18 @@ def plan(paths: Sequence[str | Path], settings: Settings | None = None) -> Plan:
     """The plan the engine runs for every document: pages, token counts, windows (with their
     tasks, input and expected output tokens) and cost. No model call.
 
-    A file that cannot be loaded is a failed entry of the plan, never an exception. Raises
-    ``UsageError``/``SchemaNotFound`` for a bad task configuration.
+    Args:
+        paths: documents (PDF, PPTX, PPT, images), analysed in order.
+        settings: what to plan for (tasks, model, page budget, ``pages``); default ``Settings()``,
+            which reads ``DOCVL_*`` variables.
+
+    Returns:
+        One :class:`~pipeline.plan.planner.DocumentPlan` per path, in order. A file that cannot be
+        loaded is a failed entry with its typed error, never an exception.
+
+    Raises:
+        UsageError: a bad task configuration (``ask`` without a question, for example).
+        SchemaNotFound: ``schema_name`` names no schema.
     """
     settings = settings or Settings()
     specs = task_specs(settings)
@@ -64,10 +82,20 @@ def run(
     out: Path | None = None,
     options: RunOptions | None = None,
 ) -> list[ResultEnvelope]:
-    """Analyse the documents through the Prefect flow: one envelope per path, in order.
+    """Analyse the documents through the Prefect flow (an ephemeral server unless
+    ``PREFECT_API_URL`` is set).
 
     Finished documents and windows are cached under ``settings.cache_dir``, so a rerun resumes.
-    With ``out``, the envelopes are also written there as JSONL (atomically).
+
+    Args:
+        paths: documents, analysed in order (same content twice is analysed once).
+        settings: what to compute; default ``Settings()`` (``DOCVL_*`` variables apply).
+        out: also write the envelopes there as JSONL, replaced atomically.
+        options: how the runner runs (retries, a global concurrency limit, ``max_failures``).
+
+    Returns:
+        One envelope per path, in order. A document that failed has ``status == "failed"`` and
+        its typed errors; nothing in the batch is lost to another document's failure.
     """
     return run_batch([Path(p) for p in paths], settings or Settings(), out, options=options)
 
@@ -77,8 +105,17 @@ def analyze(
     settings: Settings | None = None,
     backend: ModelBackend | None = None,
 ) -> list[ResultEnvelope]:
-    """Analyse the documents in this thread with ``backend`` (default: built from the settings and
-    closed afterwards). One envelope per path, in order; no Prefect, no caching, no retries."""
+    """Analyse the documents in this thread: no Prefect, no caching, no retries.
+
+    Args:
+        paths: documents, analysed in order.
+        settings: what to compute; default ``Settings()``.
+        backend: the model to call; default one built from ``settings`` and closed afterwards (a
+            backend passed in stays open: reuse it across calls).
+
+    Returns:
+        One envelope per path, in order.
+    """
     settings = settings or Settings()
     own = backend is None
     model = backend or make_backend(settings)
@@ -87,3 +124,14 @@ def analyze(
     finally:
         if own:
             model.close()
+
+
+def extraction_as(record: ResultEnvelope, model: type[M]) -> M:
+    """``record``'s extraction as an instance of the user's pydantic class ``model``; the same as
+    ``record.extraction_as(model)``.
+
+    Raises:
+        LookupError: the record holds no extraction (its ``errors`` say why).
+        pydantic.ValidationError: the data does not fit ``model``.
+    """
+    return record.extraction_as(model)

@@ -8,6 +8,7 @@ imported inside the commands that need them, so ``docvl --help`` and usage error
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -25,6 +26,9 @@ import typer
 from docvl import commands
 from docvl.flags import with_settings
 from pipeline.errors import DocvlError, UsageError
+from pipeline.result import envelope_json_schema
+from pipeline.tasks.specs import load_schema
+from schemas import list_schemas
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -215,8 +219,6 @@ def report_command(
 @schemas_app.command("list")
 def schemas_list() -> int:
     """The built-in schemas."""
-    from schemas import list_schemas
-
     for name, doc in list_schemas().items():
         print(f"{name:16} {doc}")
     return EXIT_OK
@@ -225,10 +227,6 @@ def schemas_list() -> int:
 @schemas_app.command("show")
 def schemas_show(name: Annotated[str, typer.Argument(help="schema name")]) -> int:
     """The JSON Schema of a built-in schema, module:Class or file.json."""
-    import json
-
-    from pipeline.tasks.specs import load_schema
-
     print(json.dumps(load_schema(name).model_json_schema(), indent=2))
     return EXIT_OK
 
@@ -238,10 +236,6 @@ def schemas_export(
     out: Annotated[str, typer.Option("--out", help="file, or - for stdout")] = "-",
 ) -> int:
     """The JSON Schema of the result envelope."""
-    import json
-
-    from pipeline.result import envelope_json_schema
-
     text = json.dumps(envelope_json_schema(), indent=2)
     if out == "-":
         print(text)

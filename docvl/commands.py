@@ -17,8 +17,13 @@ from typing import Any
 from docvl import outputs
 from docvl.flags import build_settings
 from docvl.inputs import expand_inputs
+from flows import progress
+from flows.options import RunOptions
+from flows.report import document_markdown
+from flows.trigger import trigger as start_run
 from pipeline.errors import UsageError
 from pipeline.settings import Settings
+from pipeline.tasks.specs import task_specs
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -26,8 +31,7 @@ EXIT_OK, EXIT_FAILED = 0, 1
 def model_settings(overrides: dict[str, Any]) -> Settings:
     """Settings for commands that call the model: refuse what can never work before touching a
     file (ask without a question, a misspelt schema, the openai backend without a URL)."""
-    from pipeline.model.factory import check_settings
-    from pipeline.tasks.specs import task_specs
+    from pipeline.model.factory import check_settings  # the backends: numpy, httpx, llguidance
 
     settings = build_settings(overrides)
     check_settings(settings)
@@ -77,8 +81,6 @@ def print_plan(plan: Any) -> None:
 
 
 def plan(paths: Sequence[str], overrides: dict[str, Any], json_out: bool) -> int:
-    from pipeline.tasks.specs import task_specs
-
     settings = build_settings(overrides)
     task_specs(settings)  # a bad task setup is a usage error before any file is read
     files = expand_inputs(paths)
@@ -117,9 +119,7 @@ def run(args: RunArgs, overrides: dict[str, Any]) -> int:
     if show:  # tqdm bars (transformers' "Loading weights") would break the Rich display
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-    from flows import progress
     from flows.analyze import run_batch
-    from flows.options import RunOptions
 
     cached: list[str] = []
 
@@ -143,8 +143,6 @@ def run(args: RunArgs, overrides: dict[str, Any]) -> int:
 
 
 def _print_records(results: Sequence[Any], formats: Sequence[str]) -> None:
-    from flows.report import document_markdown
-
     for record in results:
         if "json" in formats:
             print(record.model_dump_json())
@@ -166,7 +164,6 @@ def serve(
     if webhook is not None and not webhook.startswith(("http://", "https://")):
         raise UsageError(f"--webhook wants an http:// or https:// URL, got {webhook!r}")
     from flows.inbox import serve_inbox
-    from flows.options import RunOptions
 
     serve_inbox(
         settings,
@@ -221,6 +218,4 @@ def trigger(deployment: str, items: Sequence[str], wait: bool) -> int:
 
         api_url = PREFECT_API_URL.value()
     check_deployment(deployment, api_url)
-    from flows.trigger import trigger as start
-
-    return start(deployment, params, wait=wait)
+    return start_run(deployment, params, wait=wait)

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from flows.report import document_markdown
+from flows.store import atomic_write_bytes, atomic_write_json
 from pipeline.errors import UsageError
 from pipeline.result import ResultEnvelope
 
@@ -49,9 +51,6 @@ def write_output_dir(
     directory: Path, envelopes: Sequence[ResultEnvelope], formats: Sequence[str]
 ) -> list[Path]:
     """One ``<stem>.<sha12>.<format>`` per document and format (written atomically)."""
-    from flows.report import document_markdown
-    from flows.store import atomic_write_bytes, atomic_write_json
-
     written: list[Path] = []
     for env in envelopes:
         stem = document_stem(env)

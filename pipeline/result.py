@@ -13,7 +13,7 @@ every first attempt validates and no reduce or completeness call is needed, it e
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -223,7 +223,12 @@ class Timings(BaseModel):
     total: float = 0.0
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
 class ResultEnvelope(BaseModel):
+    """One document's record: what went in, what came out, what failed, what it cost."""
+
     schema_version: str = ENVELOPE_VERSION
     source: Source
     status: Status
@@ -236,6 +241,18 @@ class ResultEnvelope(BaseModel):
     extraction: ExtractionOutput | None = None
     usage: Usage = Field(default_factory=Usage)
     timings: Timings = Field(default_factory=Timings)
+
+    def extraction_as(self, model: type[M]) -> M:
+        """The extracted data as an instance of the user's pydantic class ``model`` (the schema
+        given with ``--schema module:Class``, or a built-in such as ``schemas.Invoice``).
+
+        Raises LookupError when the record holds no extraction (its ``errors`` say why), and
+        pydantic's ValidationError when the data does not fit ``model``.
+        """
+        if self.extraction is None:
+            codes = ", ".join(e.code for e in self.errors) or "extract was not among the tasks"
+            raise LookupError(f"{self.source.path}: no extraction ({self.status}: {codes})")
+        return model.model_validate(self.extraction.data)
 
 
 def envelope_json_schema() -> dict[str, Any]:

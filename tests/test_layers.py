@@ -3,7 +3,10 @@
 * ``lint-imports`` (import-linter, contracts in pyproject.toml): schemas <- pipeline (its stages in
   order) <- flows <- docvl, and no import cycle between the modules of any package.
 * No function-level import of a project module: lazy imports may only defer heavy third-party
-  packages (torch, transformers, prefect), never dodge a cycle.
+  packages (torch, transformers, prefect), never dodge a cycle. The one exception is the app layer
+  (``docvl/``): its commands defer the project modules that load those packages
+  (:data:`DEFERRABLE`), so ``docvl --help`` and usage errors come before Prefect or a model loads.
+  import-linter still sees those imports, so they cannot hide a cycle.
 """
 
 from __future__ import annotations
@@ -56,12 +59,30 @@ def test_finder_sees_nested_project_imports() -> None:
     assert nested_project_imports(source) == [(4, "pipeline.errors")]
 
 
+#: Project modules that import Prefect, torch, transformers or the model backends at module level:
+#: the CLI (``docvl/``) may import them inside a command.
+DEFERRABLE = (
+    "docvl.api",
+    "flows.analyze",
+    "flows.inbox",
+    "pipeline.dev",
+    "pipeline.engine",
+    "pipeline.model",
+)
+
+
+def deferrable(path: Path, module: str) -> bool:
+    in_app = path.relative_to(REPO).parts[0] == "docvl"
+    return in_app and any(module == m or module.startswith(m + ".") for m in DEFERRABLE)
+
+
 def test_no_function_level_project_imports() -> None:
     offenders = [
         f"{path.relative_to(REPO)}:{line} imports {module}"
         for package in PACKAGES
         for path in sorted((REPO / package).rglob("*.py"))
         for line, module in nested_project_imports(path.read_text(encoding="utf-8"))
+        if not deferrable(path, module)
     ]
     assert offenders == []
 
@@ -74,10 +95,11 @@ def test_public_api_is_pinned() -> None:
         "Settings",
         "analyze",
         "counter_for",
+        "extraction_as",
         "plan",
         "run",
     ]
-    for name in ("plan", "run", "analyze"):
+    for name in ("plan", "run", "analyze", "counter_for", "extraction_as"):
         assert (getattr(api, name).__doc__ or "").strip(), name
 
 
