@@ -72,6 +72,16 @@ class Settings(BaseSettings):
     #: the user's schema as written, unbounded, with ``max_output_tokens`` as the budget.
     decoder_bounds: bool = False
 
+    # --- orchestration -------------------------------------------------------------------------
+    prefect_server: Literal["ephemeral", "local"] = Field(
+        "ephemeral",
+        description=(
+            "Prefect API when PREFECT_API_URL is unset: 'ephemeral' starts Prefect's server for "
+            "this process only; 'local' starts one `prefect server start` on 127.0.0.1 in the "
+            "background and reuses it across runs (flows/localserver.py)"
+        ),
+    )
+
     # --- output --------------------------------------------------------------------------------
     cache_dir: Path = Path(".docvl-cache")
 
@@ -89,6 +99,7 @@ class Settings(BaseSettings):
                 "max_retries",
                 "base_url",
                 "device",
+                "prefect_server",
             },
         )
         return hashlib.sha256(repr(sorted(keep.items())).encode()).hexdigest()[:16]
