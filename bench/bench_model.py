@@ -20,7 +20,9 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +52,17 @@ def settings_for(model: Path, cache: Path, **task: Any) -> Settings:
 
 
 def one(model: Path, cache: Path, backend: Any, doc: Path, **task: Any) -> ResultEnvelope:
+    start = time.perf_counter()
     [envelope] = analyze([doc], settings_for(model, cache, **task), backend)
     if envelope.status != "ok":
         raise SystemExit(f"bench run failed: {envelope.errors}")
+    t = envelope.timings
+    print(
+        f"  {task.get('tasks')}: {time.perf_counter() - start:.1f} s wall, "
+        f"prefill {t.prefill:.2f} s ({t.prefills}), generate {t.generate:.2f} s",
+        file=sys.stderr,
+        flush=True,
+    )
     return envelope
 
 
