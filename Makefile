@@ -33,7 +33,6 @@ lint:
 samples: setup
 	$(VENV)/bin/python scripts/make_samples.py
 
+# P1-P8 side by side (bench/RESULTS.md explains them); pypdfium2 for P1 comes with the dev extra.
 bench: setup
-	$(VENV)/bin/python bench/bench_render.py
-	$(VENV)/bin/python bench/bench_flows.py
-	$(VENV)/bin/python bench/bench_extract.py
+	$(VENV)/bin/python bench/suite.py --out bench/RESULTS-suite.md

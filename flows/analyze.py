@@ -28,15 +28,21 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.runtime import deployment
-from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from prefect.settings import (
+    PREFECT_API_URL,
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+    temporary_settings,
+)
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
 from flows import progress, report
 from flows.limits import LimitedBackend, ModelLimiter, ensure_global_limit
+from flows.localserver import local_api_url
 from flows.options import RunOptions
 from flows.store import RecordStore, atomic_write_jsonl
 from flows.tasks import WindowFailed, finish_task, prepare_task, window_task
+from flows.warmup import preload
 from pipeline.engine import Engine, Unit, WindowResult, expand
 from pipeline.errors import NotAttempted, is_final
 from pipeline.model.base import Generation, GenerationRequest, ModelBackend
@@ -301,8 +307,14 @@ def run_batch(
     costs about 1 s per call on SQLite, see bench/RESULTS-flows.md).
     """
     batch = analyze_batch.with_options(task_runner=thread_runner(2 * settings.max_concurrency + 4))
+    # Heavy imports on this thread (overlapping a local server's start-up), not in the workers.
+    api = local_api_url(settings, while_starting=lambda: preload(settings))
+    preload(settings)  # imported already when a server was just started
+    updates: dict[Any, Any] = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+    if api is not None:
+        updates[PREFECT_API_URL] = api
     with (
-        temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+        temporary_settings(updates=updates),
         progress.progress_bar(len(paths), enabled=show_progress),
     ):
         result: list[ResultEnvelope] = batch(

@@ -227,6 +227,16 @@ class Settings(BaseSettings):
         fields: dict[str, Any] = json.loads(self.extra_body) if self.extra_body else {}
         return fields
 
+    # --- orchestration -------------------------------------------------------------------------
+    prefect_server: Literal["ephemeral", "local"] = Field(
+        "ephemeral",
+        description=(
+            "Prefect API when PREFECT_API_URL is unset: 'ephemeral' starts Prefect's server for "
+            "this process only; 'local' starts one `prefect server start` on 127.0.0.1 in the "
+            "background and reuses it across runs (flows/localserver.py)"
+        ),
+    )
+
     # --- output --------------------------------------------------------------------------------
     cache_dir: Path = Field(
         Path(".docvl-cache"), description="window results and finished records (resume)"
@@ -268,6 +278,7 @@ class Settings(BaseSettings):
                 "max_retries",
                 "base_url",
                 "device",
+                "prefect_server",
             },
         )
         for name in ("extra_body", "sampling_extras"):  # added later: unset keeps old keys valid

@@ -77,3 +77,16 @@ def test_corpus_pages_decide_as_reference() -> None:
                 assert text_is_usable(text) == reference(text), (path.name, index + 1)
                 checked += 1
     assert checked > 50
+
+
+def test_widgets_in_linear_order_match_pymupdf() -> None:
+    path = CORPUS / "good" / "irs_f1040_prefilled_2p.pdf"
+    if not path.exists():
+        pytest.fail(f"corpus not found at {CORPUS}")
+    with pymupdf.open(path) as pdoc:
+        for page in pdoc:
+            ours = [(w.xref, w.field_name, w.field_value) for w in textlayer.iter_widgets(page)]
+            theirs = [(w.xref, w.field_name, w.field_value) for w in page.widgets()]
+            assert ours == theirs
+            assert len(ours) > 10
+        assert any(textlayer.form_values(page) for page in pdoc)

@@ -43,7 +43,7 @@ from pipeline.settings import Settings
 #: Above this many pages (and with render_workers > 1) rendering uses worker processes. Spawning the
 #: pool and importing PyMuPDF + pydantic costs 0.7-1.8 s; two workers render at most ~1.5x one
 #: process on 2 idle cores, so at ~90 pages/s it pays off only beyond ~270 pages. On a busy 2-core
-#: machine forced workers measured 0.16x (16 pages) .. 0.94x (352 pages): bench/RESULTS-render.md.
+#: machine forced workers measured 0.09x (16 pages) .. 0.94x (352 pages): bench/RESULTS.md.
 PARALLEL_MIN_PAGES = 256
 #: Workers only help when cores are idle: above this 1-minute load per usable CPU, stay in-process.
 PARALLEL_MAX_LOAD_PER_CPU = 0.5

@@ -1,0 +1,139 @@
+"""P8: cold-start overhead of ``docvl run`` on a one-page document vs bare imports, one run.
+
+    .venv/bin/python bench/bench_coldstart.py [--model DIR] [--rounds 1]
+
+Side by side, each in a fresh process:
+  * bare imports   ``python -c "import torch, transformers, prefect"``
+  * cold run       ``docvl run samples/invoice.pdf --task extract --schema invoice --backend
+                   transformers --model <tiny>`` with a new PREFECT_HOME (no PREFECT_API_URL: the
+                   ephemeral server) and an empty cache; its model time (prefill + generate) is read
+                   from the envelope and subtracted
+  * local server   DOCVL_PREFECT_SERVER=local: the first cold run starts the reused Prefect server
+                   (flows/localserver.py), a second cold run (new document cache) reuses it
+  * rerun          the same command again on the filled cache (target < 2 s)
+Target: cold overhead (wall - model time) <= 1.5x the bare imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import REPO, table
+
+from flows.localserver import STATE_FILE, stop_local_server
+from pipeline.settings import Settings
+
+QUIET = {
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "DOCVL_DECODER_BOUNDS": "1",
+}
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, env=env, cwd=REPO, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def docvl_cmd(model: Path, out: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "docvl.cli",
+        "run",
+        "samples/invoice.pdf",
+        "--task",
+        "extract",
+        "--schema",
+        "invoice",
+        "--backend",
+        "transformers",
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+    ]
+
+
+def model_seconds(out: Path) -> float:
+    record = json.loads(out.read_text().splitlines()[0])
+    if record["status"] != "ok":
+        raise SystemExit(f"cold run failed: {record['errors']}")
+    return float(record["timings"]["prefill"]) + float(record["timings"]["generate"])
+
+
+def run(model: Path) -> str:
+    base = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | QUIET
+    base["PYTHONPATH"] = str(REPO)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        bare = timed([sys.executable, "-c", "import torch, transformers, prefect"], base)
+        rows.append(["bare `import torch, transformers, prefect`", f"{bare:.2f}", "", "", "1.00x"])
+
+        env = base | {"PREFECT_HOME": str(root / "p1"), "DOCVL_CACHE_DIR": str(root / "c1")}
+        out = root / "cold.jsonl"
+        wall = timed(docvl_cmd(model, out), env)
+        model_s = model_seconds(out)
+        cold = (wall - model_s) / bare
+        rows.append(["cold `docvl run` (ephemeral server)", f"{wall:.2f}", f"{model_s:.2f}"])
+        rows[-1] += [f"{wall - model_s:.2f}", f"**{cold:.2f}x**"]
+
+        rerun = timed(docvl_cmd(model, root / "rerun.jsonl"), env)
+        rows.append(
+            ["rerun, same cache", f"{rerun:.2f}", "0", f"{rerun:.2f}", f"{rerun / bare:.2f}x"]
+        )
+
+        # DOCVL_PREFECT_SERVER=local: the first run starts the reused server, the next reuses it.
+        cache = root / "c2"
+        env = base | {
+            "PREFECT_HOME": str(root / "p2"),
+            "DOCVL_CACHE_DIR": str(cache),
+            "DOCVL_PREFECT_SERVER": "local",
+        }
+        try:
+            for label in ("starts the local server", "local server reused"):
+                for item in cache.glob("*"):  # a cold document, the server's state kept
+                    if not item.name.startswith(STATE_FILE):
+                        shutil.rmtree(item) if item.is_dir() else item.unlink()
+                out = root / "local.jsonl"
+                wall = timed(docvl_cmd(model, out), env)
+                model_s = model_seconds(out)
+                rows.append([f"cold `docvl run`, {label}", f"{wall:.2f}", f"{model_s:.2f}"])
+                rows[-1] += [f"{wall - model_s:.2f}", f"{(wall - model_s) / bare:.2f}x"]
+        finally:
+            stop_local_server(Settings(cache_dir=cache))
+    return (
+        "### P8: cold start of `docvl run` on a one-page document\n\n"
+        + table(["run", "wall s", "model s", "overhead s", "overhead / bare imports"], rows)
+        + f"\n\nCold overhead / bare imports: **{cold:.2f}x** (target <= 1.5); rerun "
+        f"{rerun:.2f} s (target < 2 s)."
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", type=Path)
+    args = parser.parse_args()
+    if args.model is None:
+        from pipeline.dev.tiny import build_tiny_model
+
+        args.model = Path(tempfile.mkdtemp(prefix="docvl-bench-tiny-"))
+        build_tiny_model(args.model)
+    print(run(args.model) + "\n")
+
+
+if __name__ == "__main__":
+    main()
