@@ -18,12 +18,14 @@ import html
 import json
 import re
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from flows import report
+from flows.report import item_page
 from pipeline.errors import DocvlError, UsageError
 from pipeline.ingest.load import file_sha256, load_document
 from pipeline.ingest.raster import content_size
@@ -37,8 +39,6 @@ JPEG_QUALITY = 72
 #: Pages rendered per document at most (a 600-page document cites many pages).
 MAX_PAGES_PER_DOCUMENT = 60
 Images = Literal["cited", "all", "none"]
-
-_PATH_TAIL = re.compile(r"(\.[^.\[]+|\[\d+\])$")
 
 
 @dataclass(frozen=True)
@@ -136,40 +136,10 @@ def page_images(
     return out, note
 
 
-#: Keys that say where a value comes from (shown as the page and grounding columns, not as fields).
-_CITATION_KEYS = frozenset({"page", "pages", "quote"})
-
-
-def _leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
-    if isinstance(value, dict) and "value" in value and set(value) - {"value"} <= _CITATION_KEYS:
-        yield path, value["value"]  # a sourced value: {"value", "page", "quote"}
-    elif isinstance(value, dict) and value:
-        for key, sub in value.items():
-            if key not in _CITATION_KEYS or not path:
-                yield from _leaves(sub, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, list) and value and any(isinstance(v, dict | list) for v in value):
-        for i, sub in enumerate(value):
-            yield from _leaves(sub, f"{path}[{i}]")
-    else:
-        yield path, value
-
-
-def _owner(path: str, items: dict[str, GroundingItem]) -> GroundingItem | None:
-    """The grounding item of ``path`` or of its nearest ancestor (records are grounded whole)."""
-    while path:
-        if path in items:
-            return items[path]
-        tail = _PATH_TAIL.search(path)
-        if tail is None:
-            return None
-        path = path[: tail.start()]
-    return None
-
-
 def _item_json(item: GroundingItem | None, images: dict[int, PageImage]) -> dict[str, Any]:
     if item is None:
         return {"status": None, "page": None, "pages": [], "rect": None, "confidence": None}
-    page = item.page if item.page is not None else (item.pages[0] if item.pages else None)
+    page = item_page(item)
     image = images.get(page) if page is not None else None
     return {
         "status": item.status,
@@ -187,11 +157,10 @@ def field_rows(
     data: dict[str, Any], items: Iterable[GroundingItem], images: dict[int, PageImage]
 ) -> list[dict[str, Any]]:
     """One row per leaf value, with the grounding of the record that holds it."""
-    by_path = {item.path: item for item in items}
     rows = []
-    for path, value in _leaves(data):
+    for path, value, item in report.field_rows(data, items):
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-        rows.append({"path": path, "value": text, **_item_json(_owner(path, by_path), images)})
+        rows.append({"path": path, "value": text, **_item_json(item, images)})
     return rows
 
 

@@ -3,11 +3,14 @@ only)."""
 
 from __future__ import annotations
 
+import html
+import json
 import logging
 import re
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from pipeline.result import ResultEnvelope
+from pipeline.result import GroundingItem, ResultEnvelope
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,7 @@ def _pages(pages: list[int]) -> str:
 
 def document_markdown(env: ResultEnvelope) -> str:
     lines = [
-        f"# {env.source.path}",
+        f"# {_text(env.source.path)}",
         "",
         f"**status** {env.status} · **pages** {env.source.pages} · **tokens** "
         f"{env.usage.input_tokens} in / {env.usage.output_tokens} out · **cost** "
@@ -43,64 +46,106 @@ def document_markdown(env: ResultEnvelope) -> str:
         "",
     ]
     for err in env.errors:
-        lines.append(f"- error `{err.code}`{_pages([err.page] if err.page else [])}: {err.message}")
+        lines.append(
+            f"- error `{err.code}`{_pages([err.page] if err.page else [])}: {_text(err.message)}"
+        )
     if env.summary is not None:
         data = env.summary.data
         lines += ["## Summary", ""]
         if data.title:
-            lines += [f"### {data.title}", ""]
-        lines += [data.summary, ""]
-        lines += [f"- {kp.point}{_pages(list(kp.pages))}" for kp in data.key_points]
+            lines += [f"### {_text(data.title)}", ""]
+        lines += [_text(data.summary), ""]
+        lines += [f"- {_text(kp.point)}{_pages(list(kp.pages))}" for kp in data.key_points]
         lines.append("")
     if env.answer is not None:
         lines += [
             "## Answer",
             "",
-            f"**Q:** {env.answer.question}",
+            f"**Q:** {_text(env.answer.question)}",
             "",
-            f"{env.answer.data.answer}{_pages(list(env.answer.data.pages))}",
+            f"{_text(env.answer.data.answer)}{_pages(list(env.answer.data.pages))}",
             "",
         ]
     if env.extraction is not None:
         ext = env.extraction
-        pages = {item.path: item.pages for item in ext.grounding.items}
+        g = ext.grounding
         lines += [
             f"## Extraction: {ext.schema_name} {ext.schema_version}",
             "",
-            "| field | value | pages |",
-            "|---|---|---|",
+            f"{g.grounded} grounded, {g.page_only} on the cited page only, {g.ungrounded} "
+            "ungrounded",
+            "",
+            "| field | value | page | grounding | confidence |",
+            "|---|---|---|---|---|",
         ]
-        for path, value in _flatten(ext.data):
-            cell = str(value).replace("|", "\\|").replace("\n", " ")[:200]
-            lines.append(f"| `{path}` | {cell} | {', '.join(map(str, _pages_for(path, pages)))} |")
+        for path, value, item in field_rows(ext.data, g.items):
+            page = item_page(item)
+            conf = f"{item.confidence:.2f}" if item and item.confidence is not None else "–"
+            lines.append(
+                f"| `{path}` | {_cell(value)} | {page or '–'} | "
+                f"{item.status if item else '–'} | {conf} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
 
-def _pages_for(path: str, pages: dict[str, list[int]]) -> list[int]:
+def _text(text: str) -> str:
+    """Document text shown as text: HTML in it is escaped (a markdown renderer may pass it)."""
+    return html.escape(text, quote=False)
+
+
+def _cell(value: Any) -> str:
+    """A markdown table cell that shows the value as text (no markup, no line breaks)."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = html.escape(text, quote=False).replace("|", "\\|").replace("\n", " ")
+    return text[:200]
+
+
+#: Keys that say where a value comes from (shown as the page and grounding columns).
+_CITATION_KEYS = frozenset({"page", "pages", "quote"})
+_PATH_TAIL = re.compile(r"(\.[^.\[]+|\[\d+\])$")
+
+
+def _leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict) and "value" in value and set(value) - {"value"} <= _CITATION_KEYS:
+        yield path, value["value"]  # a sourced value: {"value", "page", "quote"}
+    elif isinstance(value, dict) and value:
+        for key, sub in value.items():
+            if key not in _CITATION_KEYS or not path:
+                yield from _leaves(sub, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list) and value and any(isinstance(v, dict | list) for v in value):
+        for i, sub in enumerate(value):
+            yield from _leaves(sub, f"{path}[{i}]")
+    else:
+        yield path, value
+
+
+def _owner(path: str, items: dict[str, GroundingItem]) -> GroundingItem | None:
+    """The grounding item of ``path`` or of its nearest ancestor (records are grounded whole)."""
     while path:
-        if path in pages:
-            return pages[path]
-        path = (
-            re.sub(r"(\.[^.\[]+|\[\d+\])$", "", path)
-            if re.search(r"(\.[^.\[]+|\[\d+\])$", path)
-            else ""
-        )
-    return []
+        if path in items:
+            return items[path]
+        tail = _PATH_TAIL.search(path)
+        if tail is None:
+            return None
+        path = path[: tail.start()]
+    return None
 
 
-def _flatten(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    if isinstance(data, dict):
-        out: list[tuple[str, Any]] = []
-        for key, value in data.items():
-            out += _flatten(value, f"{prefix}.{key}" if prefix else str(key))
-        return out
-    if isinstance(data, list) and data and isinstance(data[0], dict | list):
-        out = []
-        for i, value in enumerate(data):
-            out += _flatten(value, f"{prefix}[{i}]")
-        return out
-    return [(prefix, data)]
+def field_rows(
+    data: dict[str, Any], items: Iterable[GroundingItem]
+) -> list[tuple[str, Any, GroundingItem | None]]:
+    """One row per leaf value of an extraction: (path, value, the grounding of its record)."""
+    by_path = {item.path: item for item in items}
+    return [(path, value, _owner(path, by_path)) for path, value in _leaves(data)]
+
+
+def item_page(item: GroundingItem | None) -> int | None:
+    """The page to show for a grounding item: where its evidence was found, else its first cited
+    page."""
+    if item is None:
+        return None
+    return item.page if item.page is not None else (item.pages[0] if item.pages else None)
 
 
 def artifact_key(env: ResultEnvelope) -> str:
