@@ -74,7 +74,7 @@ def _default_text(name: str, info: FieldInfo) -> str:
     return "none" if default is None else str(default)
 
 
-def _parameter(name: str, info: FieldInfo) -> inspect.Parameter:
+def parameter(name: str, info: FieldInfo) -> inspect.Parameter:
     """The Typer parameter of one Settings field."""
     annotation = _unwrap_optional(info.annotation)
     flag = "--" + name.replace("_", "-")
@@ -107,8 +107,9 @@ def _parameter(name: str, info: FieldInfo) -> inspect.Parameter:
     )
 
 
-def _convert(name: str, value: Any) -> Any:
-    info = Settings.model_fields[name]
+def convert(name: str, info: FieldInfo, value: Any) -> Any:
+    """A flag's value as the field wants it: enum members as their values, repeated values as a
+    tuple (duplicates dropped), JSON parsed for fields richer than a scalar."""
     annotation = _unwrap_optional(info.annotation)
     if isinstance(value, Enum):
         return value.value
@@ -135,7 +136,7 @@ def with_settings(func: F) -> F:
     given as ``overrides`` (field name -> value)."""
     signature = inspect.signature(func, eval_str=True)
     own = [p for p in signature.parameters.values() if p.name != "overrides"]
-    generated = [_parameter(n, f) for n, f in Settings.model_fields.items()]
+    generated = [parameter(n, f) for n, f in Settings.model_fields.items()]
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -143,7 +144,7 @@ def with_settings(func: F) -> F:
         for name in Settings.model_fields:
             value = kwargs.pop(PREFIX + name, None)
             if value is not None and value != []:
-                overrides[name] = _convert(name, value)
+                overrides[name] = convert(name, Settings.model_fields[name], value)
         return func(*args, overrides=overrides, **kwargs)
 
     wrapper.__signature__ = signature.replace(parameters=own + generated)  # type: ignore[attr-defined]

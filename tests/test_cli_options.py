@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -267,3 +268,20 @@ def test_progress_shows_each_document_in_flight_with_its_stage() -> None:
     assert "report.pdf · windows" in shown and "1/2" in shown
     assert "deck.pptx · loading" in shown
     assert "memo.pdf" not in shown  # its row went when it finished
+
+
+def test_a_richer_setting_is_a_json_flag() -> None:
+    """A field that is neither a scalar, a choice nor a list (e.g. provider fields as a mapping)
+    takes JSON, as pydantic-settings reads it from its DOCVL_* variable."""
+    from pydantic.fields import FieldInfo
+
+    from docvl.flags import convert, parameter
+
+    info = FieldInfo.from_annotation(dict[str, Any] | None)
+    info.description = "provider fields sent with every request"
+    option = typing.get_args(parameter("extra_body", info).annotation)[1]
+    assert option.metavar == "JSON" and "DOCVL_EXTRA_BODY" in option.help
+    value = convert("extra_body", info, '{"provider": {"require_parameters": true}}')
+    assert value == {"provider": {"require_parameters": True}}
+    with pytest.raises(UsageError, match="--extra-body wants JSON"):
+        convert("extra_body", info, "{not json")
