@@ -6,6 +6,7 @@ Exit codes: 0 all documents ok, 1 any document failed (recorded in the output), 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -327,6 +328,9 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a name or warning the terminal cannot encode
+        if isinstance(stream, io.TextIOWrapper):  # is escaped, never an internal error
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
