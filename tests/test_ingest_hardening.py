@@ -113,7 +113,8 @@ def test_cli_output_survives_an_ascii_terminal(tmp_path: Path) -> None:
     import sys
 
     path = ck.blank_pdf(tmp_path / "r\u00e9sum\u00e9-\u0644.pdf", 1)
-    env = {**os.environ, "PYTHONIOENCODING": "ascii", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONIOENCODING": "ascii", "PYTHONPATH": str(repo)}
     for extra in ([], ["--json"]):
         done = subprocess.run(
             [sys.executable, "-c", CLI, "plan", str(path), *extra],
