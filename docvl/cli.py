@@ -8,6 +8,7 @@ imported inside the commands that need them, so ``docvl --help`` and usage error
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -282,6 +283,9 @@ def _quiet_broken_pipe() -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (never raises, except with ``--debug``)."""
+    for stream in (sys.stdout, sys.stderr):  # a name or warning the terminal cannot encode
+        if isinstance(stream, io.TextIOWrapper):  # is escaped, never an internal error
+            stream.reconfigure(errors="backslashreplace")
     args = list(sys.argv[1:] if argv is None else argv)
     command = typer.main.get_command(app)
     try:

@@ -20,6 +20,7 @@ from pipeline.plan.planner import plan_paths
 from pipeline.settings import Settings
 
 INSTRUCTION = "Summarize the document."
+CLI = "import sys; from docvl.cli import main; sys.exit(main())"
 CAP_CODES = (
     "file_too_large",
     "too_many_pages",
@@ -103,6 +104,26 @@ def test_undecodable_file_name_gives_an_encodable_message(tmp_path: Path) -> Non
     assert info.value.code == "unsupported_format"
     info.value.message.encode("utf-8")  # no lone surrogate left
     assert "\ufffd" in info.value.message
+
+
+@pytest.mark.slow
+def test_cli_output_survives_an_ascii_terminal(tmp_path: Path) -> None:
+    """Names and warnings the output encoding cannot hold are escaped (stdout/stderr ASCII)."""
+    import subprocess
+    import sys
+
+    path = ck.blank_pdf(tmp_path / "r\u00e9sum\u00e9-\u0644.pdf", 1)
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONIOENCODING": "ascii", "PYTHONPATH": str(repo)}
+    for extra in ([], ["--json"]):
+        done = subprocess.run(
+            [sys.executable, "-c", CLI, "plan", str(path), *extra],
+            capture_output=True,
+            env=env,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr.decode("ascii", "replace")
+        assert b"internal error" not in done.stderr and b"Traceback" not in done.stderr
 
 
 def test_clean_text_removes_controls_and_surrogates() -> None:

@@ -19,6 +19,9 @@ pymupdf.TOOLS.mupdf_display_warnings(False)  # type: ignore[no-untyped-call]
 #: What MuPDF raises on a damaged file (FzErrorBase is not a RuntimeError; PyMuPDF's own checks
 #: raise RuntimeError/ValueError): the document is at fault, not docvl.
 MUPDF_ERRORS = (RuntimeError, ValueError, IndexError, OverflowError, pymupdf.mupdf.FzErrorBase)
+#: At render time only MuPDF's own errors blame the page: any other exception there (a crashed
+#: worker, a bug) stays ``internal_error``, which is never cached.
+MUPDF_RENDER_ERRORS = (pymupdf.mupdf.FzErrorBase, pymupdf.FileDataError)
 
 CHUNK_PAGES = 4
 #: The target may deviate this much from the page's aspect ratio before we letterbox instead of

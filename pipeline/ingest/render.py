@@ -29,7 +29,7 @@ from pipeline.errors import DocvlError, InternalError, RenderFailed, UsageError
 from pipeline.ingest.document import DocKind, LoadedDocument
 from pipeline.ingest.geometry import page_pixels
 from pipeline.ingest.raster import (
-    MUPDF_ERRORS,
+    MUPDF_RENDER_ERRORS,
     WHITE,
     RenderedPage,
     content_size,
@@ -75,7 +75,7 @@ def iter_rendered(
         yield from _iter_rendered(doc, settings, pages)
     except DocvlError:
         raise
-    except MUPDF_ERRORS as exc:  # a damaged page MuPDF only meets when drawing it
+    except MUPDF_RENDER_ERRORS as exc:  # a damaged page MuPDF only meets when drawing it
         raise RenderFailed(
             f"{doc.path.name}: a page cannot be rendered ({type(exc).__name__}: {exc})"
         ) from exc
