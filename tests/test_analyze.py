@@ -153,7 +153,7 @@ def test_single_window_usage_equals_plan(tmp_path: Path, counter: TokenCounter) 
 
 
 def test_long_document_map_reduce_check(tmp_path: Path, counter: TokenCounter) -> None:
-    settings = Settings(**{**SETTINGS, "context_window": 2200, "max_output_tokens": 600})
+    settings = Settings(**{**SETTINGS, "context_window": 2000, "max_output_tokens": 600})
     calls: list[str] = []
 
     def lossy(content: Sequence[Part], request: GenerationRequest) -> str:

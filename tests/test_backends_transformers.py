@@ -190,3 +190,38 @@ def test_one_logprob_per_generated_token(backend: TransformersBackend) -> None:
     # greedy decoding of a random model picks the most likely token: at least the uniform share
     vocab = backend.model.get_output_embeddings().weight.shape[0]
     assert min(lp for _, lp in free.token_logprobs) >= -math.log(vocab) - 1e-3
+
+
+def test_images_encoded_in_chunks_equal_one_pass(
+    backend: TransformersBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A window's images are encoded a few at a time (bounded memory), with the same result."""
+    from pipeline.model import transformers_backend
+    from pipeline.model.transformers_backend import _pixel_chunks
+
+    images = [p.image for p in two_pages() if isinstance(p, ImagePart)]
+    images.append(images[0].resize((512, 384)))
+    assert [len(c) for c in _pixel_chunks(images, 256 * 320)] == [1, 1, 1]
+    assert [len(c) for c in _pixel_chunks(images, 10**9)] == [3]
+    whole = backend.processor.image_processor(images=images, return_tensors="pt")
+    with torch.inference_mode():
+        reference = backend.model.model.get_image_features(
+            whole["pixel_values"], whole["image_grid_thw"], return_dict=True
+        )
+    monkeypatch.setattr(transformers_backend, "ENCODE_CHUNK_PIXELS", 256 * 320)
+    grid, encoded = backend.encode_images(images)
+    assert torch.equal(grid, whole["image_grid_thw"])
+    assert len(encoded.pooler_output) == 3
+    for got, want in zip(encoded.pooler_output, reference.pooler_output, strict=True):
+        torch.testing.assert_close(got, want)
+    for got_layer, want_layer in zip(
+        encoded.deepstack_features, reference.deepstack_features, strict=True
+    ):
+        for got, want in zip(got_layer, want_layer, strict=True):
+            torch.testing.assert_close(got, want)
+    # and a chunked prefill answers as the processor's one-pass inputs do
+    content = two_pages()
+    request = GenerationRequest("Summarize the document.", max_new_tokens=12)
+    backend._prefix = None
+    generation = backend.generate(content, [request])[0]
+    assert generation.text == uncached_greedy(backend, content, request)

@@ -2,15 +2,17 @@
 
 How one prefill serves several requests (and re-asks on the same content):
 
-1. The content is rendered once with an empty instruction (the *probe*) through the real processor,
-   which gives ``pixel_values``, ``image_grid_thw`` and the probe's ``input_ids``.
+1. The images go through the image processor and the vision encoder in bounded chunks
+   (:meth:`TransformersBackend.encode_images`): a window's ``pixel_values`` never exist at once,
+   only the encoder's outputs and ``image_grid_thw``. The content rendered with an empty
+   instruction (the *probe*) gives the shared token ids.
 2. Each request's full prompt is rendered as text, its ``<|image_pad|>`` placeholders are expanded
-   with the probe's grid (exactly what the processor does) and tokenized: no image is processed
-   twice.
+   with the grid (exactly what the processor does) and tokenized: no image is processed twice.
 3. The shared prefix is the longest common token prefix of the probe and every request (system +
-   content; the instruction starts after it). It runs through the model ONCE, with the images, into
-   a ``DynamicCache``. That forward also sets the model's M-RoPE ``rope_deltas`` (text positions
-   after the images are shifted by it), which are stored with the cache.
+   content; the instruction starts after it). It runs through the model ONCE, with the encoded
+   images (``mm_encoder_outputs``), into a ``DynamicCache``. That forward also sets the model's
+   M-RoPE ``rope_deltas`` (text positions after the images are shifted by it), which are stored
+   with the cache.
 4. Each request then calls ``generate`` with its FULL
    ``input_ids``/``attention_mask``/``mm_token_type_ids`` and the prefix cache: ``generate``
    prefills only the uncached suffix, and since the suffix holds no vision tokens, Qwen3-VL computes
@@ -47,6 +49,9 @@ from pipeline.settings import DEFAULT_MODEL, Settings
 
 log = logging.getLogger(__name__)
 
+#: Pixels per chunk when a window's images are encoded (:meth:`TransformersBackend.encode_images`):
+#: 8 M pixels are about 31,000 patches, 190 MB of float32 ``pixel_values`` (4 A4 pages at 150 DPI).
+ENCODE_CHUNK_PIXELS = 8 * 1024 * 1024
 #: Qwen3-VL-Instruct model card sampling (used when temperature > 0).
 TOP_P = 0.8
 TOP_K = 20
@@ -178,24 +183,21 @@ class TransformersBackend:
 
         self._prefix = None  # free the old cache first
         start = time.perf_counter()
-        probe = self.processor(
-            text=[self.render(content, GenerationRequest(instruction=""))],
-            images=_images(content) or None,
-            return_tensors="pt",
-        )
-        grid = probe.get("image_grid_thw")
-        probe_ids = probe["input_ids"][0].tolist()
+        grid, encoded = self.encode_images(_images(content))
+        probe_text = self.render(content, GenerationRequest(instruction=""))
+        probe_ids = self._tokenize(probe_text, grid)
         n = len(probe_ids)
         for text in prompts:
             ids = self._tokenize(text, grid)
             n = min(n, common_prefix_len(probe_ids, ids), len(ids) - 1)
-        ids_t = probe["input_ids"][:, :n].to(self.device)
+        ids_t = torch.tensor([probe_ids[:n]], dtype=torch.long, device=self.device)
         cache = DynamicCache(config=self.model.config)
+        mm = self.processor.create_mm_token_type_ids([probe_ids[:n]])
         kwargs: dict[str, Any] = {
-            "mm_token_type_ids": probe["mm_token_type_ids"][:, :n].to(self.device)
+            "mm_token_type_ids": torch.tensor(mm, dtype=torch.long, device=self.device)
         }
         if grid is not None:
-            kwargs["pixel_values"] = probe["pixel_values"].to(self.device, self.dtype)
+            kwargs["mm_encoder_outputs"] = {"image": encoded}
             kwargs["image_grid_thw"] = grid.to(self.device)
         self.model.model.rope_deltas = None
         with torch.inference_mode():
@@ -218,6 +220,49 @@ class TransformersBackend:
         extra = prefix.cache.get_seq_length() - len(prefix.ids)
         if extra > 0:
             prefix.cache.crop(-extra)
+
+    def encode_images(self, images: Sequence[Any]) -> tuple[Any, Any]:
+        """``(image_grid_thw, vision encoder outputs)`` for ``images``, or ``(None, None)``.
+
+        The images go through the image processor and the vision encoder in chunks of at most
+        :data:`ENCODE_CHUNK_PIXELS` pixels, so a window's float32 ``pixel_values`` (about 5 GB
+        for 160 A4 pages) never exist at once: only one chunk's (about 200 MB), plus the encoder's
+        outputs, one row per image token. The vision encoder attends within each image, so the
+        outputs equal one pass over all images (tests/test_backends_transformers.py).
+        """
+        import torch
+        from transformers.models.qwen3_vl.modeling_qwen3_vl import (
+            BaseModelOutputWithDeepstackFeatures,
+        )
+
+        if not images:
+            return None, None
+        grids: list[Any] = []
+        pooled: list[Any] = []
+        deepstack: list[list[Any]] = []
+        for chunk in _pixel_chunks(images, ENCODE_CHUNK_PIXELS):
+            batch = self.processor.image_processor(images=chunk, return_tensors="pt")
+            grid = batch["image_grid_thw"]
+            pixels = batch.pop("pixel_values").to(self.device, self.dtype)
+            del batch
+            with torch.inference_mode():
+                out = self.model.model.get_image_features(
+                    pixels, grid.to(self.device), return_dict=True
+                )
+            del pixels
+            grids.append(grid)
+            pooled += out.pooler_output
+            if not deepstack:
+                deepstack = [[] for _ in out.deepstack_features]
+            for layer, features in zip(deepstack, out.deepstack_features, strict=True):
+                layer += features
+        # Per-image tuples, as ``get_image_features`` returns them (its annotation says Tensor).
+        fields: dict[str, Any] = {
+            "pooler_output": tuple(pooled),
+            "deepstack_features": [tuple(f) for f in deepstack],
+        }
+        encoded = BaseModelOutputWithDeepstackFeatures(**fields)
+        return torch.cat(grids), encoded
 
     # --- generation ---------------------------------------------------------------------------
     def generate(
@@ -384,6 +429,20 @@ class _LogprobRecorder:
         values = [*self.values, self.previous[last_token]]
         self.previous, self.values = None, []
         return [float(v) for v in torch.stack(values).tolist()]
+
+
+def _pixel_chunks(images: Sequence[Any], budget: int) -> list[list[Any]]:
+    """Consecutive groups of images of at most ``budget`` pixels each (a larger image alone)."""
+    chunks: list[list[Any]] = []
+    size = 0
+    for image in images:
+        pixels = image.width * image.height
+        if not chunks or size + pixels > budget:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(image)
+        size += pixels
+    return chunks
 
 
 def _images(content: Sequence[Part]) -> list[Any]:
