@@ -50,6 +50,13 @@ def healthy(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+def _configured_api() -> bool:
+    """PREFECT_API_URL set in the environment or in the active Prefect profile."""
+    from prefect.settings import PREFECT_API_URL
+
+    return bool(os.environ.get("PREFECT_API_URL") or PREFECT_API_URL.value())
+
+
 def _read_state(path: Path) -> dict[str, Any] | None:
     try:
         state = json.loads(path.read_text())
@@ -86,7 +93,7 @@ def local_api_url(
     """The URL of the reused local server, starting it when needed; None means "use the ephemeral
     server" (not configured, PREFECT_API_URL already set, or the server could not start).
     ``while_starting`` runs on this thread while a new server boots (e.g. heavy imports)."""
-    if settings.prefect_server != "local" or os.environ.get("PREFECT_API_URL"):
+    if settings.prefect_server != "local" or _configured_api():
         return None
     state_path = settings.cache_dir / STATE_FILE
     state = _read_state(state_path)

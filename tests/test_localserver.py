@@ -39,6 +39,8 @@ def test_server_that_dies_falls_back_to_ephemeral(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    # no API configured by a Prefect profile or context of the test session either
+    monkeypatch.setattr(localserver, "_configured_api", lambda: False)
     monkeypatch.setattr(
         localserver, "start_command", lambda port: [sys.executable, "-c", "raise SystemExit(3)"]
     )
@@ -66,6 +68,7 @@ def test_real_server_started_once_then_reused(
 ) -> None:
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    monkeypatch.setattr(localserver, "_configured_api", lambda: False)
     settings = local(tmp_path)
     url = local_api_url(settings)
     try:
