@@ -1,6 +1,7 @@
 """The ``docvl`` command line: thin; parses arguments into Settings and calls the pipeline or flows.
 
-Exit codes: 0 all documents ok, 1 any document failed (recorded in the output), 2 usage error.
+Exit codes: 0 all documents ok, 1 any document failed (recorded in the output), 2 usage error,
+130/143 stopped by SIGINT/SIGTERM (``docvl run``: finished documents are kept; rerun to resume).
 """
 
 from __future__ import annotations
@@ -263,6 +264,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         out,
         show_progress=args.progress and out is not None,
         options=RunOptions(global_limit=args.global_limit),
+        exit_on_signal=True,  # SIGINT/SIGTERM: one line, children stopped, exit 130/143
     )
     if out is None:
         for record in results:

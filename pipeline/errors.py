@@ -25,6 +25,8 @@ ReplyTooLong                reply_too_long          a reply hit its token limit 
 OutputTooLarge              output_too_large        one page's reply exceeds every output budget
 UsageError                  usage_error             bad command-line or API arguments
 InternalError               internal_error          a bug in docvl (reported, never final)
+DocumentTimeout             document_timeout        over ``document_timeout_s`` of wall time
+WorkAbandoned               work_abandoned          leftover work of a timed-out document
 ==========================  ======================  ==========================================
 
 What a runner does with each error is declared once, in :data:`FAILURE_POLICY` (see
@@ -190,6 +192,35 @@ class InternalError(DocvlError):
     code = "internal_error"
 
 
+# --- runtime budgets (issue 9, runtime side) ------------------------------------------------------
+class DocumentTimeout(InputError):
+    """Recorded by the flows when one document's analysis runs past ``document_timeout_s``: the
+    same document with the same settings would take as long again, so the record is final."""
+
+    code = "document_timeout"
+
+
+class WorkAbandoned(DocvlError):
+    """Raised by the flows inside a document's work once that document is past its time budget
+    (its record already says ``document_timeout``): the leftover work stops at its next model call.
+    Never cached, never retried in the run; it never reaches a record."""
+
+    code = "work_abandoned"
+
+
+#: Codes that mean the setup is wrong (credentials, URL, weights), not the document: every other
+#: document of the batch would fail the same way, so a runner stops the batch early.
+CONFIGURATION_CODES: frozenset[str] = frozenset({BackendUnavailable.code})
+
+
+def stops_batch(code: str) -> bool:
+    """True for a configuration failure (:data:`CONFIGURATION_CODES`): stop the batch early."""
+    return code in CONFIGURATION_CODES
+
+
+# --- end runtime budgets ----------------------------------------------------------------------
+
+
 class Policy(StrEnum):
     #: Bad input or a settled outcome: the record is final and cached; rerunning cannot change it.
     FINAL = "final"
@@ -221,11 +252,13 @@ FAILURE_POLICY: dict[str, Policy] = {
             ReplyTooLong,
             UsageError,
             SchemaNotFound,
+            DocumentTimeout,
         )
     },
     BackendError.code: Policy.RETRYABLE,
     BackendRejected.code: Policy.RETRYABLE,
     BackendUnavailable.code: Policy.RETRYABLE,
+    WorkAbandoned.code: Policy.RETRYABLE,
     InternalError.code: Policy.INTERNAL,
 }
 

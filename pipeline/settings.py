@@ -72,6 +72,20 @@ class Settings(BaseSettings):
     #: the user's schema as written, unbounded, with ``max_output_tokens`` as the budget.
     decoder_bounds: bool = False
 
+    # --- runtime budgets (flows) ---------------------------------------------------------------
+    document_timeout_s: float | None = Field(
+        None,
+        gt=0,
+        description="Wall-time budget of one document in a flow run (seconds); a document over it "
+        "is recorded as failed with document_timeout and the batch goes on. None: no limit.",
+    )
+    lock_wait_s: float = Field(
+        3600.0,
+        ge=0,
+        description="How long a run waits for a document another live docvl process is computing "
+        "(its per-document lock) before computing it itself.",
+    )
+
     # --- output --------------------------------------------------------------------------------
     cache_dir: Path = Path(".docvl-cache")
 
@@ -89,6 +103,8 @@ class Settings(BaseSettings):
                 "max_retries",
                 "base_url",
                 "device",
+                "lock_wait_s",
+                "document_timeout_s",
             },
         )
         return hashlib.sha256(repr(sorted(keep.items())).encode()).hexdigest()[:16]
