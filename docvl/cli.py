@@ -2,7 +2,8 @@
 pipeline or flows.
 
 Exit codes: 0 all documents ok, 1 any document failed (recorded in the output), 2 usage error,
-130 interrupted. Every option is checked before Prefect, torch or transformers load: those are
+130/143 stopped by SIGINT/SIGTERM (``docvl run``: finished documents are kept; rerun to resume).
+Every option is checked before Prefect, torch or transformers load: those are
 imported inside the commands that need them, so ``docvl --help`` and usage errors are fast.
 """
 

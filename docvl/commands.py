@@ -129,7 +129,9 @@ def run(args: RunArgs, overrides: dict[str, Any]) -> int:
 
     options = RunOptions(global_limit=args.global_limit, max_failures=args.max_failures)
     with progress.listening(on_event):
-        results = run_batch(files, settings, out, show_progress=show, options=options)
+        results = run_batch(  # SIGINT/SIGTERM: one line, children stopped, exit 130/143
+            files, settings, out, show_progress=show, options=options, exit_on_signal=True
+        )
     written: list[str] = [str(out)] if out is not None else []
     if args.output_dir is not None:
         outputs.write_output_dir(args.output_dir, results, formats)

@@ -18,16 +18,13 @@ limit). The backend is built lazily once per flow run, so fully cached runs neve
 
 import concurrent.futures as cf
 import contextvars
-import importlib
-import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.runtime import deployment
 from prefect.settings import (
     PREFECT_API_URL,
     PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
@@ -37,85 +34,28 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
 from flows import progress, report
+from flows.backend import LazyBackend, load_factory, localize
+from flows.guard import BatchStop, call_with_budget
 from flows.limits import LimitedBackend, ModelLimiter, ensure_global_limit
 from flows.localserver import local_api_url
+from flows.locks import DocumentLocks
 from flows.options import RunOptions
+from flows.server import api_server
+from flows.signals import run_interruptible
 from flows.store import RecordStore, atomic_write_jsonl
 from flows.tasks import WindowFailed, finish_task, prepare_task, window_task
 from flows.warmup import preload
 from pipeline.engine import Engine, Unit, WindowResult, expand
-from pipeline.errors import NotAttempted, is_final
-from pipeline.model.base import Generation, GenerationRequest, ModelBackend
-from pipeline.model.factory import make_backend
+from pipeline.errors import DocumentTimeout, NotAttempted, is_final
 from pipeline.model.qwen import load_tokenizer
 from pipeline.plan.count import TokenCounter
-from pipeline.plan.prompt import Part
 from pipeline.result import ResultEnvelope
 from pipeline.settings import Settings
 
-BackendFactory = Callable[[Settings], ModelBackend]
 
-
-def load_factory(spec: str | None) -> BackendFactory:
-    if not spec:
-        return make_backend
-    module, _, name = spec.partition(":")
-    factory: BackendFactory = getattr(importlib.import_module(module), name)
-    return factory
-
-
-class LazyBackend:
-    """Builds the real backend on the first call, once, thread-safely; closes it only if built."""
-
-    def __init__(self, settings: Settings, factory: BackendFactory) -> None:
-        self.name: str = settings.backend
-        self.model_id: str = settings.model
-        self._settings, self._factory = settings, factory
-        self._inner: ModelBackend | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> ModelBackend:
-        with self._lock:
-            if self._inner is None:
-                self._inner = self._factory(self._settings)
-            return self._inner
-
-    def generate(
-        self, content: Sequence[Part], requests: Sequence[GenerationRequest]
-    ) -> list[Generation]:
-        return self.get().generate(content, requests)
-
-    def close(self) -> None:
-        if self._inner is not None:
-            self._inner.close()
-
-
-#: Settings that belong to the machine running a flow, not to the result: a deployed or served run
-#: takes them from its own DOCVL_* environment (per-worker vLLM URL, device, password, slots,
-#: cache).
-WORKER_LOCAL = (
-    "base_url",
-    "device",
-    "max_concurrency",
-    "request_timeout_s",
-    "password",
-    "api_key_env",
-    "render_workers",
-    "cache_dir",
-)
-
-
-def localize(settings: Settings) -> Settings:
-    """In deployed/served runs, override :data:`WORKER_LOCAL` fields set in this process's env.
-
-    Deployment parameters are validated without reading the environment, and the password is never
-    stored in them. Runs started in-process (``docvl run``) are left alone: the CLI merged the env.
-    """
-    names = [f for f in WORKER_LOCAL if f"DOCVL_{f.upper()}" in os.environ]
-    if not names or deployment.id is None:
-        return settings
-    fresh = Settings(**{})
-    return settings.model_copy(update={f: getattr(fresh, f) for f in names})
+def timeout_key(key: str, budget_s: float) -> str:
+    """Where a ``document_timeout`` record is stored: per budget, so a larger budget recomputes."""
+    return f"{key}.timeout-{budget_s:g}"
 
 
 def thread_runner(workers: int) -> Any:
@@ -150,6 +90,8 @@ class Runner:
         self.store = RecordStore.for_settings(settings)
         self.failures = 0  # failed documents so far (``options.max_failures``)
         self._failures_lock = threading.Lock()
+        self.locks = DocumentLocks(Path(settings.cache_dir) / "locks", wait_s=settings.lock_wait_s)
+        self.stop = BatchStop()
         delays = [options.retry_delay_s * 2**i for i in range(max(options.retries, 1))]
         self.window = window_task.with_options(
             result_storage=storage_for(settings, options.result_storage),
@@ -159,11 +101,17 @@ class Runner:
 
     def _stored(self, unit: Unit, keys: list[str | None]) -> list[ResultEnvelope] | None:
         envelopes = []
+        budget = self.engine.settings.document_timeout_s
         for key in keys:
             record = self.store.get(key) if key else None
+            if record is None and key and budget is not None:  # a timeout under this budget
+                record = self.store.get(timeout_key(key, budget))
             if record is None:
                 return None
-            envelope = ResultEnvelope.model_validate(record)
+            try:
+                envelope = ResultEnvelope.model_validate(record)
+            except ValueError:  # a record of an older envelope version: recompute
+                return None
             if not is_final(envelope.errors):
                 return None
             envelopes.append(envelope)
@@ -173,6 +121,8 @@ class Runner:
         engine = self.engine
         prepared = prepare_task.submit(_q(engine), _q(unit)).result()
         try:
+            if (skip := self.stop.skip()) is not None:  # the batch stopped while this loaded
+                raise skip
             futures = [
                 self.window.submit(_q(engine), _q(prepared), job, engine.window_key(unit, job))
                 for job in prepared.jobs
@@ -190,45 +140,67 @@ class Runner:
         finally:
             prepared.close()
 
-    def drive(self, unit: Unit) -> tuple[list[ResultEnvelope], bool]:
-        """One unit, start to records. Returns (envelopes, came_from_record_store)."""
-        keys = self.engine.record_keys(unit)
-        if (stored := self._stored(unit, keys)) is not None:
-            for env in stored:
-                progress.emit(
-                    "document",
-                    path=env.source.path,
-                    status=env.status,
-                    cached=True,
-                    pages=env.source.pages,
-                    windows=len(env.plan.windows),
-                )
-            return stored, True
-        started = time.perf_counter()
-        limit = self.options.max_failures
-        if limit is not None and self.failures >= limit:  # never started, never cached
-            skipped = NotAttempted(f"not attempted: the batch reached --max-failures {limit}")
-            envelopes = self.engine.failed(unit, skipped, started)
-        else:
-            for path in unit.paths:
-                progress.emit("started", path=str(path))
-            try:
-                envelopes = self._compute(unit)
-            except Exception as exc:  # a bug must not sink the batch; the record is never final
-                envelopes = self.engine.failed(unit, exc, started)
-            with self._failures_lock:
-                self.failures += sum(env.status == "failed" for env in envelopes)
-        for key, env in zip(keys, envelopes, strict=True):
-            if key and is_final(env.errors):  # never cache a failure
-                self.store.put(key, env.model_dump(mode="json"))
+    def _emit(self, envelopes: list[ResultEnvelope], cached: bool) -> None:
+        for env in envelopes:
             progress.emit(
                 "document",
                 path=env.source.path,
                 status=env.status,
-                cached=False,
-                pages=0,
-                windows=0,
+                cached=cached,
+                pages=env.source.pages if cached else 0,
+                windows=len(env.plan.windows) if cached else 0,
             )
+
+    def drive(self, unit: Unit) -> tuple[list[ResultEnvelope], bool]:
+        """One unit, start to records. Returns (envelopes, came_from_record_store).
+
+        Never raises: any exception becomes the unit's record (a typed code, else
+        ``internal_error``), so the batch goes on and its output stays complete.
+        """
+        started = time.perf_counter()
+        try:
+            return self._drive(unit, started)
+        except Exception as exc:  # a bug must not sink the batch; the record is never final
+            envelopes = self.engine.failed(unit, exc, started)
+            self._emit(envelopes, cached=False)
+            return envelopes, False
+
+    def _drive(self, unit: Unit, started: float) -> tuple[list[ResultEnvelope], bool]:
+        keys = self.engine.record_keys(unit)
+        if (stored := self._stored(unit, keys)) is not None:
+            self._emit(stored, cached=True)
+            return stored, True
+        if (skip := self.stop.skip()) is not None:
+            envelopes = self.engine.failed(unit, skip, started)
+            self._emit(envelopes, cached=False)
+            return envelopes, False
+        limit = self.options.max_failures
+        if limit is not None and self.failures >= limit:  # never started, never cached
+            skipped = NotAttempted(f"not attempted: the batch reached --max-failures {limit}")
+            envelopes = self.engine.failed(unit, skipped, started)
+            self._emit(envelopes, cached=False)
+            return envelopes, False
+        with self.locks.hold(keys[0], lambda: self._stored(unit, keys) is not None):
+            if (stored := self._stored(unit, keys)) is not None:  # another process finished it
+                self._emit(stored, cached=True)
+                return stored, True
+            budget = self.engine.settings.document_timeout_s
+            for path in unit.paths:
+                progress.emit("started", path=str(path))
+            try:
+                envelopes = call_with_budget(lambda: self._compute(unit), budget)
+            except Exception as exc:  # a bug must not sink the batch; the record is never final
+                envelopes = self.engine.failed(unit, exc, started)
+            self.stop.note(envelopes)
+            with self._failures_lock:
+                self.failures += sum(env.status == "failed" for env in envelopes)
+            for key, env in zip(keys, envelopes, strict=True):
+                if key and is_final(env.errors):  # never cache a failure
+                    timed_out = any(e.code == DocumentTimeout.code for e in env.errors)
+                    if timed_out and budget is not None:
+                        key = timeout_key(key, budget)
+                    self.store.put(key, env.model_dump(mode="json"))
+        self._emit(envelopes, cached=False)
         return envelopes, False
 
     def run(self, paths: Sequence[str | Path]) -> tuple[list[ResultEnvelope], set[int]]:
@@ -299,15 +271,31 @@ def run_batch(
     out: Path | None,
     show_progress: bool = False,
     options: RunOptions | None = None,
+    *,
+    exit_on_signal: bool = False,
 ) -> list[ResultEnvelope]:
-    """``docvl run``: the batch flow in this process (ephemeral server unless PREFECT_API_URL).
+    """``docvl run``: the batch flow in this process.
+
+    With no ``PREFECT_API_URL``, ``settings.prefect_server="local"`` reuses one background server
+    across runs (:mod:`flows.localserver`); otherwise a local Prefect server is started for the
+    batch in its own process group and stopped after it (:func:`flows.server.api_server`).
+    SIGINT/SIGTERM stop the batch within seconds and stop every child process
+    (:func:`flows.signals.run_interruptible`); with ``exit_on_signal`` (the CLI) the process then
+    exits 130/143 at once, else :class:`flows.signals.Interrupted` is raised.
 
     Model calls are bounded by ``settings.max_concurrency`` in process; ``options.global_limit``
     adds the Prefect global concurrency limit shared by every process on the server (opt-in: it
     costs about 1 s per call on SQLite, see bench/RESULTS-flows.md).
     """
     batch = analyze_batch.with_options(task_runner=thread_runner(2 * settings.max_concurrency + 4))
-    # Heavy imports on this thread (overlapping a local server's start-up), not in the workers.
+
+    def work() -> list[ResultEnvelope]:
+        result: list[ResultEnvelope] = batch(
+            [str(p) for p in paths], settings, str(out) if out else None, options
+        )
+        return result
+
+    # Heavy imports on this thread (overlapping a reused local server's start-up), not in workers.
     api = local_api_url(settings, while_starting=lambda: preload(settings))
     preload(settings)  # imported already when a server was just started
     updates: dict[Any, Any] = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
@@ -315,9 +303,7 @@ def run_batch(
         updates[PREFECT_API_URL] = api
     with (
         temporary_settings(updates=updates),
+        api_server(announce=False, batch=True),  # the configured or reused one, else one for now
         progress.progress_bar(len(paths), enabled=show_progress),
     ):
-        result: list[ResultEnvelope] = batch(
-            [str(p) for p in paths], settings, str(out) if out else None, options
-        )
-    return result
+        return run_interruptible(work, hard_exit=exit_on_signal)

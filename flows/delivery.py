@@ -40,7 +40,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from flows.store import atomic_write_json, atomic_write_jsonl
+from flows.store import atomic_write_json, atomic_write_jsonl, safe_stem
 from pipeline.model.http import retry_after_s
 
 LEDGER_DIR = ".docvl-ledger"
@@ -140,7 +140,7 @@ class Ledger:
 
 
 def output_name(input_path: Path, sha256: str) -> str:
-    return f"{input_path.stem}.{sha256[:12]}.json"
+    return f"{safe_stem(input_path.name)}.{sha256[:12]}.json"
 
 
 def deliver(outbox: Path, input_path: Path, sha256: str, record: dict[str, Any]) -> Path:

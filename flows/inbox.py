@@ -34,6 +34,7 @@ from flows.server import api_server
 from pipeline.engine import Unit
 from pipeline.engine.prepare import sha256_file
 from pipeline.errors import UsageError, is_final
+from pipeline.result import ResultEnvelope
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,11 @@ def scan(inbox: Path, min_age_s: float) -> list[Path]:
         rel = path.relative_to(inbox)
         if any(part.startswith(".") for part in rel.parts) or path.name.endswith(IGNORED_SUFFIXES):
             continue
-        if path.is_file() and not path.is_symlink() and now - path.stat().st_mtime >= min_age_s:
-            found.append(path)
+        try:
+            if path.is_file() and not path.is_symlink() and now - path.stat().st_mtime >= min_age_s:
+                found.append(path)
+        except OSError:  # gone since the listing, or unreadable: the next scan sees it again
+            continue
     return found
 
 
@@ -59,7 +63,10 @@ def _hashes(ledger: Ledger, files: list[Path]) -> dict[Path, str]:
     out: dict[Path, str] = {}
     fresh: dict[str, list[Any]] = {}
     for path in files:
-        st = path.stat()
+        try:
+            st = path.stat()
+        except OSError:
+            continue
         stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
         hit = cache.get(str(path))
         if hit and hit[:3] == stamp:
@@ -77,6 +84,30 @@ def _hashes(ledger: Ledger, files: list[Path]) -> dict[Path, str]:
 
 def _run_id() -> str:
     return str(flow_run.id or f"local-{uuid.uuid4()}")
+
+
+def _deliver(
+    out_dir: Path,
+    path: Path,
+    sha: str,
+    key: str,
+    env: ResultEnvelope,
+    run_id: str,
+    webhook_url: str | None,
+    ledger: Ledger,
+) -> dict[str, Any]:
+    """Write one document's result into the outbox, POST it, mark it done: its manifest fields."""
+    record = env.model_dump(mode="json")
+    target = deliver(out_dir, path, sha, record)
+    row: dict[str, Any] = {"output": target.name}
+    if webhook_url:
+        hook = post_record(webhook_url, record)
+        row["webhook"] = {"ok": hook.ok, "attempts": hook.attempts, "status": hook.status_code}
+        if not hook.ok:
+            log.warning("webhook failed for %s: %s", path.name, hook.error)
+    entry = {"input": str(path), "output": target.name, "run": run_id, "status": env.status}
+    ledger.mark_done(key, {**entry, "time": time.time()})
+    return row
 
 
 @flow(name="docvl-inbox", task_runner=thread_runner(16))
@@ -118,35 +149,19 @@ def inbox_flow(
         envelopes, _ = runner.run([p for p, _, _ in picked])
         for (path, sha, key), env in zip(picked, envelopes, strict=True):
             row: dict[str, Any] = {"input": str(path), "sha256": sha, "status": env.status}
+            rows.append(row)
             if not is_final(env.errors):  # backend trouble: leave it for the next scheduled run
                 row["delivered"] = None
                 retry += 1
-                rows.append(row)
                 continue
-            record = env.model_dump(mode="json")
-            target = deliver(out_dir, path, sha, record)
-            row["output"] = target.name
-            if webhook_url:
-                hook = post_record(webhook_url, record)
-                row["webhook"] = {
-                    "ok": hook.ok,
-                    "attempts": hook.attempts,
-                    "status": hook.status_code,
-                }
-                if not hook.ok:
-                    logger.warning("webhook failed for %s: %s", path.name, hook.error)
-            ledger.mark_done(
-                key,
-                {
-                    "input": str(path),
-                    "output": target.name,
-                    "run": run_id,
-                    "status": env.status,
-                    "time": time.time(),
-                },
-            )
+            try:  # one document's delivery never stops the others'
+                row.update(_deliver(out_dir, path, sha, key, env, run_id, webhook_url, ledger))
+            except Exception as exc:
+                logger.warning("delivery of %s failed: %s: %s", path.name, type(exc).__name__, exc)
+                row.update(delivered=None, error=f"{type(exc).__name__}: {exc}")
+                retry += 1
+                continue
             delivered += 1
-            rows.append(row)
     finally:
         for _, _, key in picked:
             ledger.release(key)

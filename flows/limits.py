@@ -21,6 +21,7 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 
+from flows.guard import check_deadline
 from pipeline.model.base import Generation, GenerationRequest, ModelBackend
 from pipeline.plan.prompt import Part
 
@@ -91,7 +92,9 @@ class LimitedBackend:
     def generate(
         self, content: Sequence[Part], requests: Sequence[GenerationRequest]
     ) -> list[Generation]:
+        check_deadline()  # the leftover work of a timed-out document stops here
         with self.limiter.slot():
+            check_deadline()
             with self._lock:
                 self.calls += 1
             return self.inner.generate(content, requests)

@@ -1,27 +1,43 @@
-"""A local Prefect API server for ``docvl serve`` when none is configured.
+"""A local Prefect API server for ``docvl serve`` and ``docvl run`` when none is configured.
 
 Schedules need Prefect's scheduler, which the ephemeral server does not run ("Cannot schedule flows
 on an ephemeral server"). So with no ``PREFECT_API_URL``, ``docvl serve`` starts
 ``prefect server start`` on 127.0.0.1 (a free port; the usual ``PREFECT_HOME`` database, so
 deployments and history persist) for as long as it serves, and stops it after the runner (a runner
-whose API is gone hangs on SIGTERM).
+whose API is gone hangs on SIGTERM). ``docvl run`` does the same instead of Prefect's ephemeral
+server, because Prefect starts that one in docvl's own process group, where a Ctrl-C in the
+terminal kills it before docvl can finish cleanly.
+
+The server lives in its own session (so its own process group: a terminal's Ctrl-C does not reach
+it), gets SIGKILL from the kernel if docvl dies, even by SIGKILL (``PR_SET_PDEATHSIG``; a SIGTERM
+was not always enough for an orphaned server to exit on a loaded machine), and its
+output is read all the time by a thread (a full pipe would block it); the last lines are kept for
+the error message when it fails to start. :data:`RUNNING` lists the servers this process runs, so a
+signal handler can stop them (:func:`stop_all`).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import ctypes
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from typing import IO
 
 import httpx
 
 from pipeline.errors import BackendUnavailable
 
-STARTUP_TIMEOUT_S = 120.0
+#: On a loaded 2-core machine a fresh database took about 100 s to migrate.
+STARTUP_TIMEOUT_S = 240.0
+LEAN = ["--no-ui", "--no-scheduler", "--no-late-runs"]
 
 
 def free_port() -> int:
@@ -37,9 +53,51 @@ def _healthy(url: str) -> bool:
         return False
 
 
+#: The local servers this process has started and not yet stopped.
+RUNNING: list[subprocess.Popen[bytes]] = []
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child, before exec
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _drain(stream: IO[bytes], tail: collections.deque[str]) -> None:
+    """Read the server's output to the end (it never blocks on a full pipe); keep the last lines."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in iter(stream.readline, b""):
+            tail.append(line.decode(errors="replace").rstrip())
+
+
+def stop(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    """SIGTERM the server's process group, then SIGKILL what is left after ``timeout_s``."""
+    for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=wait_s)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)  # workers of the group that outlived their leader
+    with contextlib.suppress(ValueError):
+        RUNNING.remove(proc)
+
+
+def stop_all() -> None:
+    for proc in list(RUNNING):
+        stop(proc, timeout_s=3.0)
+
+
 @contextlib.contextmanager
-def api_server() -> Iterator[str]:
-    """Yield the API URL: the configured one, or a local server started (and stopped) here."""
+def api_server(announce: bool = True, batch: bool = False) -> Iterator[str]:
+    """Yield the API URL: the configured one, or a local server started (and stopped) here.
+
+    ``batch``: for one batch (``docvl run``): no UI, no scheduler, no late-runs service (the
+    ephemeral server's footprint); else everything ``serve`` needs.
+    """
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     configured = PREFECT_API_URL.value()
@@ -48,31 +106,38 @@ def api_server() -> Iterator[str]:
         return
     url = f"http://127.0.0.1:{free_port()}/api"
     port = url.rsplit(":", 1)[1].split("/")[0]
+    command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", port],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        [*command, "--port", port, *(LEAN if batch else [])],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
+        preexec_fn=_die_with_parent,
     )
+    RUNNING.append(proc)
+    tail: collections.deque[str] = collections.deque(maxlen=20)
+    assert proc.stdout is not None
+    threading.Thread(
+        target=_drain, args=(proc.stdout, tail), name="docvl-prefect-server-output", daemon=True
+    ).start()
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while not _healthy(url):
             if proc.poll() is not None or time.monotonic() > deadline:
-                detail = (
-                    proc.stderr.read().decode(errors="replace")[-500:]
-                    if proc.poll() is not None and proc.stderr
-                    else "timed out"
-                )
+                detail = " | ".join(tail)[-500:] if proc.poll() is not None else "timed out"
                 raise BackendUnavailable(
                     f"could not start a local Prefect server ({detail}); "
                     "start one with `prefect server start` and set PREFECT_API_URL"
                 )
             time.sleep(0.5)
-        print(
-            f"docvl: started a local Prefect server at {url} (set PREFECT_API_URL to use your own)",
-            file=sys.stderr,
-            flush=True,
-        )
+        if announce:
+            print(
+                f"docvl: started a local Prefect server at {url} "
+                "(set PREFECT_API_URL to use your own)",
+                file=sys.stderr,
+                flush=True,
+            )
         os.environ["PREFECT_API_URL"] = url  # the runner's flow-run subprocesses inherit it
         try:
             with temporary_settings(updates={PREFECT_API_URL: url}):
@@ -80,9 +145,4 @@ def api_server() -> Iterator[str]:
         finally:
             os.environ.pop("PREFECT_API_URL", None)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, timeout_s=30.0)

@@ -56,14 +56,37 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+def _utf8(text: str) -> bytes:
+    """UTF-8 of JSON text. A file name that is not valid UTF-8 reaches Python as lone surrogates
+    (``surrogateescape``); they are written as JSON ``\\udcXX`` escapes, so the file stays valid
+    UTF-8 and JSON, and ``json.loads`` gives back the same ``str`` (``os.fsencode``: the bytes)."""
+    return text.encode("utf-8", errors="backslashreplace")
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, ensure_ascii=False, indent=2) + "\n").encode())
+    atomic_write_bytes(path, _utf8(json.dumps(obj, ensure_ascii=False, indent=2) + "\n"))
 
 
 def atomic_write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> int:
     lines = [json.dumps(row, ensure_ascii=False, separators=(",", ":")) for row in rows]
-    atomic_write_bytes(path, ("".join(line + "\n" for line in lines)).encode())
+    atomic_write_bytes(path, _utf8("".join(line + "\n" for line in lines)))
     return len(lines)
+
+
+#: Bytes of an input's name kept in an output's name: with the hash, the suffix and the temporary
+#: file's decoration (``atomic_write_bytes``) the name stays under the 255-byte limit of most
+#: file systems.
+MAX_STEM_BYTES = 180
+
+
+def safe_stem(name: str) -> str:
+    """A file-name stem made from an untrusted name (an inbox file, a document's own title): one
+    printable path component, never hidden, never ``..``, at most :data:`MAX_STEM_BYTES` bytes of
+    valid UTF-8 (bytes that are not UTF-8 become U+FFFD)."""
+    text = os.fsencode(Path(name).stem if name else "").decode("utf-8", errors="replace")
+    text = "".join(c if c.isprintable() and c not in "/\\:" else "_" for c in text)
+    text = text.encode()[:MAX_STEM_BYTES].decode("utf-8", errors="ignore").strip(" .")
+    return text or "document"
 
 
 class RecordStore:
@@ -82,7 +105,7 @@ class RecordStore:
     def get(self, key: str) -> dict[str, Any] | None:
         try:
             data = json.loads(self.path(key).read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
+        except (OSError, ValueError):  # missing, unreadable, not UTF-8 or not JSON: no record
             return None
         return data if isinstance(data, dict) else None
 

@@ -33,6 +33,8 @@ TooManyPixels               too_many_pixels         images declare more than ``m
 PackageTooLarge             package_too_large       a deck unpacks past ``max_unpacked_bytes``
 ConversionTimeout           conversion_timeout      LibreOffice ran past ``slide_timeout_s``
 ConversionOutOfMemory       conversion_memory       LibreOffice died under ``slide_memory_mb``
+DocumentTimeout             document_timeout        over ``document_timeout_s`` of wall time
+WorkAbandoned               work_abandoned          leftover work of a timed-out document
 ==========================  ======================  ==========================================
 
 What a runner does with each error is declared once, in :data:`FAILURE_POLICY` (see
@@ -278,6 +280,33 @@ class ConversionOutOfMemory(ConversionFailed):
     """Raised when LibreOffice dies under its address-space limit ``Settings.slide_memory_mb``."""
 
     code = "conversion_memory"
+# --- runtime budgets (issue 9, runtime side) ------------------------------------------------------
+class DocumentTimeout(InputError):
+    """Recorded by the flows when one document's analysis runs past ``document_timeout_s``: the
+    same document with the same settings would take as long again, so the record is final."""
+
+    code = "document_timeout"
+
+
+class WorkAbandoned(DocvlError):
+    """Raised by the flows inside a document's work once that document is past its time budget
+    (its record already says ``document_timeout``): the leftover work stops at its next model call.
+    Never cached, never retried in the run; it never reaches a record."""
+
+    code = "work_abandoned"
+
+
+#: Codes that mean the setup is wrong (credentials, URL, weights), not the document: every other
+#: document of the batch would fail the same way, so a runner stops the batch early.
+CONFIGURATION_CODES: frozenset[str] = frozenset({BackendUnavailable.code})
+
+
+def stops_batch(code: str) -> bool:
+    """True for a configuration failure (:data:`CONFIGURATION_CODES`): stop the batch early."""
+    return code in CONFIGURATION_CODES
+
+
+# --- end runtime budgets ----------------------------------------------------------------------
 
 
 class Policy(StrEnum):
@@ -318,6 +347,7 @@ FAILURE_POLICY: dict[str, Policy] = {
             PackageTooLarge,
             ConversionTimeout,
             ConversionOutOfMemory,
+            DocumentTimeout,
         )
     },
     BackendError.code: Policy.RETRYABLE,
@@ -325,6 +355,7 @@ FAILURE_POLICY: dict[str, Policy] = {
     BackendTimeout.code: Policy.RETRYABLE,
     BackendUnavailable.code: Policy.RETRYABLE,
     NotAttempted.code: Policy.RETRYABLE,
+    WorkAbandoned.code: Policy.RETRYABLE,
     InternalError.code: Policy.INTERNAL,
 }
 

@@ -237,6 +237,20 @@ class Settings(BaseSettings):
         ),
     )
 
+    # --- runtime budgets (flows) ---------------------------------------------------------------
+    document_timeout_s: float | None = Field(
+        None,
+        gt=0,
+        description="Wall-time budget of one document in a flow run (seconds); a document over it "
+        "is recorded as failed with document_timeout and the batch goes on. None: no limit.",
+    )
+    lock_wait_s: float = Field(
+        3600.0,
+        ge=0,
+        description="How long a run waits for a document another live docvl process is computing "
+        "(its per-document lock) before computing it itself.",
+    )
+
     # --- output --------------------------------------------------------------------------------
     cache_dir: Path = Field(
         Path(".docvl-cache"), description="window results and finished records (resume)"
@@ -279,6 +293,8 @@ class Settings(BaseSettings):
                 "base_url",
                 "device",
                 "prefect_server",
+                "lock_wait_s",
+                "document_timeout_s",
             },
         )
         for name in ("extra_body", "sampling_extras"):  # added later: unset keeps old keys valid

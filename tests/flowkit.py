@@ -23,7 +23,7 @@ from typing import Any
 
 from pipeline.engine import Engine, Unit
 from pipeline.engine.prepare import sha256_file
-from pipeline.errors import BackendError
+from pipeline.errors import BackendError, BackendUnavailable
 from pipeline.model.base import Generation, GenerationRequest
 from pipeline.model.scripted import ScriptedBackend
 from pipeline.plan.count import TokenCounter
@@ -204,3 +204,35 @@ def record_key(path: Path, settings: Settings) -> str | None:
     """The key the runner stores ``path``'s record under (see ``Engine.record_keys``)."""
     engine = Engine(settings, ScriptedBackend(), TokenCounter())
     return engine.record_keys(Unit((path,), (sha256_file(path),)))[0]
+
+
+#: The base URL :func:`configured_backend` accepts; any other is a wrong setup.
+GOOD_URL = "http://good.example.invalid/v1"
+
+
+def configured_backend(settings: Settings) -> ConcurrentScripted:
+    """Models a remote backend that cannot be used with a wrong ``base_url`` (a 401 or an
+    unreachable host): building it raises BackendUnavailable, as the real backends do."""
+    if settings.base_url != GOOD_URL:
+        raise BackendUnavailable(f"cannot reach the model server at {settings.base_url}")
+    return ConcurrentScripted(settings.model)
+
+
+class SlowOnSome(ConcurrentScripted):
+    """Models a model that is slow on some documents: a call whose document name starts with
+    ``slow`` sleeps ``DOCVL_TEST_SLOW_S`` seconds (default 3) before answering."""
+
+    def generate(
+        self, content: Sequence[Part], requests: Sequence[GenerationRequest]
+    ) -> list[Generation]:
+        header = next(
+            (p.text for p in content if isinstance(p, TextPart) and p.text.startswith("<document")),
+            "",
+        )
+        if ": slow" in header:
+            time.sleep(float(os.environ.get("DOCVL_TEST_SLOW_S", "3")))
+        return super().generate(content, requests)
+
+
+def slow_on_some_backend(settings: Settings) -> SlowOnSome:
+    return SlowOnSome(settings.model)

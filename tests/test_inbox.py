@@ -6,15 +6,17 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextvars
 import json
+import os
 from pathlib import Path
 
 import flowkit
 import pytest
 
 import flows  # noqa: F401
-from flows.delivery import LEDGER_DIR
+from flows.delivery import LEDGER_DIR, output_name
 from flows.inbox import inbox_flow, scan, serve_inbox
 from flows.options import RunOptions
+from flows.store import safe_stem
 from pipeline.errors import UsageError
 
 FACTORY = "flowkit:scripted_backend"
@@ -121,3 +123,71 @@ def test_serve_needs_one_schedule(tmp_path: Path) -> None:
         serve_inbox(
             flowkit.test_settings(tmp_path), tmp_path, tmp_path / "o", cron="* * * * *", interval=5
         )
+
+
+def test_hostile_file_names_are_delivered_inside_the_outbox(tmp_path: Path) -> None:
+    """Names that are not UTF-8, 251 bytes long, with newlines or ``..``: each is delivered,
+    inside the outbox, and none stops the files sorted after it (the next run too)."""
+    inbox, outbox = tmp_path / "in", tmp_path / "out"
+    inbox.mkdir()
+    names = [
+        os.fsdecode(b"bad-\xff\xfe-name.pdf"),  # not UTF-8
+        "a" * 247 + ".pdf",  # 251 bytes: the longest names most file systems allow
+        "new\nline.pdf",
+        "dots...pdf",  # trailing dots are stripped from the output's stem
+        "a\\..\\..\\escape.pdf",  # a backslashed ``..`` path: one plain name
+        # (a name starting with "." is hidden: scan skips it)
+        "zz-last.pdf",  # sorted after every other name
+    ]
+    for i, name in enumerate(names):  # PyMuPDF takes only UTF-8 paths: made, then renamed
+        made = flowkit.make_pdf(tmp_path / f"staging{i}.pdf", pages=1, text=f"hostile name {i}")
+        os.replace(made, inbox / name)
+    assert _run(inbox, outbox, tmp_path / "c") == {"picked": 6, "delivered": 6, "retry": 0}
+    outs = sorted(outbox.glob("*.json"))
+    assert len(outs) == 6
+    for out in outs:
+        assert out.parent == outbox and "\n" not in out.name and not out.name.startswith(".")
+        assert len(os.fsencode(out.name)) <= 255
+        out.name.encode()  # valid UTF-8
+    records = [json.loads(out.read_text()) for out in outs]
+    statuses = {os.fsencode(Path(r["source"]["path"]).name): r["status"] for r in records}
+    assert sorted(statuses) == sorted(map(os.fsencode, names))
+    # PyMuPDF opens only UTF-8 paths: the ingest side may still fail that one, as a typed record.
+    bad = next(r for r in records if "\udcff" in r["source"]["path"])
+    assert bad["status"] == "ok" or bad["errors"][0]["code"] != "internal_error"
+    assert [st for name, st in statuses.items() if b"\xff" not in name] == ["ok"] * 5
+    [manifest] = (outbox / "manifests").glob("*.jsonl")
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    assert sorted(Path(r["input"]).name for r in rows) == sorted(names)  # the exact names back
+    # The next scheduled run sees nothing new and does not fail on the stat cache.
+    assert _run(inbox, outbox, tmp_path / "c")["picked"] == 0
+
+
+def test_a_failed_delivery_does_not_stop_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flows.inbox as inbox_module
+
+    inbox, outbox = tmp_path / "in", tmp_path / "out"
+    flowkit.make_pdfs(inbox, 3, pages=1)
+    real = inbox_module.deliver
+
+    def flaky(out_dir: Path, path: Path, sha: str, record: dict[str, object]) -> Path:
+        if path.name == "doc000.pdf":
+            raise OSError(36, "File name too long")
+        return real(out_dir, path, sha, record)
+
+    monkeypatch.setattr(inbox_module, "deliver", flaky)
+    assert _run(inbox, outbox, tmp_path / "c") == {"picked": 3, "delivered": 2, "retry": 1}
+    monkeypatch.setattr(inbox_module, "deliver", real)
+    assert _run(inbox, outbox, tmp_path / "c")["delivered"] == 1  # retried on the next run
+
+
+def test_safe_stem() -> None:
+    assert safe_stem("../../etc/passwd.pdf") == "passwd"
+    assert safe_stem("a\nb\x00c.pdf") == "a_b_c"
+    assert safe_stem("...pdf") == "document" and safe_stem("") == "document"
+    assert safe_stem(os.fsdecode(b"\xff.pdf")) == "\ufffd"
+    long = safe_stem("é" * 200 + ".pdf")
+    assert len(long.encode()) <= 180 and long == "é" * 90
+    assert output_name(Path("x/../..\\y.pdf"), "0" * 64) == "_y.000000000000.json"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -71,7 +72,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
             return False
 
     try:
-        _wait(healthy, 120, "prefect server /api/health")
+        _wait(healthy, 300, "prefect server /api/health")
         yield {**env, "PREFECT_API_URL": api, "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
     finally:
         _stop(proc)
@@ -268,3 +269,65 @@ def test_serve_without_a_configured_server_starts_its_own(tmp_path: Path) -> Non
     assert serve.returncode is not None
     with pytest.raises(httpx.HTTPError):  # the local server stopped with it
         httpx.get(f"{match.group(1)}/health", timeout=2)
+
+
+def test_repeated_random_sigkills_then_a_rerun_give_a_complete_output(
+    server: dict[str, str], tmp_path: Path
+) -> None:
+    """SIGKILL at random points (seeded), three times, then a rerun: every record parses, no
+    document recorded before a kill is computed again, and the JSONL has one whole line per
+    input."""
+    rng = random.Random(9)
+    docs = flowkit.make_pdfs(tmp_path / "in", 6, pages=1)
+    out = tmp_path / "out.jsonl"
+    records = tmp_path / "cache" / "records"
+    cmd = [sys.executable, "-c", BATCH, str(tmp_path / "in"), str(out)]
+    slow = _docvl_env(server, tmp_path, DOCVL_TEST_DELAY_S="0.7")
+    recorded: set[str] = set()
+    for _ in range(3):
+        before = len(_calls(tmp_path))
+        proc = subprocess.Popen(cmd, cwd=REPO, env=slow, stdout=subprocess.DEVNULL)
+        started = lambda: len(_calls(tmp_path)) > before or proc.poll() is not None  # noqa: B023, E731
+        _wait(started, 180, "a model call")
+        time.sleep(rng.uniform(0.0, 2.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        again = {line.split()[2] for line in _calls(tmp_path)[before:]}
+        assert not again & recorded  # a recorded document is never computed again
+        for path in records.glob("*.json"):
+            recorded.add(Path(json.loads(path.read_text())["source"]["path"]).name)  # none torn
+    rerun = subprocess.run(
+        cmd, cwd=REPO, env=_docvl_env(server, tmp_path), capture_output=True, text=True, timeout=300
+    )
+    assert rerun.returncode == 0, rerun.stdout[-3000:]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["source"]["path"] for r in rows] == [str(d) for d in docs]
+    assert all(r["status"] == "ok" for r in rows)
+
+
+def test_two_concurrent_runs_never_compute_a_document_twice(
+    server: dict[str, str], tmp_path: Path
+) -> None:
+    docs = flowkit.make_pdfs(tmp_path / "in", 4, pages=1)
+    env = _docvl_env(server, tmp_path, DOCVL_TEST_DELAY_S="1")
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", BATCH, str(tmp_path / "in"), str(tmp_path / f"out{i}.jsonl")],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    for run in runs:
+        output, _ = run.communicate(timeout=300)
+        assert run.returncode == 0, output[-3000:]
+    computed = [line.split()[2] for line in _calls(tmp_path)]
+    assert sorted(computed) == sorted(d.name for d in docs)  # each document once, by either run
+    for i in range(2):
+        rows = [json.loads(x) for x in (tmp_path / f"out{i}.jsonl").read_text().splitlines()]
+        assert [r["source"]["path"] for r in rows] == [str(d) for d in docs]
+        assert all(r["status"] == "ok" for r in rows)
+    assert not list((tmp_path / "cache" / "locks").glob("*.lock"))
