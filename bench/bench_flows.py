@@ -39,7 +39,8 @@ def main() -> None:
     from prefect import flow
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    from flows.analyze import analyze_batch
+    from flows.analyze import analyze_batch, envelopes_of
+    from flows.options import RunOptions
     from pipeline.engine import Engine
     from pipeline.plan.count import TokenCounter
 
@@ -80,13 +81,15 @@ def main() -> None:
                 )
                 flowkit.reset()
                 t0 = time.perf_counter()
-                res = analyze_batch(
+                options = RunOptions(backend_factory="flowkit:scripted_backend", global_limit=limit)
+                state = analyze_batch(
                     [str(p) for p in paths],
                     run_settings,
                     str(work / "out.jsonl"),
-                    backend_factory="flowkit:scripted_backend",
-                    global_limit=limit,
+                    options,
+                    return_state=True,
                 )
+                res = envelopes_of(state)
                 dt = time.perf_counter() - t0
                 assert all(r.status == "ok" for r in res)
                 rows.append((f"{label}, latency {latency}s", dt, dt / base, len(flowkit.CALLS)))

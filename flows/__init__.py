@@ -19,10 +19,20 @@ OFFLINE_ENV: dict[str, str] = {
 
 
 def apply_offline_env(env: dict[str, str] | None = None) -> dict[str, str]:
-    """Fill the offline defaults into ``env`` (``os.environ`` by default) and return it."""
+    """Fill the offline defaults into ``env`` (``os.environ`` by default) and return it.
+
+    Also: flow- and task-run logs reach the Prefect API at INFO whatever the console shows (served
+    runs tell the server what was picked up, delivered or failed), while the console handler keeps
+    ``PREFECT_LOGGING_LEVEL`` (the CLI's default WARNING keeps progress bars clean).
+    """
     target: dict[str, str] = os.environ if env is None else env  # type: ignore[assignment]
     for key, value in OFFLINE_ENV.items():
         target.setdefault(key, value)
+    target.setdefault(
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", target.get("PREFECT_LOGGING_LEVEL", "INFO")
+    )
+    for logger in ("FLOW_RUNS", "TASK_RUNS"):
+        target.setdefault(f"PREFECT_LOGGING_LOGGERS_PREFECT_{logger}_LEVEL", "INFO")
     return target
 
 

@@ -1,5 +1,5 @@
-"""The Prefect runner: ``docvl-analyze-batch`` / ``docvl-analyze-document`` flows and ``run_batch``
-(what ``docvl run`` calls). It drives :class:`pipeline.engine.Engine` and decides nothing about
+"""The Prefect runner: the ``docvl-analyze-batch`` flow and ``run_batch`` (what ``docvl run``
+calls). It drives :class:`pipeline.engine.Engine` and decides nothing about
 documents.
 
 Per unit (a document, or the documents of a cross-document question): skip it when final records
@@ -20,16 +20,18 @@ import concurrent.futures as cf
 import contextvars
 import threading
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from prefect import flow, get_run_logger
+from prefect import State, flow, get_run_logger
 from prefect.settings import (
     PREFECT_API_URL,
     PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
     temporary_settings,
 )
+from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
@@ -42,7 +44,7 @@ from flows.locks import DocumentLocks
 from flows.options import RunOptions
 from flows.server import api_server
 from flows.signals import run_interruptible
-from flows.store import RecordStore, atomic_write_jsonl
+from flows.store import RecordStore, atomic_write_jsonl, shown_name
 from flows.tasks import WindowFailed, finish_task, prepare_task, window_task
 from flows.warmup import preload
 from pipeline.engine import Engine, Unit, WindowResult, expand
@@ -56,6 +58,18 @@ from pipeline.settings import Settings
 def timeout_key(key: str, budget_s: float) -> str:
     """Where a ``document_timeout`` record is stored: per budget, so a larger budget recomputes."""
     return f"{key}.timeout-{budget_s:g}"
+
+
+def run_label(unit: Unit, limit: int = 60) -> str:
+    """Task-run names say which document they work on (several for a shared question)."""
+    names = ", ".join(shown_name(p) for p in unit.paths)
+    return names if len(names) <= limit else names[: limit - 1] + "…"
+
+
+def _named(name: str) -> Callable[[], str]:
+    """A task-run name as a callable: Prefect would ``str.format`` a string (a file name may hold
+    braces)."""
+    return lambda: name
 
 
 def thread_runner(workers: int) -> Any:
@@ -119,13 +133,18 @@ class Runner:
 
     def _compute(self, unit: Unit) -> list[ResultEnvelope]:
         engine = self.engine
-        prepared = prepare_task.submit(_q(engine), _q(unit)).result()
+        doc = run_label(unit)
+        prepare = prepare_task.with_options(task_run_name=_named(f"prepare {doc}"))
+        prepared = prepare.submit(_q(engine), _q(unit)).result()
         try:
             if (skip := self.stop.skip()) is not None:  # the batch stopped while this loaded
                 raise skip
+            jobs = prepared.jobs
             futures = [
-                self.window.submit(_q(engine), _q(prepared), job, engine.window_key(unit, job))
-                for job in prepared.jobs
+                self.window.with_options(
+                    task_run_name=_named(f"window {k}/{len(jobs)} {doc}")
+                ).submit(_q(engine), _q(prepared), job, engine.window_key(unit, job))
+                for k, job in enumerate(jobs, 1)
             ]
             results: list[WindowResult] = []
             for future in futures:
@@ -133,7 +152,8 @@ class Runner:
                     results.append(future.result())
                 except WindowFailed as exc:  # retries exhausted: keep the failure, never cache it
                     results.append(exc.result)
-            envelopes: list[ResultEnvelope] = finish_task.submit(
+            finish = finish_task.with_options(task_run_name=_named(f"finish {doc}"))
+            envelopes: list[ResultEnvelope] = finish.submit(
                 _q(engine), _q(prepared), _q(results)
             ).result()
             return envelopes
@@ -239,30 +259,42 @@ def process_documents(
     return Runner(settings, options or RunOptions()).run(paths)
 
 
+def final_state(envelopes: Sequence[ResultEnvelope], options: RunOptions, what: str) -> State[Any]:
+    """The flow run's final state, holding the envelopes: Failed when a document failed (unless
+    ``options.allow_partial``), so Prefect and ``docvl trigger --wait`` tell the truth."""
+    failed = [env for env in envelopes if env.status == "failed"]
+    ok = sum(env.status == "ok" for env in envelopes)
+    message = f"{what}: {len(envelopes)} documents, {ok} ok, {len(failed)} failed"
+    if failed:
+        codes = Counter(env.errors[0].code if env.errors else "unknown" for env in failed)
+        message += " (" + ", ".join(f"{code} x{n}" for code, n in codes.most_common()) + ")"
+        if not options.allow_partial:
+            return Failed(message=message, data=list(envelopes))
+    return Completed(message=message, data=list(envelopes))
+
+
+def envelopes_of(state: State[Any]) -> list[ResultEnvelope]:
+    """The envelopes a finished batch flow run holds, whether it ended Completed or Failed; a
+    crash (an exception, not documents that failed) is raised."""
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, BaseException):
+        raise result
+    return cast("list[ResultEnvelope]", result)
+
+
 @flow(name="docvl-analyze-batch", task_runner=thread_runner(16), log_prints=False)
 def analyze_batch(
     paths: list[str], settings: Settings, out: str | None = None, options: RunOptions | None = None
-) -> list[ResultEnvelope]:
+) -> State[Any]:
+    """Every document of ``paths``; the run ends Failed when one failed (see :func:`final_state`).
+    Call it with ``return_state=True`` and read the records with :func:`envelopes_of`."""
     options = options or RunOptions()
     envelopes, cached = process_documents(paths, settings, options)
     if out:
         atomic_write_jsonl(Path(out), (e.model_dump(mode="json") for e in envelopes))
     if options.artifacts:
         report.publish(envelopes, cached, title=f"docvl batch: {len(envelopes)} documents")
-    return envelopes
-
-
-@flow(name="docvl-analyze-document", task_runner=thread_runner(16))
-def analyze_document(
-    path: str, settings: Settings, out: str | None = None, options: RunOptions | None = None
-) -> ResultEnvelope:
-    options = options or RunOptions()
-    envelopes, cached = process_documents([path], settings, options)
-    if out:
-        atomic_write_jsonl(Path(out), [envelopes[0].model_dump(mode="json")])
-    if options.artifacts:
-        report.publish(envelopes, cached, title=f"docvl document: {path}")
-    return envelopes[0]
+    return final_state(envelopes, options, "docvl batch")
 
 
 def run_batch(
@@ -290,10 +322,10 @@ def run_batch(
     batch = analyze_batch.with_options(task_runner=thread_runner(2 * settings.max_concurrency + 4))
 
     def work() -> list[ResultEnvelope]:
-        result: list[ResultEnvelope] = batch(
-            [str(p) for p in paths], settings, str(out) if out else None, options
+        state = batch(
+            [str(p) for p in paths], settings, str(out) if out else None, options, return_state=True
         )
-        return result
+        return envelopes_of(state)
 
     # Heavy imports on this thread (overlapping a reused local server's start-up), not in workers.
     api = local_api_url(settings, while_starting=lambda: preload(settings))

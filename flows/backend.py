@@ -60,6 +60,7 @@ WORKER_LOCAL = (
     "device",
     "max_concurrency",
     "request_timeout_s",
+    "request_deadline_s",
     "password",
     "api_key_env",
     "render_workers",

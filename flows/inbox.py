@@ -23,14 +23,17 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import State, flow, get_run_logger
 from prefect.runtime import flow_run
+from prefect.states import Completed, Failed
 
+from flows import report
 from flows.analyze import Runner, thread_runner
 from flows.delivery import Ledger, deliver, post_record, write_manifest
 from flows.limits import DEFAULT_LIMIT_NAME
 from flows.options import RunOptions
 from flows.server import api_server
+from flows.store import shown_name
 from pipeline.engine import Unit
 from pipeline.engine.prepare import sha256_file
 from pipeline.errors import UsageError, is_final
@@ -104,7 +107,7 @@ def _deliver(
         hook = post_record(webhook_url, record)
         row["webhook"] = {"ok": hook.ok, "attempts": hook.attempts, "status": hook.status_code}
         if not hook.ok:
-            log.warning("webhook failed for %s: %s", path.name, hook.error)
+            log.warning("webhook failed for %s: %s", shown_name(path), hook.error)
     entry = {"input": str(path), "output": target.name, "run": run_id, "status": env.status}
     ledger.mark_done(key, {**entry, "time": time.time()})
     return row
@@ -119,9 +122,13 @@ def inbox_flow(
     options: RunOptions | None = None,
     min_age_s: float = 1.0,
     claim_ttl_s: float = 6 * 3600,
-) -> dict[str, int]:
+) -> State[Any]:
+    """One scheduled pass over the inbox. The run's state holds the counts (picked, delivered,
+    failed, retry) and ends Failed when a document failed or waits for a retry, unless
+    ``options.allow_partial``. Every pick-up, delivery and failure is logged to the Prefect API."""
     logger = get_run_logger()
-    runner = Runner(settings, options or RunOptions())
+    options = options or RunOptions()
+    runner = Runner(settings, options)
     in_dir, out_dir = Path(inbox), Path(outbox)
     ledger = Ledger(out_dir, ttl_s=claim_ttl_s)
     run_id = _run_id()
@@ -141,32 +148,55 @@ def inbox_flow(
             seen_keys.add(key)
             picked.append((path, sha, key))
     if not picked:
-        return {"picked": 0, "delivered": 0, "retry": 0}
+        return _final({"picked": 0, "delivered": 0, "failed": 0, "retry": 0}, options)
     logger.info("docvl inbox: %d new document(s)", len(picked))
+    for path, _, _ in picked:
+        logger.info("picked up %s", shown_name(path))
     rows: list[dict[str, Any]] = []
-    delivered = retry = 0
+    delivered = failed = retry = 0
     try:
-        envelopes, _ = runner.run([p for p, _, _ in picked])
+        envelopes, cached = runner.run([p for p, _, _ in picked])
         for (path, sha, key), env in zip(picked, envelopes, strict=True):
             row: dict[str, Any] = {"input": str(path), "sha256": sha, "status": env.status}
             rows.append(row)
+            why = "; ".join(f"{e.code}: {e.message}" for e in env.errors[:3])
             if not is_final(env.errors):  # backend trouble: leave it for the next scheduled run
+                logger.warning("%s failed, retried next run: %s", shown_name(path), why)
                 row["delivered"] = None
                 retry += 1
                 continue
             try:  # one document's delivery never stops the others'
                 row.update(_deliver(out_dir, path, sha, key, env, run_id, webhook_url, ledger))
             except Exception as exc:
-                logger.warning("delivery of %s failed: %s: %s", path.name, type(exc).__name__, exc)
+                logger.warning(
+                    "delivery of %s failed: %s: %s", shown_name(path), type(exc).__name__, exc
+                )
                 row.update(delivered=None, error=f"{type(exc).__name__}: {exc}")
                 retry += 1
                 continue
             delivered += 1
+            if env.status == "failed":
+                failed += 1
+                logger.warning("%s failed (its record is delivered): %s", shown_name(path), why)
+            else:
+                logger.info("delivered %s: %s", shown_name(path), env.status)
+        if options.artifacts:
+            report.publish(envelopes, cached, title=f"docvl inbox run: {len(envelopes)} documents")
     finally:
         for _, _, key in picked:
             ledger.release(key)
     write_manifest(out_dir, run_id, rows + skipped_duplicates)
-    return {"picked": len(picked), "delivered": delivered, "retry": retry}
+    counts = {"picked": len(picked), "delivered": delivered, "failed": failed, "retry": retry}
+    return _final(counts, options)
+
+
+def _final(counts: dict[str, int], options: RunOptions) -> State[Any]:
+    """Completed, or Failed when a document failed or is left for a retry (the counts are the
+    state's data and its message)."""
+    message = ", ".join(f"{name} {n}" for name, n in counts.items())
+    if (counts["failed"] or counts["retry"]) and not options.allow_partial:
+        return Failed(message=message, data=counts)
+    return Completed(message=message, data=counts)
 
 
 def serve_inbox(

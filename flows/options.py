@@ -27,5 +27,8 @@ class RunOptions(BaseModel):
     #: Stop starting documents once this many have failed; the rest get a ``not_attempted``
     #: record (never cached). None: attempt every document.
     max_failures: int | None = Field(None, ge=1)
+    #: Let a flow run whose documents failed end Completed (default: Failed, so Prefect, its
+    #: automations and ``docvl trigger --wait`` see the failure).
+    allow_partial: bool = False
     #: Publish Prefect artifacts (a table per run and a markdown report per document).
     artifacts: bool = True

@@ -79,6 +79,12 @@ def atomic_write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> int:
 MAX_STEM_BYTES = 180
 
 
+def shown_name(path: str | Path) -> str:
+    """A file's name for logs and Prefect names: bytes that are not UTF-8 become ``\\xNN``
+    escapes (Prefect cannot serialise the surrogates Python keeps them as)."""
+    return os.fsencode(Path(path).name).decode("utf-8", errors="backslashreplace")
+
+
 def safe_stem(name: str) -> str:
     """A file-name stem made from an untrusted name (an inbox file, a document's own title): one
     printable path component, never hidden, never ``..``, at most :data:`MAX_STEM_BYTES` bytes of

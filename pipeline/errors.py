@@ -280,6 +280,8 @@ class ConversionOutOfMemory(ConversionFailed):
     """Raised when LibreOffice dies under its address-space limit ``Settings.slide_memory_mb``."""
 
     code = "conversion_memory"
+
+
 # --- runtime budgets (issue 9, runtime side) ------------------------------------------------------
 class DocumentTimeout(InputError):
     """Recorded by the flows when one document's analysis runs past ``document_timeout_s``: the

@@ -14,8 +14,9 @@ import jsonschema
 import pytest
 from jsonschema import Draft202012Validator
 
+from docvl import commands
 from docvl.api import analyze
-from docvl.cli import build_parser, model_settings_from
+from docvl.cli import main
 from pipeline.dev import synth
 from pipeline.dev.double import TextLayerModel
 from pipeline.engine import Engine
@@ -191,7 +192,9 @@ def test_a_record_is_ok_only_when_the_users_own_schema_accepts_it(tmp_path: Path
     assert ok.status == "ok", ok.errors
 
 
-def test_a_third_party_invoice_schema_end_to_end(tmp_path: Path) -> None:
+def test_a_third_party_invoice_schema_end_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A JSON Schema written in the style of public invoice schemas (tests/data: ``$defs`` and
     ``$ref``, an ISO 4217 enum, ``format: date``, a pattern, closed objects, a nested array of
     lines), given as a user gives it (``--schema path.json``), on a 3-page invoice: every line
@@ -199,10 +202,15 @@ def test_a_third_party_invoice_schema_end_to_end(tmp_path: Path) -> None:
     every value is grounded on its page."""
     pdf = tmp_path / "invoice.pdf"
     truth = synth.invoice(pdf, lines=60, pages=3)
-    args = build_parser().parse_args(
-        ["run", str(pdf), "--task", "extract", "--schema", str(USER_INVOICE_SCHEMA)]
-    )
-    settings = model_settings_from(args).model_copy(update=RENDER)
+    given: dict[str, Any] = {}  # the settings the CLI builds from the user's flags
+
+    def capture(args: object, overrides: dict[str, Any]) -> int:
+        given.update(overrides)
+        return 0
+
+    monkeypatch.setattr(commands, "run", capture)
+    assert main(["run", str(pdf), "--task", "extract", "--schema", str(USER_INVOICE_SCHEMA)]) == 0
+    settings = commands.model_settings(given).model_copy(update=RENDER)
     model = TextLayerModel()
     [envelope] = analyze([pdf], settings, backend=model)
     assert envelope.status == "ok", envelope.errors

@@ -9,17 +9,19 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import flowkit
 import pytest
 
 import flows  # noqa: F401  (offline env defaults before prefect is imported)
-from flows.analyze import analyze_batch, run_batch
+from flows.analyze import analyze_batch, envelopes_of, run_batch
 from flows.options import RunOptions
 from flows.store import RecordStore
 from pipeline.engine import Engine, Prepared, Unit, windows
 from pipeline.errors import ErrorRecord, is_final
 from pipeline.result import ResultEnvelope, Source
+from pipeline.settings import Settings
 from schemas import DocumentSummary, registry
 
 FACTORY = "flowkit:scripted_backend"
@@ -27,6 +29,11 @@ OPTIONS = RunOptions(backend_factory=FACTORY)
 
 
 pytestmark = pytest.mark.usefixtures("prefect_harness", "flowkit_reset")
+
+
+def batch(paths: list[str], settings: Settings, **kwargs: Any) -> list[ResultEnvelope]:
+    """The batch flow's records, however its run ended."""
+    return envelopes_of(analyze_batch(paths, settings, return_state=True, **kwargs))
 
 
 def _lines(path: Path) -> list[dict[str, object]]:
@@ -122,7 +129,7 @@ def test_retries_backend_errors_only(tmp_path: Path, monkeypatch: pytest.MonkeyP
     settings = flowkit.test_settings(tmp_path / "cache")
     monkeypatch.setenv("DOCVL_TEST_FAIL_FIRST", "2")
     options = RunOptions(backend_factory=FACTORY, retries=2, retry_delay_s=0.01, artifacts=False)
-    results = analyze_batch([str(p) for p in paths], settings, options=options)
+    results = batch([str(p) for p in paths], settings, options=options)
     assert [r.status for r in results] == ["ok", "ok"]
     assert len(flowkit.CALLS) == 2 + 2  # two failed attempts retried, nothing else repeated
 
@@ -137,12 +144,16 @@ def test_retries_backend_errors_only(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(Engine, "prepare", counting)
     empty = tmp_path / "in" / "empty.pdf"
     empty.write_bytes(b"")
-    [res] = analyze_batch(
-        [str(empty)],
-        settings,
-        options=RunOptions(backend_factory=FACTORY, retry_delay_s=0.01, artifacts=False),
-    )
+    options = RunOptions(backend_factory=FACTORY, retry_delay_s=0.01, artifacts=False)
+    state = analyze_batch([str(empty)], settings, options=options, return_state=True)
+    [res] = envelopes_of(state)
     assert res.status == "failed" and prepares == [empty]
+    # A run whose documents failed ends Failed, saying why; allow_partial accepts it.
+    assert state.is_failed() and state.message is not None
+    assert "1 documents, 0 ok, 1 failed (empty_file x1)" in state.message
+    partial = options.model_copy(update={"allow_partial": True})
+    state = analyze_batch([str(empty)], settings, options=partial, return_state=True)
+    assert state.is_completed() and envelopes_of(state)[0].status == "failed"
 
 
 def test_exhausted_retries_leave_a_non_final_record_that_reruns(
@@ -151,7 +162,7 @@ def test_exhausted_retries_leave_a_non_final_record_that_reruns(
     [p] = flowkit.make_pdfs(tmp_path / "in", 1)
     settings = flowkit.test_settings(tmp_path / "cache")
     monkeypatch.setenv("DOCVL_TEST_FAIL_FIRST", "2")
-    [res] = analyze_batch(
+    [res] = batch(
         [str(p)],
         settings,
         options=RunOptions(backend_factory=FACTORY, retries=1, retry_delay_s=0.01, artifacts=False),
@@ -160,9 +171,7 @@ def test_exhausted_retries_leave_a_non_final_record_that_reruns(
     assert not is_final(res.errors)
     monkeypatch.setenv("DOCVL_TEST_FAIL_FIRST", "0")
     flowkit.reset()
-    [res] = analyze_batch(
-        [str(p)], settings, options=RunOptions(backend_factory=FACTORY, artifacts=False)
-    )
+    [res] = batch([str(p)], settings, options=RunOptions(backend_factory=FACTORY, artifacts=False))
     assert res.status == "ok" and len(flowkit.CALLS) == 1
 
 
@@ -172,7 +181,7 @@ def test_concurrency_limit_respected(tmp_path: Path, monkeypatch: pytest.MonkeyP
     paths = flowkit.make_pdfs(tmp_path / "in", 6, pages=1)
     settings = flowkit.test_settings(tmp_path / "cache", max_concurrency=2)
     monkeypatch.setenv("DOCVL_TEST_DELAY_S", "0.3")
-    results = analyze_batch(
+    results = batch(
         [str(p) for p in paths],
         settings,
         options=RunOptions(

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import craftkit as ck
+import pymupdf
 import pytest
 
 from pipeline.errors import FAILURE_POLICY, DocvlError, Policy
@@ -104,6 +105,20 @@ def test_undecodable_file_name_gives_an_encodable_message(tmp_path: Path) -> Non
     assert info.value.code == "unsupported_format"
     info.value.message.encode("utf-8")  # no lone surrogate left
     assert "\ufffd" in info.value.message
+
+
+def test_a_pdf_whose_name_is_not_utf8_loads_and_renders(tmp_path: Path) -> None:
+    """MuPDF takes only UTF-8 file names; such a PDF is read from memory instead."""
+    staged = tmp_path / "plain.pdf"
+    doc = pymupdf.open()  # type: ignore[no-untyped-call]
+    doc.new_page().insert_text((72, 72), "hello from a strange name")
+    doc.save(staged)
+    path = tmp_path / os.fsdecode(b"bad-\xff\xfe.pdf")
+    os.replace(staged, path)
+    with load_document(path, Settings()) as loaded:
+        assert "hello from a strange name" in loaded.pages[0].text
+        [page] = list(iter_rendered(loaded, Settings()))
+        assert page.image.size[0] > 0
 
 
 @pytest.mark.slow

@@ -35,7 +35,7 @@ from pipeline.errors import (
 )
 from pipeline.ingest import textlayer
 from pipeline.ingest.document import DocKind, LoadedDocument, PageInfo
-from pipeline.ingest.raster import MUPDF_ERRORS
+from pipeline.ingest.raster import MUPDF_ERRORS, open_pdf_file
 from pipeline.ingest.slides import load_slides
 from pipeline.ingest.sniff import sniff_details
 from pipeline.settings import Settings
@@ -181,7 +181,7 @@ def check_page_pixels(doc: pymupdf.Document, max_pixels: int, name: str) -> None
 def open_pdf(path: Path, password: str | None) -> tuple[pymupdf.Document, str | None]:
     """Open and authenticate a PDF. Returns the document and the password that worked (or None)."""
     try:
-        doc = pymupdf.open(path, filetype="pdf")  # type: ignore[no-untyped-call]
+        doc = open_pdf_file(path)
     except pymupdf.EmptyFileError as exc:
         raise CorruptDocument(f"{path.name}: MuPDF sees no PDF data ({exc})") from exc
     except Exception as exc:

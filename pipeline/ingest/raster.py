@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pymupdf
 from PIL import Image
@@ -78,8 +79,20 @@ def finish(image: Image.Image, content: tuple[int, int], target: tuple[int, int]
 # --- PyMuPDF --------------------------------------------------------------------------------------
 
 
+def open_pdf_file(path: str | Path) -> pymupdf.Document:
+    """``pymupdf.open`` for any path. MuPDF takes only UTF-8 file names: a name holding bytes that
+    are not UTF-8 (kept by Python as surrogates) is read into memory instead."""
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        data = Path(path).read_bytes()
+        return pymupdf.open(stream=data, filetype="pdf")  # type: ignore[no-untyped-call]
+    return pymupdf.open(name, filetype="pdf")  # type: ignore[no-untyped-call]
+
+
 def open_for_render(path: str, password: str | None) -> pymupdf.Document:
-    pdoc = pymupdf.open(path, filetype="pdf")  # type: ignore[no-untyped-call]
+    pdoc = open_pdf_file(path)
     if pdoc.needs_pass and not (password is not None and pdoc.authenticate(password)):  # type: ignore[no-untyped-call]
         pdoc.close()  # type: ignore[no-untyped-call]
         raise RenderFailed(f"{path}: cannot reopen the encrypted PDF with the loaded password")

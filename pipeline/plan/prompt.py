@@ -17,6 +17,7 @@ whole prompt (tested against the real processor).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,7 +60,9 @@ class Turn:
 
 
 def document_header(doc: int, name: str, total: int) -> TextPart:
-    """Constant per document (the page markers say which pages follow), so its cost is fixed."""
+    """Constant per document (the page markers say which pages follow), so its cost is fixed. A
+    file name's bytes that are not UTF-8 become U+FFFD (a prompt is UTF-8 text)."""
+    name = os.fsencode(name).decode("utf-8", errors="replace")
     return TextPart(f"<document {doc}: {name}, {total} pages>\n")
 
 
