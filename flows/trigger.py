@@ -7,15 +7,12 @@ lives inside one process, so another process's ``serve`` cannot see runs created
 from __future__ import annotations
 
 import json
-import logging
 from typing import TYPE_CHECKING, Any, cast
 
 from pipeline.errors import UsageError
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
-
-log = logging.getLogger(__name__)
 
 
 def parse_value(value: str) -> Any:
@@ -27,6 +24,40 @@ def parse_value(value: str) -> Any:
         return value
 
 
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``update`` over ``base``, recursively for mappings: ``settings={"model": "x"}`` keeps the
+    deployment's other settings."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def nest(params: dict[str, Any]) -> dict[str, Any]:
+    """``--param settings.max_attempts=2`` as ``{"settings": {"max_attempts": 2}}``."""
+    nested: dict[str, Any] = {}
+    for key, value in params.items():
+        *parents, leaf = key.split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+def run_url(flow_run_id: object) -> str:
+    """Where to look at the run: the UI when the server has one, else the API."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+
+    ui = PREFECT_UI_URL.value()
+    if ui:
+        return f"{str(ui).rstrip('/')}/runs/flow-run/{flow_run_id}"
+    return f"{str(PREFECT_API_URL.value()).rstrip('/')}/flow_runs/{flow_run_id}"
+
+
 def trigger(
     deployment: str,
     params: dict[str, Any],
@@ -35,37 +66,36 @@ def trigger(
     timeout_s: float | None = None,
     poll_interval_s: float = 2.0,
 ) -> int:
-    """Create a flow run of ``deployment`` ("flow-name/deployment-name") with ``params`` merged over
-    the deployment's parameters. Without ``wait`` returns 0 once the run is created. With ``wait``
-    polls until the run is final: 0 when Completed, 1 otherwise (Failed, Crashed, Cancelled or timed
-    out)."""
+    """Create a flow run of ``deployment`` ("flow-name/deployment-name") with ``params`` (dotted
+    keys nest) deep-merged over the deployment's parameters, and print its URL. Without ``wait``
+    returns 0 once the run is created. With ``wait`` polls until the run is final and prints its
+    state and message (the inbox flow's picked/delivered/failed/retry counts): 0 when Completed, 1
+    otherwise (Failed, e.g. a document failed; Crashed, Cancelled or timed out)."""
+    from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
-    from prefect.settings import PREFECT_API_URL
 
     if "/" not in deployment:
         raise UsageError(
             f"deployment must be 'flow-name/deployment-name' (e.g. docvl-inbox/docvl-inbox), got "
             f"{deployment!r}"
         )
-    if not PREFECT_API_URL.value():
-        log.warning(
-            "PREFECT_API_URL is not set: triggering against an ephemeral server that no worker "
-            "watches"
-        )
-    parameters = {k: parse_value(v) if isinstance(v, str) else v for k, v in params.items()}
+    given = nest({k: parse_value(v) if isinstance(v, str) else v for k, v in params.items()})
+    with get_client(sync_client=True) as client:
+        defaults = client.read_deployment_by_name(deployment).parameters or {}
     flow_run = cast(
         "FlowRun",
         run_deployment(
             name=deployment,
-            parameters=parameters or None,
+            parameters=deep_merge(defaults, given),
             timeout=timeout_s if wait else 0,
             poll_interval=poll_interval_s,
         ),
     )
-    print(f"flow run {flow_run.name} ({flow_run.id}) created for {deployment}")
+    print(f"flow run {flow_run.name} created for {deployment}: {run_url(flow_run.id)}")
     if not wait:
         return 0
     state = flow_run.state
     name = state.name if state else "unknown"
-    print(f"flow run {flow_run.name} finished: {name}")
+    message = f" ({state.message})" if state is not None and state.message else ""
+    print(f"flow run {flow_run.name} finished: {name}{message}")
     return 0 if state is not None and state.is_completed() else 1

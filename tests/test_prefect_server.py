@@ -16,6 +16,7 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import flowkit
 import httpx
@@ -331,3 +332,80 @@ def test_two_concurrent_runs_never_compute_a_document_twice(
         assert [r["source"]["path"] for r in rows] == [str(d) for d in docs]
         assert all(r["status"] == "ok" for r in rows)
     assert not list((tmp_path / "cache" / "locks").glob("*.lock"))
+
+
+SCRIPTED = ("--backend-factory", "flowkit:scripted_backend")
+PARAMS = ("--param", "min_age_s=0", "--param", "settings.max_attempts=1")
+
+
+def _api(env: dict[str, str], path: str, body: dict[str, object]) -> list[dict[str, Any]]:
+    response = httpx.post(f"{env['PREFECT_API_URL']}/{path}", json=body, timeout=30)
+    response.raise_for_status()
+    rows: list[dict[str, Any]] = response.json()
+    return rows
+
+
+def test_served_runs_tell_the_truth(server: dict[str, str], tmp_path: Path) -> None:
+    """Issue 11 against a real server: a served run's logs and artifacts are visible through the
+    API, task runs carry the document's name, a run with a failed document ends Failed, and
+    ``docvl trigger --wait`` exits 1 on it while a partial ``--param`` keeps the other settings."""
+    inbox, outbox = tmp_path / "in", tmp_path / "out"
+    inbox.mkdir()
+    env = _docvl_env(server, tmp_path)
+    serve_log = (tmp_path / "serve.log").open("wb")
+    command = [sys.executable, "-m", "flows.inbox", "--inbox", str(inbox), "--outbox", str(outbox)]
+    serve = subprocess.Popen(
+        # Yearly: no scheduled run interferes; the test's run is the triggered one.
+        [*command, "--cron", "0 0 1 1 *", "--name", "honest", *SCRIPTED],
+        cwd=REPO,
+        env=env,
+        stdout=serve_log,
+        stderr=subprocess.STDOUT,
+    )
+    deployment = f"{env['PREFECT_API_URL']}/deployments/name/docvl-inbox/honest"
+    try:
+        _wait(lambda: httpx.get(deployment, timeout=5).status_code == 200, 240, "the deployment")
+        [good] = flowkit.make_pdfs(tmp_path / "staging", 1)
+        os.replace(good, inbox / "good-invoice.pdf")
+        (inbox / "empty-scan.pdf").write_bytes(b"")  # a final failure: empty_file
+        trig = subprocess.run(
+            [sys.executable, "-m", "docvl.cli", "trigger", "docvl-inbox/honest", "--wait", *PARAMS],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        _stop(serve)
+        serve_log.close()
+    assert trig.returncode == 1, trig.stdout + trig.stderr
+    assert "Failed (picked 2, delivered 2, failed 1, retry 0)" in trig.stdout, trig.stdout
+    match = re.search(r"/(?:runs/flow-run|flow_runs)/([0-9a-f-]{36})", trig.stdout)
+    assert match is not None, trig.stdout
+    run_id = match.group(1)
+
+    [run] = _api(server, "flow_runs/filter", {"flow_runs": {"id": {"any_": [run_id]}}})
+    assert run["state_type"] == "FAILED"
+    settings = run["parameters"]["settings"]
+    assert settings["max_attempts"] == 1  # the partial --param
+    assert settings["dpi"] == 36 and settings["max_pixels"] == 65536  # the deployment's, kept
+    names = [
+        t["name"]
+        for t in _api(server, "task_runs/filter", {"task_runs": {}})
+        if t["flow_run_id"] == run_id
+    ]
+    assert any("good-invoice.pdf" in n for n in names) and any("window" in n for n in names), names
+
+    def logs() -> list[str]:
+        body = {"logs": {"flow_run_id": {"any_": [run_id]}}}
+        return [row["message"] for row in _api(server, "logs/filter", body)]
+
+    _wait(lambda: any("delivered good-invoice.pdf" in m for m in logs()), 60, "the run's logs")
+    text = "\n".join(logs())
+    assert "picked up empty-scan.pdf" in text and "empty-scan.pdf failed" in text
+    body = {"artifacts": {"flow_run_id": {"any_": [run_id]}}}
+    artifacts = {a["key"]: a for a in _api(server, "artifacts/filter", body)}
+    assert "docvl-batch" in artifacts
+    markdown = [a["data"] for a in artifacts.values() if a["type"] == "markdown"]
+    assert any("good-invoice.pdf" in str(m) for m in markdown)
