@@ -215,3 +215,29 @@ def test_the_report_command(
     assert main(["report", str(results), "--images", "some"]) == 2
     assert main(["report", str(tmp_path / "missing.jsonl")]) == 2
     assert "no such results file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_batch_of_500_documents_is_paginated(browser: Any, tmp_path: Path) -> None:
+    envs = [
+        ResultEnvelope.model_validate(
+            {
+                "source": {"path": f"batch/doc-{i:03d}.pdf", "pages": 1},
+                "status": "failed" if i % 50 == 7 else "ok",
+                "errors": [{"code": "empty_file", "message": "empty"}] if i % 50 == 7 else [],
+            }
+        )
+        for i in range(500)
+    ]
+    report = tmp_path / "big.html"
+    report.write_text(render_html(build_report(envs, Settings(), "none"), "big"), encoding="utf-8")
+    page, errors, _ = _open(browser, report)
+    assert page.locator("tr.doc").count() == 50
+    assert "page 1 of 10 (500 documents)" in page.locator(".pager").inner_text()
+    page.get_by_text("next ›").click()
+    assert page.locator("tr.doc").first.get_attribute("data-index") == "50"
+    page.select_option("#filter", "failed")
+    assert page.locator("tr.doc").count() == 10  # every failed one, on one page
+    page.fill("#find", "doc-257")
+    assert page.locator("tr.doc").count() == 1
+    assert errors == []
