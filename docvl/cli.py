@@ -29,6 +29,7 @@ from docvl import commands
 from docvl.flags import with_settings
 from pipeline.errors import DocvlError, UsageError
 from pipeline.result import envelope_json_schema
+from pipeline.settings import Settings
 from pipeline.tasks.specs import load_schema
 from schemas import list_schemas
 
@@ -211,7 +212,6 @@ def report_command(
     if images not in ("cited", "all", "none"):
         raise UsageError(f"--images must be cited, all or none, not {images!r}")
     from docvl.review import Images, write_report
-    from pipeline.settings import Settings
 
     path, count = write_report(results, out, Settings(), cast("Images", images))
     print(f"docvl: report of {count} documents written to {path}", file=sys.stderr)

@@ -159,6 +159,8 @@ def prefect_env(home: Path) -> dict[str, str]:
         DO_NOT_TRACK="1",
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_LOGGING_LEVEL="WARNING",
+        # importing flows in this process derived the console level from this process's env
+        PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL="WARNING",
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="90",
         PYTHONPATH=os.pathsep.join([repo, str(Path(__file__).resolve().parent)]),
     )

@@ -59,10 +59,11 @@ def test_finder_sees_nested_project_imports() -> None:
     assert nested_project_imports(source) == [(4, "pipeline.errors")]
 
 
-#: Project modules that import Prefect, torch, transformers or the model backends at module level:
-#: the CLI (``docvl/``) may import them inside a command.
+#: Project modules that import Prefect, torch, transformers, the model backends or the renderer at
+#: module level: the CLI (``docvl/``) may import them inside a command.
 DEFERRABLE = (
     "docvl.api",
+    "docvl.review",
     "flows.analyze",
     "flows.inbox",
     "pipeline.dev",
