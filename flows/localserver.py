@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,8 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from flows.server import free_port, healthy
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,14 +38,6 @@ LOG_FILE = "prefect-server.log"
 #: A busy 2-core machine needs about 8 s with a new database (prefect-and-rendering notes); allow
 #: for much worse before falling back.
 STARTUP_TIMEOUT_S = 120.0
-
-
-def healthy(url: str, timeout: float = 2.0) -> bool:
-    """True when the Prefect API at ``url`` (ending in ``/api``) answers its health check."""
-    try:
-        return httpx.get(f"{url}/health", timeout=timeout).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _configured_api() -> bool:
@@ -63,12 +53,6 @@ def _read_state(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return state if isinstance(state, dict) and isinstance(state.get("url"), str) else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -103,7 +87,7 @@ def local_api_url(
         state = _read_state(state_path)  # another run may have started one meanwhile
         if state and healthy(state["url"]):
             return str(state["url"])
-        port = _free_port()
+        port = free_port()
         url = f"http://127.0.0.1:{port}/api"
         with (settings.cache_dir / LOG_FILE).open("ab") as logfile:
             proc = subprocess.Popen(

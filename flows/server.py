@@ -46,9 +46,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _healthy(url: str) -> bool:
+def healthy(url: str, timeout: float = 2.0) -> bool:
+    """True when the Prefect API at ``url`` (ending in ``/api``) answers its health check."""
     try:
-        return httpx.get(f"{url}/health", timeout=2.0).status_code == 200
+        return httpx.get(f"{url}/health", timeout=timeout).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -123,7 +124,7 @@ def api_server(announce: bool = True, batch: bool = False) -> Iterator[str]:
     ).start()
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not _healthy(url):
+        while not healthy(url):
             if proc.poll() is not None or time.monotonic() > deadline:
                 detail = " | ".join(tail)[-500:] if proc.poll() is not None else "timed out"
                 raise BackendUnavailable(
