@@ -27,7 +27,7 @@ import pymupdf  # noqa: E402
 from pipeline.dev.tiny import build_tiny_model  # noqa: E402
 from pipeline.engine.windows import attach_images  # noqa: E402
 from pipeline.ingest.load import load_document  # noqa: E402
-from pipeline.model import transformers_backend  # noqa: E402
+from pipeline.model import transformers_backend, vision  # noqa: E402
 from pipeline.model.base import GenerationRequest  # noqa: E402
 from pipeline.model.qwen import load_tokenizer  # noqa: E402
 from pipeline.plan.count import TokenCounter  # noqa: E402
@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--chunk-pixels", type=float, default=None)
     args = parser.parse_args()
     if args.chunk_pixels is not None:
-        transformers_backend.ENCODE_CHUNK_PIXELS = int(args.chunk_pixels)
+        vision.ENCODE_CHUNK_PIXELS = int(args.chunk_pixels)
     settings = Settings()
     with tempfile.TemporaryDirectory() as tmp:
         tiny = build_tiny_model(Path(tmp) / "tiny")
@@ -79,7 +79,7 @@ def main() -> None:
         start = time.perf_counter()
         [generation] = backend.generate(content, [GenerationRequest(INSTRUCTION, max_new_tokens=4)])
         print(
-            f"chunk pixels {transformers_backend.ENCODE_CHUNK_PIXELS:,}: "
+            f"chunk pixels {vision.ENCODE_CHUNK_PIXELS:,}: "
             f"{generation.input_tokens:,} tokens in {time.perf_counter() - start:.0f} s, "
             f"peak RSS {peak_rss_mb():,.0f} MB"
         )

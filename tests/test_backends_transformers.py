@@ -196,19 +196,19 @@ def test_images_encoded_in_chunks_equal_one_pass(
     backend: TransformersBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A window's images are encoded a few at a time (bounded memory), with the same result."""
-    from pipeline.model import transformers_backend
-    from pipeline.model.transformers_backend import _pixel_chunks
+    from pipeline.model import vision
+    from pipeline.model.vision import pixel_chunks
 
     images = [p.image for p in two_pages() if isinstance(p, ImagePart)]
     images.append(images[0].resize((512, 384)))
-    assert [len(c) for c in _pixel_chunks(images, 256 * 320)] == [1, 1, 1]
-    assert [len(c) for c in _pixel_chunks(images, 10**9)] == [3]
+    assert [len(c) for c in pixel_chunks(images, 256 * 320)] == [1, 1, 1]
+    assert [len(c) for c in pixel_chunks(images, 10**9)] == [3]
     whole = backend.processor.image_processor(images=images, return_tensors="pt")
     with torch.inference_mode():
         reference = backend.model.model.get_image_features(
             whole["pixel_values"], whole["image_grid_thw"], return_dict=True
         )
-    monkeypatch.setattr(transformers_backend, "ENCODE_CHUNK_PIXELS", 256 * 320)
+    monkeypatch.setattr(vision, "ENCODE_CHUNK_PIXELS", 256 * 320)
     grid, encoded = backend.encode_images(images)
     assert torch.equal(grid, whole["image_grid_thw"])
     assert len(encoded.pooler_output) == 3

@@ -25,33 +25,30 @@ Greedy outputs are identical to an uncached ``generate`` (tests/test_backends_tr
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import BackendUnavailable, UsageError
 from pipeline.model.base import FinishReason, Generation, GenerationRequest
 from pipeline.model.constrain import JsonConstrainer
+from pipeline.model.decoding import LogprobRecorder, Prefix, common_prefix_len, content_key
 from pipeline.model.qwen import (
     apply_chat_template,
     eos_token_ids,
     load_processor,
     resolve_model_dir,
 )
-from pipeline.plan.prompt import ImagePart, Part, TextPart, hf_messages
+from pipeline.model.vision import encode_images, page_images
+from pipeline.plan.prompt import Part, hf_messages
 from pipeline.settings import DEFAULT_MODEL, Settings
 
 log = logging.getLogger(__name__)
 
-#: Pixels per chunk when a window's images are encoded (:meth:`TransformersBackend.encode_images`):
-#: 8 M pixels are about 31,000 patches, 190 MB of float32 ``pixel_values`` (4 A4 pages at 150 DPI).
-ENCODE_CHUNK_PIXELS = 8 * 1024 * 1024
 #: Qwen3-VL-Instruct model card sampling (used when temperature > 0).
 TOP_P = 0.8
 TOP_K = 20
@@ -61,38 +58,6 @@ _HELP = (
     "`--model DIR`; or use a served model with `--backend openai --base-url URL`; "
     "or build a tiny random model for a smoke test with `docvl dev tiny-model DIR`."
 )
-
-
-def content_key(content: Sequence[Part]) -> str:
-    """Digest of what the model sees: texts and image pixels (not doc/page numbers, which are not
-    rendered)."""
-    digest = hashlib.sha256()
-    for part in content:
-        if isinstance(part, TextPart):
-            digest.update(b"T" + part.text.encode("utf-8") + b"\0")
-        else:
-            digest.update(f"I{part.height}x{part.width}\0".encode())
-            if part.image is not None:
-                digest.update(f"{part.image.mode}{part.image.size}".encode() + part.image.tobytes())
-    return digest.hexdigest()
-
-
-def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-@dataclass
-class _Prefix:
-    key: str
-    ids: list[int]
-    cache: Any  # DynamicCache holding exactly len(ids) tokens between requests
-    rope_deltas: Any
-    image_grid_thw: Any
 
 
 class TransformersBackend:
@@ -136,7 +101,7 @@ class TransformersBackend:
         self.image_pad = str(self.processor.image_token)
         self.merge = int(self.processor.image_processor.merge_size)
         self._constrainer: Any = None
-        self._prefix: _Prefix | None = None
+        self._prefix: Prefix | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -169,7 +134,7 @@ class TransformersBackend:
 
     def processor_inputs(self, content: Sequence[Part], request: GenerationRequest) -> Any:
         """The processor's own output for a full prompt (what an uncached ``generate`` gets)."""
-        images = _images(content)
+        images = page_images(content)
         return self.processor(
             text=[self.render(content, request)], images=images or None, return_tensors="pt"
         )
@@ -177,13 +142,13 @@ class TransformersBackend:
     # --- prefix cache -------------------------------------------------------------------------
     def _build_prefix(
         self, key: str, content: Sequence[Part], prompts: Sequence[str]
-    ) -> tuple[_Prefix, float]:
+    ) -> tuple[Prefix, float]:
         import torch
         from transformers import DynamicCache
 
         self._prefix = None  # free the old cache first
         start = time.perf_counter()
-        grid, encoded = self.encode_images(_images(content))
+        grid, encoded = self.encode_images(page_images(content))
         probe_text = self.render(content, GenerationRequest(instruction=""))
         probe_ids = self._tokenize(probe_text, grid)
         n = len(probe_ids)
@@ -212,57 +177,19 @@ class TransformersBackend:
         rope_deltas = self.model.model.rope_deltas
         if rope_deltas is None:  # text only: positions are plain
             rope_deltas = torch.zeros((1, 1), dtype=torch.long, device=self.device)
-        prefix = _Prefix(key, probe_ids[:n], cache, rope_deltas, grid)
+        prefix = Prefix(key, probe_ids[:n], cache, rope_deltas, grid)
         self._prefix = prefix
         return prefix, time.perf_counter() - start
 
-    def _rewind(self, prefix: _Prefix) -> None:
+    def _rewind(self, prefix: Prefix) -> None:
         extra = prefix.cache.get_seq_length() - len(prefix.ids)
         if extra > 0:
             prefix.cache.crop(-extra)
 
     def encode_images(self, images: Sequence[Any]) -> tuple[Any, Any]:
-        """``(image_grid_thw, vision encoder outputs)`` for ``images``, or ``(None, None)``.
-
-        The images go through the image processor and the vision encoder in chunks of at most
-        :data:`ENCODE_CHUNK_PIXELS` pixels, so a window's float32 ``pixel_values`` (about 5 GB
-        for 160 A4 pages) never exist at once: only one chunk's (about 200 MB), plus the encoder's
-        outputs, one row per image token. The vision encoder attends within each image, so the
-        outputs equal one pass over all images (tests/test_backends_transformers.py).
-        """
-        import torch
-        from transformers.models.qwen3_vl.modeling_qwen3_vl import (
-            BaseModelOutputWithDeepstackFeatures,
-        )
-
-        if not images:
-            return None, None
-        grids: list[Any] = []
-        pooled: list[Any] = []
-        deepstack: list[list[Any]] = []
-        for chunk in _pixel_chunks(images, ENCODE_CHUNK_PIXELS):
-            batch = self.processor.image_processor(images=chunk, return_tensors="pt")
-            grid = batch["image_grid_thw"]
-            pixels = batch.pop("pixel_values").to(self.device, self.dtype)
-            del batch
-            with torch.inference_mode():
-                out = self.model.model.get_image_features(
-                    pixels, grid.to(self.device), return_dict=True
-                )
-            del pixels
-            grids.append(grid)
-            pooled += out.pooler_output
-            if not deepstack:
-                deepstack = [[] for _ in out.deepstack_features]
-            for layer, features in zip(deepstack, out.deepstack_features, strict=True):
-                layer += features
-        # Per-image tuples, as ``get_image_features`` returns them (its annotation says Tensor).
-        fields: dict[str, Any] = {
-            "pooler_output": tuple(pooled),
-            "deepstack_features": [tuple(f) for f in deepstack],
-        }
-        encoded = BaseModelOutputWithDeepstackFeatures(**fields)
-        return torch.cat(grids), encoded
+        """``(image_grid_thw, vision encoder outputs)`` for ``images`` (see
+        :func:`pipeline.model.vision.encode_images`)."""
+        return encode_images(self.processor, self.model, self.device, self.dtype, images)
 
     # --- generation ---------------------------------------------------------------------------
     def generate(
@@ -299,7 +226,7 @@ class TransformersBackend:
 
     def _generate_one(
         self,
-        prefix: _Prefix,
+        prefix: Prefix,
         request: GenerationRequest,
         ids: list[int],
         cached: int,
@@ -328,7 +255,7 @@ class TransformersBackend:
         processors = LogitsProcessorList()
         if request.json_schema is not None:
             processors.append(self.constrainer().processor(request.json_schema))
-        recorder = _LogprobRecorder()
+        recorder = LogprobRecorder()
         processors.append(recorder)  # last: sees the constrained scores
         kwargs: dict[str, Any] = {"mm_token_type_ids": mm}
         if prefix.image_grid_thw is not None:
@@ -398,58 +325,3 @@ class TransformersBackend:
     def close(self) -> None:
         self._prefix = None
         self.model = None
-
-
-class _LogprobRecorder:
-    """A logits processor (last in the list) recording each chosen token's log-probability under
-    the scores the processors before it produced (constrained decoding's mask included; sampling's
-    temperature/top-k/top-p come after it, so this is the temperature-1 distribution). At each step
-    it reads the previous step's choice (the last input id) from the previous log-softmax, so only
-    one vocabulary-sized row is kept, never one per step (``output_scores`` would hold every step's
-    scores: gigabytes for a 16k-token reply)."""
-
-    def __init__(self) -> None:
-        self.previous: Any = None
-        self.values: list[Any] = []  # 0-d tensors, synchronised once at the end
-
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
-        import torch
-
-        if self.previous is not None:
-            self.values.append(self.previous[input_ids[0, -1]])
-        self.previous = torch.log_softmax(scores[0].float(), dim=-1)
-        return scores
-
-    def finish(self, last_token: Any) -> list[float]:
-        """Every generated token's log-probability (``last_token`` is the final choice)."""
-        import torch
-
-        if self.previous is None:
-            return []
-        values = [*self.values, self.previous[last_token]]
-        self.previous, self.values = None, []
-        return [float(v) for v in torch.stack(values).tolist()]
-
-
-def _pixel_chunks(images: Sequence[Any], budget: int) -> list[list[Any]]:
-    """Consecutive groups of images of at most ``budget`` pixels each (a larger image alone)."""
-    chunks: list[list[Any]] = []
-    size = 0
-    for image in images:
-        pixels = image.width * image.height
-        if not chunks or size + pixels > budget:
-            chunks.append([])
-            size = 0
-        chunks[-1].append(image)
-        size += pixels
-    return chunks
-
-
-def _images(content: Sequence[Part]) -> list[Any]:
-    images = []
-    for part in content:
-        if isinstance(part, ImagePart):
-            if part.image is None:
-                raise UsageError(f"page {part.page} of document {part.doc} has no rendered image")
-            images.append(part.image)
-    return images
