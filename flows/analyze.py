@@ -17,6 +17,7 @@ limit). The backend is built lazily once per flow run, so fully cached runs neve
 # No `from __future__ import annotations`: Prefect resolves flow parameter types at load time.
 
 import concurrent.futures as cf
+import contextlib
 import contextvars
 import threading
 import time
@@ -338,4 +339,18 @@ def run_batch(
         api_server(announce=False, batch=True),  # the configured or reused one, else one for now
         progress.progress_bar(len(paths), enabled=show_progress),
     ):
-        return run_interruptible(work, hard_exit=exit_on_signal)
+        try:
+            return run_interruptible(work, hard_exit=exit_on_signal)
+        finally:
+            flush_run_logs()
+
+
+def flush_run_logs() -> None:
+    """Send the queued run events and logs while the API server is still up: a per-batch server is
+    stopped next, and what is flushed at exit would find it gone ("Error logging to API")."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (EventsWorker, APILogWorker):
+        with contextlib.suppress(Exception):  # a view of the run: never fail a finished batch
+            worker.drain_all(timeout=5)
