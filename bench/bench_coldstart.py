@@ -28,8 +28,8 @@ from pathlib import Path
 
 from common import REPO, table
 
-from flows.localserver import STATE_FILE, stop_local_server
-from pipeline.settings import Settings
+from docvl.flows.localserver import STATE_FILE, stop_local_server
+from docvl.pipeline.settings import Settings
 
 QUIET = {
     "DO_NOT_TRACK": "1",
@@ -134,7 +134,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path)
     args = parser.parse_args()
     if args.model is None:
-        from pipeline.dev.tiny import build_tiny_model
+        from docvl.pipeline.dev.tiny import build_tiny_model
 
         args.model = Path(tempfile.mkdtemp(prefix="docvl-bench-tiny-"))
         build_tiny_model(args.model)

@@ -31,16 +31,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
-from pipeline.dev import synth  # noqa: E402
-from pipeline.dev.double import TextLayerModel  # noqa: E402
-from pipeline.engine import Engine  # noqa: E402
-from pipeline.engine.windows import attach_images  # noqa: E402
-from pipeline.ingest.load import load_document  # noqa: E402
-from pipeline.plan.count import TokenCounter  # noqa: E402
-from pipeline.plan.planner import window_content  # noqa: E402
-from pipeline.result import Span  # noqa: E402
-from pipeline.settings import Settings  # noqa: E402
-from pipeline.tasks.specs import task_specs  # noqa: E402
+from docvl.pipeline.dev import synth  # noqa: E402
+from docvl.pipeline.dev.double import TextLayerModel  # noqa: E402
+from docvl.pipeline.engine import Engine  # noqa: E402
+from docvl.pipeline.engine.windows import attach_images  # noqa: E402
+from docvl.pipeline.ingest.load import load_document  # noqa: E402
+from docvl.pipeline.plan.count import TokenCounter  # noqa: E402
+from docvl.pipeline.plan.planner import window_content  # noqa: E402
+from docvl.pipeline.result import Span  # noqa: E402
+from docvl.pipeline.settings import Settings  # noqa: E402
+from docvl.pipeline.tasks.specs import task_specs  # noqa: E402
 
 RECORDS = {"purchase_order": "lines", "invoice": "line_items", "tables": "rows"}
 #: The default page images (150 DPI, at most 1,280 tokens a page): what a real run sends.

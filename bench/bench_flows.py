@@ -1,5 +1,5 @@
 """Batch of small documents with and without Prefect: plain loop over
-``pipeline.engine.stages.analyze_document`` vs the ``analyze_batch`` flow (ephemeral server),
+``docvl.pipeline.engine.stages.analyze_document`` vs the ``analyze_batch`` flow (ephemeral server),
 scripted backend (no model), optional simulated latency.
 
     .venv/bin/python bench/bench_flows.py [--docs 50] [--pages 2] [--latency 0.0 0.1]
@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-import flows  # noqa: E402,F401  (offline env before prefect)
+import docvl.flows  # noqa: E402,F401  (offline env before prefect)
 
 
 def main() -> None:
@@ -39,10 +39,10 @@ def main() -> None:
     from prefect import flow
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    from flows.analyze import analyze_batch, envelopes_of
-    from flows.options import RunOptions
-    from pipeline.engine import Engine
-    from pipeline.plan.count import TokenCounter
+    from docvl.flows.analyze import analyze_batch, envelopes_of
+    from docvl.flows.options import RunOptions
+    from docvl.pipeline.engine import Engine
+    from docvl.pipeline.plan.count import TokenCounter
 
     work = Path(tempfile.mkdtemp(prefix="docvl-bench-"))
     paths = flowkit.make_pdfs(work / "in", args.docs, pages=args.pages)

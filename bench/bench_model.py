@@ -29,9 +29,9 @@ from typing import Any
 from common import REPO, table
 
 from docvl.api import analyze
-from pipeline.model.factory import make_backend
-from pipeline.result import ResultEnvelope
-from pipeline.settings import Settings
+from docvl.pipeline.model.factory import make_backend
+from docvl.pipeline.result import ResultEnvelope
+from docvl.pipeline.settings import Settings
 
 QUESTION = "What is the total amount due?"
 TASKS: dict[str, dict[str, Any]] = {
@@ -160,7 +160,7 @@ def main() -> None:
     parser.add_argument("--doc", type=Path, default=REPO / "samples" / "invoice.pdf")
     args = parser.parse_args()
     if args.model is None:
-        from pipeline.dev.tiny import build_tiny_model
+        from docvl.pipeline.dev.tiny import build_tiny_model
 
         args.model = Path(tempfile.mkdtemp(prefix="docvl-bench-tiny-"))
         build_tiny_model(args.model)

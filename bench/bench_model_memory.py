@@ -4,8 +4,8 @@
 
 A synthetic 619-page A4 PDF (text pages) is planned with the default settings (150 DPI, at most
 1,280 tokens a page, 262,144-token context) for a summary; the first (largest) window is rendered
-and sent to :class:`~pipeline.model.transformers_backend.TransformersBackend` on the tiny model
-(one prefill + 4 new tokens). Prints the window's size and the process's peak RSS.
+and sent to :class:`~docvl.pipeline.model.transformers_backend.TransformersBackend` on the tiny
+model (one prefill + 4 new tokens). Prints the window's size and the process's peak RSS.
 ``--chunk-pixels`` sets ``ENCODE_CHUNK_PIXELS``; a huge value (``1e15``) encodes the whole window
 at once, as the backend did before the chunking (the "before" figure).
 """
@@ -24,15 +24,15 @@ sys.path[:0] = [str(ROOT)]
 
 import pymupdf  # noqa: E402
 
-from pipeline.dev.tiny import build_tiny_model  # noqa: E402
-from pipeline.engine.windows import attach_images  # noqa: E402
-from pipeline.ingest.load import load_document  # noqa: E402
-from pipeline.model import transformers_backend, vision  # noqa: E402
-from pipeline.model.base import GenerationRequest  # noqa: E402
-from pipeline.model.qwen import load_tokenizer  # noqa: E402
-from pipeline.plan.count import TokenCounter  # noqa: E402
-from pipeline.plan.planner import plan_paths, window_content  # noqa: E402
-from pipeline.settings import Settings  # noqa: E402
+from docvl.pipeline.dev.tiny import build_tiny_model  # noqa: E402
+from docvl.pipeline.engine.windows import attach_images  # noqa: E402
+from docvl.pipeline.ingest.load import load_document  # noqa: E402
+from docvl.pipeline.model import transformers_backend, vision  # noqa: E402
+from docvl.pipeline.model.base import GenerationRequest  # noqa: E402
+from docvl.pipeline.model.qwen import load_tokenizer  # noqa: E402
+from docvl.pipeline.plan.count import TokenCounter  # noqa: E402
+from docvl.pipeline.plan.planner import plan_paths, window_content  # noqa: E402
+from docvl.pipeline.settings import Settings  # noqa: E402
 
 INSTRUCTION = "Summarise the document."
 

@@ -32,11 +32,11 @@ from common import CORPUS, REPO, interleaved, peak_rss_mib, table
 from pdf2image import convert_from_path
 from PIL import Image
 
-from pipeline.errors import DocvlError
-from pipeline.ingest.geometry import page_pixels
-from pipeline.ingest.load import load_document
-from pipeline.ingest.render import encode_image, iter_rendered
-from pipeline.settings import Settings
+from docvl.pipeline.errors import DocvlError
+from docvl.pipeline.ingest.geometry import page_pixels
+from docvl.pipeline.ingest.load import load_document
+from docvl.pipeline.ingest.render import encode_image, iter_rendered
+from docvl.pipeline.settings import Settings
 
 BOOK = "good/freeculture_book_352p.pdf"
 SETTINGS = Settings(render_workers=1)

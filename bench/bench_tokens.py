@@ -8,7 +8,7 @@ text layer, a task instruction, system prompt and chat template) is counted thre
 with ``len(input_ids)`` from the Qwen3-VL processor (the tiny checkpoint's, which has the real
 vocabulary, template and image settings):
 
-* ``offline``: :class:`~pipeline.plan.qwen_tokenizer.QwenTokenizer` (dashscope's vocabulary +
+* ``offline``: :class:`~docvl.pipeline.plan.qwen_tokenizer.QwenTokenizer` (dashscope's vocabulary +
   tiktoken), what a plan for a hub id or an OpenAI-compatible server uses;
 * ``checkpoint``: the checkpoint's ``Qwen2Tokenizer`` (tokenizer.json on disk);
 * ``estimate``: no tokenizer (the fallback for other model families), for reference.
@@ -32,14 +32,14 @@ sys.path[:0] = [str(ROOT)]
 
 from PIL import Image  # noqa: E402
 
-from pipeline.dev.tiny import build_tiny_model  # noqa: E402
-from pipeline.ingest.load import load_document  # noqa: E402
-from pipeline.model.qwen import load_processor, load_tokenizer  # noqa: E402
-from pipeline.plan.count import TokenCounter  # noqa: E402
-from pipeline.plan.planner import page_content  # noqa: E402
-from pipeline.plan.prompt import ImagePart, Part, document_header, hf_messages  # noqa: E402
-from pipeline.plan.qwen_tokenizer import offline_tokenizer  # noqa: E402
-from pipeline.settings import Settings  # noqa: E402
+from docvl.pipeline.dev.tiny import build_tiny_model  # noqa: E402
+from docvl.pipeline.ingest.load import load_document  # noqa: E402
+from docvl.pipeline.model.qwen import load_processor, load_tokenizer  # noqa: E402
+from docvl.pipeline.plan.count import TokenCounter  # noqa: E402
+from docvl.pipeline.plan.planner import page_content  # noqa: E402
+from docvl.pipeline.plan.prompt import ImagePart, Part, document_header, hf_messages  # noqa: E402
+from docvl.pipeline.plan.qwen_tokenizer import offline_tokenizer  # noqa: E402
+from docvl.pipeline.settings import Settings  # noqa: E402
 
 INSTRUCTION = "Summarise the document as JSON with a title, a summary and key points citing pages."
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from common import CORPUS, table
 
 from docvl.api import plan
-from pipeline.settings import Settings
+from docvl.pipeline.settings import Settings
 
 
 def run(corpus: Path, contexts: list[int]) -> str:

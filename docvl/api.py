@@ -1,8 +1,8 @@
 """The Python API: the same work as ``docvl plan`` and ``docvl run``, without the CLI.
 
 >>> from docvl.api import plan, run, analyze
->>> from pipeline.settings import Settings
->>> from schemas import Invoice
+>>> from docvl.pipeline.settings import Settings
+>>> from docvl.schemas import Invoice
 >>> settings = Settings(tasks=("extract",), schema_name="invoice",
 ...                     model="/models/Qwen3-VL-8B-Instruct")
 >>> plan(["invoice.pdf"], settings).documents[0].windows          # doctest: +SKIP
@@ -20,18 +20,18 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
-from flows.analyze import run_batch
-from flows.options import RunOptions
-from pipeline.engine import Engine
-from pipeline.engine.prepare import plan_documents
-from pipeline.model.base import ModelBackend
-from pipeline.model.factory import make_backend
-from pipeline.model.qwen import load_tokenizer
-from pipeline.plan.count import TokenCounter
-from pipeline.plan.planner import Plan
-from pipeline.result import ResultEnvelope
-from pipeline.settings import Settings
-from pipeline.tasks.specs import task_specs
+from docvl.flows.analyze import run_batch
+from docvl.flows.options import RunOptions
+from docvl.pipeline.engine import Engine
+from docvl.pipeline.engine.prepare import plan_documents
+from docvl.pipeline.model.base import ModelBackend
+from docvl.pipeline.model.factory import make_backend
+from docvl.pipeline.model.qwen import load_tokenizer
+from docvl.pipeline.plan.count import TokenCounter
+from docvl.pipeline.plan.planner import Plan
+from docvl.pipeline.result import ResultEnvelope
+from docvl.pipeline.settings import Settings
+from docvl.pipeline.tasks.specs import task_specs
 
 __all__ = [
     "Plan",
@@ -64,8 +64,8 @@ def plan(paths: Sequence[str | Path], settings: Settings | None = None) -> Plan:
             which reads ``DOCVL_*`` variables.
 
     Returns:
-        One :class:`~pipeline.plan.planner.DocumentPlan` per path, in order. A file that cannot be
-        loaded is a failed entry with its typed error, never an exception.
+        One :class:`~docvl.pipeline.plan.planner.DocumentPlan` per path, in order. A file that
+        cannot be loaded is a failed entry with its typed error, never an exception.
 
     Raises:
         UsageError: a bad task configuration (``ask`` without a question, for example).

@@ -27,11 +27,11 @@ import typer
 
 from docvl import commands
 from docvl.flags import with_settings
-from pipeline.errors import DocvlError, UsageError
-from pipeline.result import envelope_json_schema
-from pipeline.settings import Settings
-from pipeline.tasks.specs import load_schema
-from schemas import list_schemas
+from docvl.pipeline.errors import DocvlError, UsageError
+from docvl.pipeline.result import envelope_json_schema
+from docvl.pipeline.settings import Settings
+from docvl.pipeline.tasks.specs import load_schema
+from docvl.schemas import list_schemas
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -249,7 +249,7 @@ def schemas_export(
 @dev_app.command("tiny-model")
 def dev_tiny_model(directory: Annotated[Path, typer.Argument(metavar="DIR")]) -> int:
     """Build a tiny random Qwen3-VL checkpoint for offline smoke tests."""
-    from pipeline.dev.tiny import build_tiny_model
+    from docvl.pipeline.dev.tiny import build_tiny_model
 
     print(build_tiny_model(directory))
     return EXIT_OK
@@ -266,7 +266,7 @@ def dev_serve(
     ] = None,
 ) -> int:
     """OpenAI-compatible server over a local checkpoint."""
-    from pipeline.dev.server import main as serve_main
+    from docvl.pipeline.dev.server import main as serve_main
 
     return serve_main(model, host, port, device)
 

@@ -16,14 +16,14 @@ from typing import Any
 
 from docvl import outputs
 from docvl.flags import build_settings
+from docvl.flows import progress
+from docvl.flows.options import RunOptions
+from docvl.flows.report import document_markdown
+from docvl.flows.trigger import trigger as start_run
 from docvl.inputs import expand_inputs
-from flows import progress
-from flows.options import RunOptions
-from flows.report import document_markdown
-from flows.trigger import trigger as start_run
-from pipeline.errors import UsageError
-from pipeline.settings import Settings
-from pipeline.tasks.specs import task_specs
+from docvl.pipeline.errors import UsageError
+from docvl.pipeline.settings import Settings
+from docvl.pipeline.tasks.specs import task_specs
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -31,7 +31,9 @@ EXIT_OK, EXIT_FAILED = 0, 1
 def model_settings(overrides: dict[str, Any]) -> Settings:
     """Settings for commands that call the model: refuse what can never work before touching a
     file (ask without a question, a misspelt schema, the openai backend without a URL)."""
-    from pipeline.model.factory import check_settings  # the backends: numpy, httpx, llguidance
+    from docvl.pipeline.model.factory import (
+        check_settings,  # the backends: numpy, httpx, llguidance
+    )
 
     settings = build_settings(overrides)
     check_settings(settings)
@@ -80,6 +82,16 @@ def print_plan(plan: Any) -> None:
             print(f"  warning: {warning}")
 
 
+def quiet_hub_progress() -> None:
+    """No tqdm bars from transformers or the hub ("Loading weights"): they break the Rich display
+    and fill logs, and docvl reports its own progress and closing summary. The variable covers a
+    later import; an already imported transformers is told directly."""
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    hf_logging = sys.modules.get("transformers.utils.logging")
+    if hf_logging is not None:
+        hf_logging.disable_progress_bar()
+
+
 def plan(paths: Sequence[str], overrides: dict[str, Any], json_out: bool) -> int:
     settings = build_settings(overrides)
     task_specs(settings)  # a bad task setup is a usage error before any file is read
@@ -116,10 +128,9 @@ def run(args: RunArgs, overrides: dict[str, Any]) -> int:
     to_stdout = args.out == "-" or (args.out is None and args.output_dir is None)
     files = expand_inputs(args.paths)
     show = sys.stderr.isatty() if args.progress is None else args.progress
-    if show:  # tqdm bars (transformers' "Loading weights") would break the Rich display
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    quiet_hub_progress()
 
-    from flows.analyze import run_batch
+    from docvl.flows.analyze import run_batch
 
     cached: list[str] = []
 
@@ -165,7 +176,7 @@ def serve(
     settings = model_settings(overrides)
     if webhook is not None and not webhook.startswith(("http://", "https://")):
         raise UsageError(f"--webhook wants an http:// or https:// URL, got {webhook!r}")
-    from flows.inbox import serve_inbox
+    from docvl.flows.inbox import serve_inbox
 
     serve_inbox(
         settings,

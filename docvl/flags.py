@@ -1,4 +1,4 @@
-"""The analysis flags, generated from the :class:`~pipeline.settings.Settings` fields.
+"""The analysis flags, generated from the :class:`~docvl.pipeline.settings.Settings` fields.
 
 One source for flags, help texts, defaults and ``DOCVL_*`` variables: every Settings field is a
 ``--field-name`` option (a few keep shorter historical names, :data:`ALIASES`) whose help is the
@@ -23,8 +23,8 @@ import typer
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
-from pipeline.errors import UsageError
-from pipeline.settings import Settings
+from docvl.pipeline.errors import UsageError
+from docvl.pipeline.settings import Settings
 
 #: Flag names kept from the first CLI (each field also answers to its ``--field-name``).
 ALIASES: dict[str, tuple[str, ...]] = {

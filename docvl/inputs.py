@@ -6,7 +6,7 @@ import glob
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.errors import UsageError
+from docvl.pipeline.errors import UsageError
 
 #: The names a directory is searched for. Loading still decides by content (never by name): an
 #: explicit file of any name is analysed, or gets its typed error record.

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from flows.report import document_markdown
-from flows.store import atomic_write_bytes, atomic_write_json
-from pipeline.errors import UsageError
-from pipeline.result import ResultEnvelope
+from docvl.flows.report import document_markdown
+from docvl.flows.store import atomic_write_bytes, atomic_write_json
+from docvl.pipeline.errors import UsageError
+from docvl.pipeline.result import ResultEnvelope
 
 FORMATS = ("json", "md")
 

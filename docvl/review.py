@@ -24,14 +24,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from flows import report
-from flows.report import item_page
-from pipeline.errors import DocvlError, UsageError
-from pipeline.ingest.load import file_sha256, load_document
-from pipeline.ingest.raster import content_size
-from pipeline.ingest.render import encode_image, iter_rendered
-from pipeline.result import GroundingItem, ResultEnvelope
-from pipeline.settings import Settings
+from docvl.flows import report
+from docvl.flows.report import item_page
+from docvl.pipeline.errors import DocvlError, UsageError
+from docvl.pipeline.ingest.load import file_sha256, load_document
+from docvl.pipeline.ingest.raster import content_size
+from docvl.pipeline.ingest.render import encode_image, iter_rendered
+from docvl.pipeline.result import GroundingItem, ResultEnvelope
+from docvl.pipeline.settings import Settings
 
 #: Report page images: smaller than the model's (a reviewer reads them on a screen).
 REPORT_DPI = 100

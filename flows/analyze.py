@@ -1,5 +1,5 @@
 """The Prefect runner: the ``docvl-analyze-batch`` flow and ``run_batch`` (what ``docvl run``
-calls). It drives :class:`pipeline.engine.Engine` and decides nothing about
+calls). It drives :class:`docvl.pipeline.engine.Engine` and decides nothing about
 documents.
 
 Per unit (a document, or the documents of a cross-document question): skip it when final records
@@ -10,7 +10,7 @@ atomically: a torn or duplicated line cannot exist, and a batch killed with SIGK
 its unfinished documents (and, inside them, only unfinished windows).
 
 Concurrency: units run in parallel (driver threads submitting to the flow's ThreadPoolTaskRunner);
-model calls go through :class:`flows.limits.LimitedBackend` (local semaphore + Prefect global
+model calls go through :class:`docvl.flows.limits.LimitedBackend` (local semaphore + Prefect global
 limit). The backend is built lazily once per flow run, so fully cached runs never load a model.
 """
 
@@ -36,24 +36,24 @@ from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
-from flows import progress, report
-from flows.backend import LazyBackend, load_factory, localize
-from flows.guard import BatchStop, call_with_budget
-from flows.limits import LimitedBackend, ModelLimiter, ensure_global_limit
-from flows.localserver import local_api_url
-from flows.locks import DocumentLocks
-from flows.options import RunOptions
-from flows.server import api_server
-from flows.signals import run_interruptible
-from flows.store import RecordStore, atomic_write_jsonl, shown_name
-from flows.tasks import WindowFailed, finish_task, prepare_task, window_task
-from flows.warmup import preload
-from pipeline.engine import Engine, Unit, WindowResult, expand
-from pipeline.errors import DocumentTimeout, NotAttempted, is_final
-from pipeline.model.qwen import load_tokenizer
-from pipeline.plan.count import TokenCounter
-from pipeline.result import ResultEnvelope
-from pipeline.settings import Settings
+from docvl.flows import progress, report
+from docvl.flows.backend import LazyBackend, load_factory, localize
+from docvl.flows.guard import BatchStop, call_with_budget
+from docvl.flows.limits import LimitedBackend, ModelLimiter, ensure_global_limit
+from docvl.flows.localserver import local_api_url
+from docvl.flows.locks import DocumentLocks
+from docvl.flows.options import RunOptions
+from docvl.flows.server import api_server
+from docvl.flows.signals import run_interruptible
+from docvl.flows.store import RecordStore, atomic_write_jsonl, shown_name
+from docvl.flows.tasks import WindowFailed, finish_task, prepare_task, window_task
+from docvl.flows.warmup import preload
+from docvl.pipeline.engine import Engine, Unit, WindowResult, expand
+from docvl.pipeline.errors import DocumentTimeout, NotAttempted, is_final
+from docvl.pipeline.model.qwen import load_tokenizer
+from docvl.pipeline.plan.count import TokenCounter
+from docvl.pipeline.result import ResultEnvelope
+from docvl.pipeline.settings import Settings
 
 
 def timeout_key(key: str, budget_s: float) -> str:
@@ -310,11 +310,11 @@ def run_batch(
     """``docvl run``: the batch flow in this process.
 
     With no ``PREFECT_API_URL``, ``settings.prefect_server="local"`` reuses one background server
-    across runs (:mod:`flows.localserver`); otherwise a local Prefect server is started for the
-    batch in its own process group and stopped after it (:func:`flows.server.api_server`).
+    across runs (:mod:`docvl.flows.localserver`); otherwise a local Prefect server is started for
+    the batch in its own process group and stopped after it (:func:`docvl.flows.server.api_server`).
     SIGINT/SIGTERM stop the batch within seconds and stop every child process
-    (:func:`flows.signals.run_interruptible`); with ``exit_on_signal`` (the CLI) the process then
-    exits 130/143 at once, else :class:`flows.signals.Interrupted` is raised.
+    (:func:`docvl.flows.signals.run_interruptible`); with ``exit_on_signal`` (the CLI) the process
+    then exits 130/143 at once, else :class:`docvl.flows.signals.Interrupted` is raised.
 
     Model calls are bounded by ``settings.max_concurrency`` in process; ``options.global_limit``
     adds the Prefect global concurrency limit shared by every process on the server (opt-in: it

@@ -1,7 +1,8 @@
 """The model backend of a flow run: built lazily (a fully cached run never loads a model), from
 the factory ``RunOptions.backend_factory`` names, with worker-local settings in deployed runs."""
 
-# No `from __future__ import annotations`: kept like flows.analyze, whose flows Prefect inspects.
+# No `from __future__ import annotations`: kept like docvl.flows.analyze, whose flows Prefect
+# inspects.
 
 import importlib
 import os
@@ -10,10 +11,10 @@ from collections.abc import Callable, Sequence
 
 from prefect.runtime import deployment
 
-from pipeline.model.base import Generation, GenerationRequest, ModelBackend
-from pipeline.model.factory import make_backend
-from pipeline.plan.prompt import Part
-from pipeline.settings import Settings
+from docvl.pipeline.model.base import Generation, GenerationRequest, ModelBackend
+from docvl.pipeline.model.factory import make_backend
+from docvl.pipeline.plan.prompt import Part
+from docvl.pipeline.settings import Settings
 
 BackendFactory = Callable[[Settings], ModelBackend]
 

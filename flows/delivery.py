@@ -40,8 +40,8 @@ from tenacity import (
     wait_exponential,
 )
 
-from flows.store import atomic_write_json, atomic_write_jsonl, safe_stem
-from pipeline.model.http import retry_after_s
+from docvl.flows.store import atomic_write_json, atomic_write_jsonl, safe_stem
+from docvl.pipeline.model.http import retry_after_s
 
 LEDGER_DIR = ".docvl-ledger"
 

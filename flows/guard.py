@@ -4,12 +4,13 @@ configuration failure, and the deadline the model calls of an abandoned document
 * :func:`call_with_budget` runs one document's work in its own thread and waits at most
   ``settings.document_timeout_s``; past it the document is recorded as ``document_timeout`` and the
   batch goes on. A Python thread cannot be killed, so the abandoned work is told to stop instead:
-  its next model call (:func:`check_deadline`, called by :class:`flows.limits.LimitedBackend`)
+  its next model call (:func:`check_deadline`, called by :class:`docvl.flows.limits.LimitedBackend`)
   raises :class:`WorkAbandoned` (never final, never cached, never retried), and its result is
   dropped.
-* :class:`BatchStop` remembers the first configuration failure (:func:`pipeline.errors.stops_batch`:
-  a wrong URL, a bad key, missing weights). Every document not started yet is then recorded as not
-  attempted, with the same code, and one line says so on stderr.
+* :class:`BatchStop` remembers the first configuration failure
+  (:func:`docvl.pipeline.errors.stops_batch`: a wrong URL, a bad key, missing weights). Every
+  document not started yet is then recorded as not attempted, with the same code, and one line says
+  so on stderr.
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from pipeline.errors import (
+from docvl.pipeline.errors import (
     BackendUnavailable,
     DocumentTimeout,
     ErrorRecord,
     WorkAbandoned,
     stops_batch,
 )
-from pipeline.result import ResultEnvelope
+from docvl.pipeline.result import ResultEnvelope
 
 T = TypeVar("T")
 

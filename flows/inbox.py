@@ -4,12 +4,12 @@ results.
 Each scheduled run scans the inbox, claims documents whose ``sha256 + settings.fingerprint()`` is
 not in the outbox ledger, processes them with the same tasks as ``analyze_batch`` (caches and the
 concurrency limit included), delivers one JSON file per document atomically, optionally POSTs each
-record to a webhook, and writes a manifest of what the run picked up. See :mod:`flows.delivery` for
-the outbox layout.
+record to a webhook, and writes a manifest of what the run picked up. See
+:mod:`docvl.flows.delivery` for the outbox layout.
 
 Run it without the CLI (tests, debugging)::
 
-    python -m flows.inbox --inbox IN --outbox OUT --interval 10 [--backend-factory module:fn]
+    python -m docvl.flows.inbox --inbox IN --outbox OUT --interval 10 [--backend-factory module:fn]
 """
 
 # No `from __future__ import annotations`: Prefect resolves flow parameter types (Settings) at load
@@ -27,18 +27,18 @@ from prefect import State, flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 
-from flows import report
-from flows.analyze import Runner, thread_runner
-from flows.delivery import Ledger, deliver, post_record, write_manifest
-from flows.limits import DEFAULT_LIMIT_NAME
-from flows.options import RunOptions
-from flows.server import api_server
-from flows.store import shown_name
-from pipeline.engine import Unit
-from pipeline.engine.prepare import sha256_file
-from pipeline.errors import UsageError, is_final
-from pipeline.result import ResultEnvelope
-from pipeline.settings import Settings
+from docvl.flows import report
+from docvl.flows.analyze import Runner, thread_runner
+from docvl.flows.delivery import Ledger, deliver, post_record, write_manifest
+from docvl.flows.limits import DEFAULT_LIMIT_NAME
+from docvl.flows.options import RunOptions
+from docvl.flows.server import api_server
+from docvl.flows.store import shown_name
+from docvl.pipeline.engine import Unit
+from docvl.pipeline.engine.prepare import sha256_file
+from docvl.pipeline.errors import UsageError, is_final
+from docvl.pipeline.result import ResultEnvelope
+from docvl.pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 IGNORED_SUFFIXES = (".tmp", ".part", ".crdownload", ".partial", ".swp")
@@ -247,7 +247,9 @@ def serve_inbox(
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m flows.inbox", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m docvl.flows.inbox", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--inbox", required=True, type=Path)
     p.add_argument("--outbox", required=True, type=Path)
     g = p.add_mutually_exclusive_group(required=True)
@@ -274,6 +276,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    # Run main() of the importable module (flows.inbox, not __main__), so the deployment's
+    # Run main() of the importable module (docvl.flows.inbox, not __main__), so the deployment's
     # entrypoint resolves to it.
-    importlib.import_module("flows.inbox").main()
+    importlib.import_module("docvl.flows.inbox").main()

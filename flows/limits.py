@@ -21,9 +21,9 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 
-from flows.guard import check_deadline
-from pipeline.model.base import Generation, GenerationRequest, ModelBackend
-from pipeline.plan.prompt import Part
+from docvl.flows.guard import check_deadline
+from docvl.pipeline.model.base import Generation, GenerationRequest, ModelBackend
+from docvl.pipeline.plan.prompt import Part
 
 DEFAULT_LIMIT_NAME = "docvl-model"
 log = logging.getLogger(__name__)

@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from flows.server import free_port, healthy
-from pipeline.settings import Settings
+from docvl.flows.server import free_port, healthy
+from docvl.pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from flows.delivery import _alive
+from docvl.flows.delivery import _alive
 
 
 class DocumentLocks:

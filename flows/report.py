@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from pipeline.result import GroundingItem, ResultEnvelope
+from docvl.pipeline.result import GroundingItem, ResultEnvelope
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from typing import IO
 
 import httpx
 
-from pipeline.errors import BackendUnavailable
+from docvl.pipeline.errors import BackendUnavailable
 
 #: On a loaded 2-core machine a fresh database took about 100 s to migrate.
 STARTUP_TIMEOUT_S = 240.0

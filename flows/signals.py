@@ -7,8 +7,8 @@ On the first SIGINT or SIGTERM, :func:`run_interruptible`:
 
 1. ignores further SIGINT/SIGTERM (a second Ctrl-C must not cut the cleanup short);
 2. prints one line on stderr;
-3. stops the local Prefect server(s) this process started (:func:`flows.server.stop_all`) and then
-   every other child process, recursively (LibreOffice, render workers): SIGTERM, then SIGKILL
+3. stops the local Prefect server(s) this process started (:func:`docvl.flows.server.stop_all`) and
+   then every other child process, recursively (LibreOffice, render workers): SIGTERM, then SIGKILL
    after a short grace (psutil);
 4. with ``hard_exit`` (the CLI) leaves with ``os._exit(128 + signum)`` (130, 143), skipping the
    interpreter's shutdown, which would join the batch's worker threads (a model call in flight:
@@ -35,7 +35,7 @@ from typing import TypeVar
 
 import psutil
 
-from flows.server import stop_all
+from docvl.flows.server import stop_all
 
 T = TypeVar("T")
 HANDLED = (signal.SIGINT, signal.SIGTERM)

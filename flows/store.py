@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pipeline.settings import Settings
+from docvl.pipeline.settings import Settings
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -1,13 +1,13 @@
-"""Prefect tasks wrapping the engine's stages (:class:`pipeline.engine.Engine`): prepare, window,
-finish.
+"""Prefect tasks wrapping the engine's stages (:class:`docvl.pipeline.engine.Engine`): prepare,
+window, finish.
 
 They add what Prefect is for and decide nothing about documents:
 
 * Caching: a window's result persists under the engine's window key
-  (:func:`pipeline.engine.identity.cache_key`: file hashes, settings, model, schema versions,
+  (:func:`docvl.pipeline.engine.identity.cache_key`: file hashes, settings, model, schema versions,
   envelope and prompt versions, window). A result holding any error that is not final
-  (:data:`pipeline.errors.FAILURE_POLICY`) is raised as :class:`WindowFailed` instead, so it is
-  never cached.
+  (:data:`docvl.pipeline.errors.FAILURE_POLICY`) is raised as :class:`WindowFailed` instead, so it
+  is never cached.
 * Retries: only a window whose error is retried in the run (BackendError), ``RunOptions.retries``
   times with backoff; bad input, setup problems (BackendUnavailable) and bugs fail at once.
 * Every task that calls the model carries the tag :data:`MODEL_TAG`. A tag concurrency limit set on
@@ -24,10 +24,10 @@ from prefect import Task, task
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.context import TaskRunContext
 
-from flows import progress
-from pipeline.engine import Engine, Prepared, Unit, WindowResult
-from pipeline.errors import is_final, retried_in_run
-from pipeline.result import ResultEnvelope
+from docvl.flows import progress
+from docvl.pipeline.engine import Engine, Prepared, Unit, WindowResult
+from docvl.pipeline.errors import is_final, retried_in_run
+from docvl.pipeline.result import ResultEnvelope
 
 MODEL_TAG = "docvl-model"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, cast
 
-from pipeline.errors import UsageError
+from docvl.pipeline.errors import UsageError
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun

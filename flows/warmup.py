@@ -5,7 +5,7 @@ lazily, inside the task that first calls the model. That task runs in a worker t
 imports (transformers' lazy module machinery under the global import lock) took about 8 s of the
 cold-run profile in issue 12, with every other worker blocked on the same lock. Importing them once,
 here, is the same work done before anything waits on it; with ``prefect_server="local"`` it overlaps
-the server's start-up (:func:`flows.localserver.local_api_url`).
+the server's start-up (:func:`docvl.flows.localserver.local_api_url`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import logging
 
-from pipeline.settings import Settings
+from docvl.pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 

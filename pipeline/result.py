@@ -17,8 +17,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
-from pipeline.errors import ErrorRecord
-from schemas import Answer, DocumentSummary
+from docvl.pipeline.errors import ErrorRecord
+from docvl.schemas import Answer, DocumentSummary
 
 #: 1.1: ``plan.windows[]`` is the plan's window type and gained ``spans``.
 #: 1.2: grounding statuses are ``grounded``/``page_only``/``ungrounded`` (``unverifiable`` became
@@ -137,7 +137,7 @@ class GroundingItem(BaseModel):
     match: MatchStage | None = None
     #: How sure the model was of this record, in (0, 1]: the lowest of its fields' exp(mean token
     #: log-probability) in the reply that produced it, a window's or a completeness re-ask's
-    #: (:mod:`pipeline.tasks.confidence`). None when the backend gave no log-probabilities.
+    #: (:mod:`docvl.pipeline.tasks.confidence`). None when the backend gave no log-probabilities.
     model_confidence: float | None = None
     #: ``model_confidence`` times a factor for ``status``: grounded 1.0, page_only 0.8,
     #: ungrounded 0.3 (``GROUNDING_FACTORS``). Both are ranking signals for review (look at the

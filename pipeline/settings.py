@@ -174,7 +174,7 @@ class Settings(BaseSettings):
     device: str | None = Field(
         None, description="torch device (default: cuda when available, else cpu)"
     )
-    #: Decode against the bounded schema (``schemas.decoder_schema``: every list, string and
+    #: Decode against the bounded schema (``docvl.schemas.decoder_schema``: every list, string and
     #: number capped) and derive each reply's token budget from those caps. ONLY for random-weight
     #: models and tests (the tiny model, ``make smoke``: ``DOCVL_DECODER_BOUNDS=1``), which need the
     #: caps to terminate; a real model would silently lose rows past the caps. Off (the default):

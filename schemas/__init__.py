@@ -1,20 +1,20 @@
 """Output schemas of docvl: built-in pydantic models, the registry, the decoder-schema helpers and
 the checks of a final output (the user's contract, numeric invariants)."""
 
-from schemas.base import SourcedAmount, SourcedDate, SourcedText, Strict
-from schemas.commerce import Invoice, LineItem, PurchaseOrder, Receipt
-from schemas.decoder import bind_pages, decoder_schema, max_reply_tokens, reply_schema
-from schemas.documents import FormData, FormField, ScientificPaper, SlideDeck, Tables
-from schemas.from_json import (
+from docvl.schemas.base import SourcedAmount, SourcedDate, SourcedText, Strict
+from docvl.schemas.commerce import Invoice, LineItem, PurchaseOrder, Receipt
+from docvl.schemas.decoder import bind_pages, decoder_schema, max_reply_tokens, reply_schema
+from docvl.schemas.documents import FormData, FormField, ScientificPaper, SlideDeck, Tables
+from docvl.schemas.from_json import (
     check_schema,
     model_from_json_schema,
     model_from_json_schema_file,
     original_json_schema,
 )
-from schemas.invariants import check_invariants
-from schemas.registry import BUILTIN, get_schema, list_schemas, schema_name, schema_version
-from schemas.summary import Answer, DocumentSummary, KeyPoint, QuoteRef
-from schemas.validate import conform_output, validate_output
+from docvl.schemas.invariants import check_invariants
+from docvl.schemas.registry import BUILTIN, get_schema, list_schemas, schema_name, schema_version
+from docvl.schemas.summary import Answer, DocumentSummary, KeyPoint, QuoteRef
+from docvl.schemas.validate import conform_output, validate_output
 
 __all__ = [
     "BUILTIN",

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from schemas.base import (
+from docvl.schemas.base import (
     Amount,
     Page,
     Quantity,
@@ -16,7 +16,7 @@ from schemas.base import (
     SourcedText,
     Strict,
 )
-from schemas.invariants import Invariant, LineProduct, LinesSum, TotalOf
+from docvl.schemas.invariants import Invariant, LineProduct, LinesSum, TotalOf
 
 
 class Party(Strict):

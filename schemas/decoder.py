@@ -1,6 +1,6 @@
 """The JSON Schema sent to a constrained decoder (llguidance, vLLM ``response_format``).
 
-Two shapes, chosen by ``Settings.decoder_bounds`` (:func:`pipeline.tasks.specs.make_spec`):
+Two shapes, chosen by ``Settings.decoder_bounds`` (:func:`docvl.pipeline.tasks.specs.make_spec`):
 
 :func:`reply_schema` (the default, for real models) is the user's schema as written: the JSON
 Schema file itself for a schema loaded from one, else the pydantic model's JSON Schema, with every
@@ -28,7 +28,7 @@ its reply is (the tiny model on samples/invoice.pdf: about 1,400 tokens; with th
 ``DEFAULT_MAX_ITEMS`` is silently cut short.
 
 Neither shape says anything about whitespace: the in-process decoder
-(:mod:`pipeline.model.constrain`) and the OpenAI-compatible backend add "no free whitespace"
+(:mod:`docvl.pipeline.model.constrain`) and the OpenAI-compatible backend add "no free whitespace"
 themselves.
 """
 
@@ -39,7 +39,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from schemas.from_json import SCHEMA_MAPS, SCHEMA_ONE, original_json_schema
+from docvl.schemas.from_json import SCHEMA_MAPS, SCHEMA_ONE, original_json_schema
 
 DEFAULT_MAX_LENGTH = 160
 DEFAULT_MAX_ITEMS = 10

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from schemas.base import Page, Pages, Quote, ShortText, SourcedAmount, SourcedText, Strict
+from docvl.schemas.base import Page, Pages, Quote, ShortText, SourcedAmount, SourcedText, Strict
 
 
 class Author(Strict):

@@ -6,16 +6,16 @@ boolean / null and lists of them, ``properties``, ``required``, ``additionalProp
 ``definitions``, ``description``, ``default`` and the bounds ``maxLength``, ``minLength``,
 ``pattern``, ``minimum``, ``maximum``, ``exclusiveMinimum``, ``exclusiveMaximum``, ``multipleOf``,
 ``minItems``, ``maxItems``. Anything else (``allOf``, remote references, recursion, tuple
-``prefixItems``...) is refused with a :class:`~schemas.errors.SchemaError` naming the keyword and
-where it is, rather than silently ignored.
+``prefixItems``...) is refused with a :class:`~docvl.schemas.errors.SchemaError` naming the keyword
+and where it is, rather than silently ignored.
 
 The file as the user wrote it stays the contract: the generated model class keeps it (parsed) in
 ``__docvl_json_schema__`` (:func:`original_json_schema`), and the final output is checked against it
-(:mod:`schemas.validate`).
+(:mod:`docvl.schemas.validate`).
 
 Before anything is converted, :func:`check_schema` looks for a schema that contradicts itself, and
-loading refuses it with a :class:`~schemas.errors.SchemaError` naming every problem and where it is
-(so ``docvl`` stops before any page is rendered):
+loading refuses it with a :class:`~docvl.schemas.errors.SchemaError` naming every problem and where
+it is (so ``docvl`` stops before any page is rendered):
 
 * not a valid JSON Schema (checked against the metaschema of its ``$schema``, Draft 2020-12 when it
   names none);
@@ -38,7 +38,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.validators import validator_for
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from schemas.errors import SchemaError
+from docvl.schemas.errors import SchemaError
 
 _IGNORED = {
     "title",

@@ -1,12 +1,13 @@
 """Numeric invariants of the built-in schemas, checked in Python after the output is merged.
 
-A model declares its rules in its ``invariants`` class variable (see :class:`schemas.base.Strict`);
-:func:`check_invariants` runs them on the final data and returns one human-readable message per
-failed check, naming the values (``line_items sum 120.00 != subtotal 125.00``). A failed check is a
-warning on the record, never a validation error: the document may itself be inconsistent.
+A model declares its rules in its ``invariants`` class variable (see
+:class:`docvl.schemas.base.Strict`); :func:`check_invariants` runs them on the final data and
+returns one human-readable message per failed check, naming the values (``line_items sum 120.00 !=
+subtotal 125.00``). A failed check is a warning on the record, never a validation error: the
+document may itself be inconsistent.
 
 Values are read as printed: a plain number, or the ``value`` of a sourced object
-(:class:`~schemas.base.SourcedAmount`). A rule is skipped when a value it needs is missing, so
+(:class:`~docvl.schemas.base.SourcedAmount`). A rule is skipped when a value it needs is missing, so
 partial extractions are not reported. Two numbers are equal within 0.01 per value involved (each
 printed value is rounded to cents) or a relative 1e-6, whichever is larger.
 """

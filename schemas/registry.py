@@ -5,8 +5,8 @@
 * ``package.module:ClassName`` naming a pydantic ``BaseModel`` subclass importable from
   ``sys.path``;
 * a path to a ``.json`` file holding a JSON Schema (checked for consistency and converted by
-  :mod:`schemas.from_json`; the model keeps the file as the contract).
-Anything else raises :class:`~schemas.errors.SchemaError` saying what was tried.
+  :mod:`docvl.schemas.from_json`; the model keeps the file as the contract).
+Anything else raises :class:`~docvl.schemas.errors.SchemaError` saying what was tried.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from schemas.commerce import Invoice, PurchaseOrder, Receipt
-from schemas.documents import FormData, ScientificPaper, SlideDeck, Tables
-from schemas.errors import SchemaError
-from schemas.from_json import model_from_json_schema_file, original_json_schema
-from schemas.summary import Answer, DocumentSummary
+from docvl.schemas.commerce import Invoice, PurchaseOrder, Receipt
+from docvl.schemas.documents import FormData, ScientificPaper, SlideDeck, Tables
+from docvl.schemas.errors import SchemaError
+from docvl.schemas.from_json import model_from_json_schema_file, original_json_schema
+from docvl.schemas.summary import Answer, DocumentSummary
 
 
 @dataclass(frozen=True)

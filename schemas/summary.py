@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from schemas.base import Confidence, Page, Pages, Quote, ShortText, Strict, Text
+from docvl.schemas.base import Confidence, Page, Pages, Quote, ShortText, Strict, Text
 
 
 class KeyPoint(Strict):

@@ -1,7 +1,7 @@
 """Checking a final (merged) output against the user's own contract.
 
 * A schema loaded from a JSON Schema file is checked with ``jsonschema`` against the file as the
-  user wrote it (:func:`~schemas.from_json.original_json_schema`), with the validator of its
+  user wrote it (:func:`~docvl.schemas.from_json.original_json_schema`), with the validator of its
   ``$schema`` (Draft 2020-12 when it names none). As with ``jsonschema.validate``, ``format`` is an
   annotation, not asserted.
 * Built-in and Python (``module:Class``) schemas are checked with the pydantic model's
@@ -24,7 +24,7 @@ from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 from pydantic import BaseModel, ValidationError
 
-from schemas.from_json import original_json_schema, resolve_local_ref
+from docvl.schemas.from_json import original_json_schema, resolve_local_ref
 
 #: Problems reported at most (one more line says how many were left out).
 MAX_PROBLEMS = 50

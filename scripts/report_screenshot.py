@@ -19,9 +19,9 @@ sys.path.insert(0, str(REPO))
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from docvl.api import Settings, analyze  # noqa: E402
+from docvl.pipeline.dev.double import TextLayerModel  # noqa: E402
+from docvl.pipeline.dev.synth import bad_invoice  # noqa: E402
 from docvl.review import write_report  # noqa: E402
-from pipeline.dev.double import TextLayerModel  # noqa: E402
-from pipeline.dev.synth import bad_invoice  # noqa: E402
 
 
 def main() -> None:

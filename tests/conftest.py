@@ -41,7 +41,7 @@ def samples() -> Path:
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny random Qwen3-VL checkpoint (real architecture, processor and template), built
     once."""
-    from pipeline.dev.tiny import build_tiny_model
+    from docvl.pipeline.dev.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen3-vl"), seed=0)
 

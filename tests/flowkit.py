@@ -3,7 +3,7 @@ subprocesses.
 
 ``flowkit:scripted_backend`` is passed to the flows as ``backend_factory``. Its replies cite every
 page in the window (so no completeness re-ask happens). Environment knobs, read at call time so
-subprocesses (``python -m flows.inbox``, batch runs) behave the same:
+subprocesses (``python -m docvl.flows.inbox``, batch runs) behave the same:
 
 * ``DOCVL_TEST_CALL_LOG``: append one line per model call (``<pid> <first page> <doc name>``);
 * ``DOCVL_TEST_DELAY_S``: sleep this long in each call;
@@ -21,14 +21,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.engine import Engine, Unit
-from pipeline.engine.prepare import sha256_file
-from pipeline.errors import BackendError, BackendUnavailable
-from pipeline.model.base import Generation, GenerationRequest
-from pipeline.model.scripted import ScriptedBackend
-from pipeline.plan.count import TokenCounter
-from pipeline.plan.prompt import ImagePart, Part, TextPart
-from pipeline.settings import Settings
+from docvl.pipeline.engine import Engine, Unit
+from docvl.pipeline.engine.prepare import sha256_file
+from docvl.pipeline.errors import BackendError, BackendUnavailable
+from docvl.pipeline.model.base import Generation, GenerationRequest
+from docvl.pipeline.model.scripted import ScriptedBackend
+from docvl.pipeline.plan.count import TokenCounter
+from docvl.pipeline.plan.prompt import ImagePart, Part, TextPart
+from docvl.pipeline.settings import Settings
 
 CALLS: list[str] = []
 _lock = threading.Lock()

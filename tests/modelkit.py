@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.plan.prompt import ImagePart, Part, document_header, page_marker, page_text
+from docvl.pipeline.plan.prompt import ImagePart, Part, document_header, page_marker, page_text
 
 
 class Summary(BaseModel):

@@ -12,21 +12,21 @@ from typing import Any
 import pymupdf
 import pytest
 
-from pipeline.engine import Engine, WindowResult
-from pipeline.errors import EmptyFile, UsageError
-from pipeline.model.base import GenerationRequest, ModelBackend
-from pipeline.model.scripted import ScriptedBackend
-from pipeline.plan.count import TokenCounter
-from pipeline.plan.prompt import ImagePart, Part, TextPart
-from pipeline.result import ResultEnvelope
-from pipeline.settings import Settings
+from docvl.pipeline.engine import Engine, WindowResult
+from docvl.pipeline.errors import EmptyFile, UsageError
+from docvl.pipeline.model.base import GenerationRequest, ModelBackend
+from docvl.pipeline.model.scripted import ScriptedBackend
+from docvl.pipeline.plan.count import TokenCounter
+from docvl.pipeline.plan.prompt import ImagePart, Part, TextPart
+from docvl.pipeline.result import ResultEnvelope
+from docvl.pipeline.settings import Settings
 
 QUESTION = "What is the total?"
 
 
 @pytest.fixture(scope="module")
 def counter() -> TokenCounter:
-    from pipeline.dev.tiny import build_tokenizer
+    from docvl.pipeline.dev.tiny import build_tokenizer
 
     return TokenCounter(build_tokenizer())
 

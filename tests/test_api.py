@@ -9,11 +9,11 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from docvl.api import analyze, extraction_as
-from pipeline.dev import synth
-from pipeline.dev.double import TextLayerModel
-from pipeline.result import ExtractionOutput, ResultEnvelope, Source
-from pipeline.settings import Settings
-from schemas import Invoice
+from docvl.pipeline.dev import synth
+from docvl.pipeline.dev.double import TextLayerModel
+from docvl.pipeline.result import ExtractionOutput, ResultEnvelope, Source
+from docvl.pipeline.settings import Settings
+from docvl.schemas import Invoice
 
 REPO = Path(__file__).resolve().parents[1]
 

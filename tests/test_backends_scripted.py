@@ -7,12 +7,12 @@ from collections.abc import Sequence
 
 import pytest
 
-from pipeline.model.base import GenerationRequest, ModelBackend
-from pipeline.model.factory import make_backend
-from pipeline.model.scripted import ScriptedBackend
-from pipeline.plan.count import TokenCounter
-from pipeline.plan.prompt import ImagePart, Part, TextPart, Turn
-from pipeline.settings import Settings
+from docvl.pipeline.model.base import GenerationRequest, ModelBackend
+from docvl.pipeline.model.factory import make_backend
+from docvl.pipeline.model.scripted import ScriptedBackend
+from docvl.pipeline.plan.count import TokenCounter
+from docvl.pipeline.plan.prompt import ImagePart, Part, TextPart, Turn
+from docvl.pipeline.settings import Settings
 
 CONTENT: list[Part] = [
     TextPart("<page 1>\n"),

@@ -11,14 +11,14 @@ import pytest
 import torch
 from modelkit import Summary, summary_schema, two_pages
 
-from pipeline.errors import BackendUnavailable
-from pipeline.model.base import GenerationRequest, ModelBackend
-from pipeline.model.factory import make_backend
-from pipeline.model.transformers_backend import TransformersBackend
-from pipeline.plan.count import TokenCounter
-from pipeline.plan.prompt import ImagePart, Part, TextPart, Turn
-from pipeline.settings import Settings
-from pipeline.tasks.confidence import field_confidence
+from docvl.pipeline.errors import BackendUnavailable
+from docvl.pipeline.model.base import GenerationRequest, ModelBackend
+from docvl.pipeline.model.factory import make_backend
+from docvl.pipeline.model.transformers_backend import TransformersBackend
+from docvl.pipeline.plan.count import TokenCounter
+from docvl.pipeline.plan.prompt import ImagePart, Part, TextPart, Turn
+from docvl.pipeline.settings import Settings
+from docvl.pipeline.tasks.confidence import field_confidence
 
 pytestmark = pytest.mark.model
 
@@ -196,8 +196,8 @@ def test_images_encoded_in_chunks_equal_one_pass(
     backend: TransformersBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A window's images are encoded a few at a time (bounded memory), with the same result."""
-    from pipeline.model import vision
-    from pipeline.model.vision import pixel_chunks
+    from docvl.pipeline.model import vision
+    from docvl.pipeline.model.vision import pixel_chunks
 
     images = [p.image for p in two_pages() if isinstance(p, ImagePart)]
     images.append(images[0].resize((512, 384)))

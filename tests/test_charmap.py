@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.tasks.charmap import compact, normalize, normalized
+from docvl.pipeline.tasks.charmap import compact, normalize, normalized
 
 
 def test_normalisation_helpers() -> None:

@@ -104,7 +104,7 @@ def test_the_cli_quiets_prefect_before_prefect_loads() -> None:
     set when they do, or a run prints Prefect's per-task INFO lines over the progress bars."""
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_LOGGING_LEVEL"}
     code = (
-        "import docvl.cli, flows.analyze\n"
+        "import docvl.cli, docvl.flows.analyze\n"
         "from prefect.settings import get_current_settings\n"
         "print(get_current_settings().logging.level)\n"
     )

@@ -20,9 +20,9 @@ import typer
 from docvl.cli import app, main
 from docvl.flags import with_settings
 from docvl.inputs import expand_inputs
-from pipeline.errors import UsageError
-from pipeline.plan.pack import PackItem, pack, segment
-from pipeline.settings import Settings
+from docvl.pipeline.errors import UsageError
+from docvl.pipeline.plan.pack import PackItem, pack, segment
+from docvl.pipeline.settings import Settings
 
 HEAVY = ("prefect", "torch", "transformers")
 ROOT = Path(__file__).resolve().parents[1]
@@ -235,7 +235,7 @@ def test_a_closed_pipe_exits_quietly_with_0() -> None:
 def test_files_follow_the_umask(tmp_path: Path, umask: int, mode: int) -> None:
     code = (
         f"import os; os.umask({umask}); from pathlib import Path; "
-        "from flows.store import atomic_write_json; "
+        "from docvl.flows.store import atomic_write_json; "
         f"atomic_write_json(Path({str(tmp_path / 'r.json')!r}), {{'a': 1}})"
     )
     subprocess.run(
@@ -253,7 +253,7 @@ def test_progress_shows_each_document_in_flight_with_its_stage() -> None:
 
     from rich.console import Console
 
-    from flows import progress
+    from docvl.flows import progress
 
     sink = io.StringIO()
     console = Console(file=sink, force_terminal=True, width=120)

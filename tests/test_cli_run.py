@@ -10,9 +10,9 @@ import flowkit
 import pytest
 
 from docvl.cli import main
+from docvl.flows.analyze import run_batch
+from docvl.flows.options import RunOptions
 from docvl.outputs import document_stem, summary_lines, write_output_dir
-from flows.analyze import run_batch
-from flows.options import RunOptions
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness", "flowkit_reset")]
 

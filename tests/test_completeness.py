@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from pipeline.model.base import GenerationRequest
-from pipeline.model.scripted import ScriptedBackend
-from pipeline.plan.prompt import Part, TextPart
-from pipeline.settings import Settings
-from pipeline.tasks.completeness import complete, expected_rows, page_completeness
-from pipeline.tasks.reduce import merge_partials, uncited_pages
-from pipeline.tasks.specs import task_specs
-from schemas import Invoice
+from docvl.pipeline.model.base import GenerationRequest
+from docvl.pipeline.model.scripted import ScriptedBackend
+from docvl.pipeline.plan.prompt import Part, TextPart
+from docvl.pipeline.settings import Settings
+from docvl.pipeline.tasks.completeness import complete, expected_rows, page_completeness
+from docvl.pipeline.tasks.reduce import merge_partials, uncited_pages
+from docvl.pipeline.tasks.specs import task_specs
+from docvl.schemas import Invoice
 
 
 def item(desc: str, amount: float, page: int, quote: str | None = None) -> dict[str, object]:

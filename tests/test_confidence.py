@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from pipeline.model.base import pieces_from_bytes
-from pipeline.tasks.confidence import (
+from docvl.pipeline.model.base import pieces_from_bytes
+from docvl.pipeline.tasks.confidence import (
     GROUNDING_FACTORS,
     combined,
     field_confidence,

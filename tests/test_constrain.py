@@ -13,8 +13,8 @@ import pytest
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.model.constrain import JsonConstrainer, json_grammar
-from pipeline.model.qwen import eos_token_ids, load_tokenizer
+from docvl.pipeline.model.constrain import JsonConstrainer, json_grammar
+from docvl.pipeline.model.qwen import eos_token_ids, load_tokenizer
 
 pytestmark = pytest.mark.model
 

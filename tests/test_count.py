@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from pipeline.model.qwen import load_processor, load_tokenizer
-from pipeline.plan.count import TokenCounter
-from pipeline.plan.prompt import (
+from docvl.pipeline.model.qwen import load_processor, load_tokenizer
+from docvl.pipeline.plan.count import TokenCounter
+from docvl.pipeline.plan.prompt import (
     ImagePart,
     Part,
     document_header,
@@ -18,7 +18,7 @@ from pipeline.plan.prompt import (
     page_marker,
     page_text,
 )
-from pipeline.plan.qwen_tokenizer import QwenTokenizer, offline_tokenizer
+from docvl.pipeline.plan.qwen_tokenizer import QwenTokenizer, offline_tokenizer
 
 INSTRUCTION = "Summarise the document as JSON with a title, a summary and key points citing pages."
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flows.delivery import (
+from docvl.flows.delivery import (
     MAX_RETRY_AFTER_S,
     Ledger,
     deliver,
@@ -20,7 +20,7 @@ from flows.delivery import (
     post_record,
     write_manifest,
 )
-from flows.store import atomic_write_jsonl
+from docvl.flows.store import atomic_write_jsonl
 
 
 def test_claim_is_exclusive_and_done_wins(tmp_path: Path) -> None:

@@ -1,9 +1,9 @@
 """``docvl dev serve`` as an OpenAI-compatible server, driven by the official ``openai`` SDK.
 
 The server is real (FastAPI on uvicorn, 127.0.0.1); the model behind it is a
-:class:`~pipeline.model.scripted.ScriptedBackend` (canned replies, recorded calls) since what is
-under test is the wire format: streaming, ``n``, ``stop``, any system prompt, ``/health``, the 400s
-for what is not served, and docvl's own client running through the SDK against it. The tiny
+:class:`~docvl.pipeline.model.scripted.ScriptedBackend` (canned replies, recorded calls) since what
+is under test is the wire format: streaming, ``n``, ``stop``, any system prompt, ``/health``, the
+400s for what is not served, and docvl's own client running through the SDK against it. The tiny
 model behind the same server: tests/test_openai_backend.py and tests/test_e2e.py.
 """
 
@@ -15,13 +15,13 @@ import httpx
 import openai
 import pytest
 
-from pipeline.dev.server import ServerHandle, serve
-from pipeline.errors import BackendRejected
-from pipeline.model.base import GenerationRequest
-from pipeline.model.openai_backend import OpenAIBackend
-from pipeline.model.scripted import ScriptedBackend
-from pipeline.plan.prompt import Part, TextPart
-from pipeline.settings import Settings
+from docvl.pipeline.dev.server import ServerHandle, serve
+from docvl.pipeline.errors import BackendRejected
+from docvl.pipeline.model.base import GenerationRequest
+from docvl.pipeline.model.openai_backend import OpenAIBackend
+from docvl.pipeline.model.scripted import ScriptedBackend
+from docvl.pipeline.plan.prompt import Part, TextPart
+from docvl.pipeline.settings import Settings
 
 REPLY = '{"title":"Quarterly report","pages":[1,2]}'
 

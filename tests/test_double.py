@@ -14,24 +14,31 @@ import pytest
 from pydantic import BaseModel
 
 from docvl.api import analyze
-from pipeline.dev import synth
-from pipeline.dev.double import TextLayerModel
-from pipeline.dev.reader import read_pages
-from pipeline.dev.request import request_schema
-from pipeline.dev.tiny import build_tokenizer
-from pipeline.ingest.document import LoadedDocument
-from pipeline.ingest.load import load_document
-from pipeline.model.base import GenerationRequest, ModelBackend
-from pipeline.plan.count import TokenCounter
-from pipeline.plan.planner import page_content
-from pipeline.plan.prompt import ImagePart, Part, TextPart, Turn, document_header, page_marker
-from pipeline.settings import Settings
-from pipeline.tasks.confidence import field_confidence
-from pipeline.tasks.jsonparse import JsonParseError
-from pipeline.tasks.reduce import partial_parts, reduce_instruction
-from pipeline.tasks.repair import validate_reply
-from pipeline.tasks.specs import TaskSpec, only_pages, task_specs
-from schemas import Answer, DocumentSummary, PurchaseOrder, Receipt, decoder_schema, reply_schema
+from docvl.pipeline.dev import synth
+from docvl.pipeline.dev.double import TextLayerModel
+from docvl.pipeline.dev.reader import read_pages
+from docvl.pipeline.dev.request import request_schema
+from docvl.pipeline.dev.tiny import build_tokenizer
+from docvl.pipeline.ingest.document import LoadedDocument
+from docvl.pipeline.ingest.load import load_document
+from docvl.pipeline.model.base import GenerationRequest, ModelBackend
+from docvl.pipeline.plan.count import TokenCounter
+from docvl.pipeline.plan.planner import page_content
+from docvl.pipeline.plan.prompt import ImagePart, Part, TextPart, Turn, document_header, page_marker
+from docvl.pipeline.settings import Settings
+from docvl.pipeline.tasks.confidence import field_confidence
+from docvl.pipeline.tasks.jsonparse import JsonParseError
+from docvl.pipeline.tasks.reduce import partial_parts, reduce_instruction
+from docvl.pipeline.tasks.repair import validate_reply
+from docvl.pipeline.tasks.specs import TaskSpec, only_pages, task_specs
+from docvl.schemas import (
+    Answer,
+    DocumentSummary,
+    PurchaseOrder,
+    Receipt,
+    decoder_schema,
+    reply_schema,
+)
 
 BIG = 1_000_000  # an output budget nothing reaches
 Made = dict[str, tuple[LoadedDocument, dict[str, Any]]]

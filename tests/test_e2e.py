@@ -20,13 +20,13 @@ import pytest
 
 from docvl.api import counter_for
 from docvl.cli import main
-from pipeline.dev.server import ServerHandle, serve
-from pipeline.engine import Engine
-from pipeline.model.openai_backend import OpenAIBackend
-from pipeline.model.transformers_backend import TransformersBackend
-from pipeline.result import ResultEnvelope, envelope_json_schema
-from pipeline.settings import Settings
-from schemas import Invoice
+from docvl.pipeline.dev.server import ServerHandle, serve
+from docvl.pipeline.engine import Engine
+from docvl.pipeline.model.openai_backend import OpenAIBackend
+from docvl.pipeline.model.transformers_backend import TransformersBackend
+from docvl.pipeline.result import ResultEnvelope, envelope_json_schema
+from docvl.pipeline.settings import Settings
+from docvl.schemas import Invoice
 
 pytestmark = pytest.mark.model
 
@@ -71,6 +71,7 @@ def test_cli_run_extract_invoice_matches_plan(
     ]
     out = tmp_path / "invoice.jsonl"
     assert main(["run", *args, "--out", str(out), "--no-progress"]) == 0
+    assert "Loading weights" not in capsys.readouterr().err  # no tqdm bar from transformers
     [line] = out.read_text().splitlines()
     envelope = check_record(json.loads(line))
     assert envelope.status == "ok" and envelope.extraction is not None

@@ -10,18 +10,18 @@ from typing import Any
 import pytest
 from test_analyze import SETTINGS, make_pdf, pages_in, reply
 
-from pipeline.engine import Engine, windows
-from pipeline.engine import prepare as prepare_module
-from pipeline.engine.prepare import plan_documents
-from pipeline.errors import FAILURE_POLICY, Policy, is_final, policy_of, retried_in_run
-from pipeline.model.scripted import ScriptedBackend
-from pipeline.plan.count import TokenCounter
-from pipeline.settings import Settings
-from pipeline.tasks.specs import task_specs
+from docvl.pipeline.engine import Engine, windows
+from docvl.pipeline.engine import prepare as prepare_module
+from docvl.pipeline.engine.prepare import plan_documents
+from docvl.pipeline.errors import FAILURE_POLICY, Policy, is_final, policy_of, retried_in_run
+from docvl.pipeline.model.scripted import ScriptedBackend
+from docvl.pipeline.plan.count import TokenCounter
+from docvl.pipeline.settings import Settings
+from docvl.pipeline.tasks.specs import task_specs
 
 
 def test_the_policy_table_covers_every_error_class() -> None:
-    from pipeline import errors
+    from docvl.pipeline import errors
 
     classes = [
         c

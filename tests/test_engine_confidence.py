@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from test_analyze import SETTINGS, make_pdf
 
-from pipeline.engine import Engine
-from pipeline.engine.confidence import add_confidence, identities, record_confidences
-from pipeline.model.scripted import ScriptedBackend
-from pipeline.plan.count import TokenCounter
-from pipeline.result import Grounding, GroundingItem
-from pipeline.settings import Settings
-from pipeline.tasks.confidence import ScoredReply
+from docvl.pipeline.engine import Engine
+from docvl.pipeline.engine.confidence import add_confidence, identities, record_confidences
+from docvl.pipeline.model.scripted import ScriptedBackend
+from docvl.pipeline.plan.count import TokenCounter
+from docvl.pipeline.result import Grounding, GroundingItem
+from docvl.pipeline.settings import Settings
+from docvl.pipeline.tasks.confidence import ScoredReply
 
 
 def row(description: str, page: int) -> dict[str, Any]:

@@ -17,14 +17,14 @@ from jsonschema import Draft202012Validator
 from docvl import commands
 from docvl.api import analyze
 from docvl.cli import main
-from pipeline.dev import synth
-from pipeline.dev.double import TextLayerModel
-from pipeline.engine import Engine
-from pipeline.errors import SchemaNotFound
-from pipeline.plan import planner
-from pipeline.plan.count import TokenCounter
-from pipeline.result import ResultEnvelope
-from pipeline.settings import Settings
+from docvl.pipeline.dev import synth
+from docvl.pipeline.dev.double import TextLayerModel
+from docvl.pipeline.engine import Engine
+from docvl.pipeline.errors import SchemaNotFound
+from docvl.pipeline.plan import planner
+from docvl.pipeline.plan.count import TokenCounter
+from docvl.pipeline.result import ResultEnvelope
+from docvl.pipeline.settings import Settings
 
 USER_INVOICE_SCHEMA = Path(__file__).parent / "data" / "invoice.schema.json"
 #: Small page images: the double reads text layers only.

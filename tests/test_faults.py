@@ -3,9 +3,10 @@ official SDK) against an OpenAI-compatible fake server started on 127.0.0.1 by t
 
 Each document's only page names the fault its requests meet (``FAULT-<name>``; a ``-`` never
 occurs in base64, so image data cannot trigger one). Behind the faults, good replies come from
-:class:`~pipeline.dev.double.TextLayerModel` (a literal reader of the page's text layer) through
-the devserver's wire format (:mod:`pipeline.dev.openai_api`). Every document either recovers or
-ends with a typed failure that keeps the raw reply; the others complete; the time is bounded.
+:class:`~docvl.pipeline.dev.double.TextLayerModel` (a literal reader of the page's text layer)
+through the devserver's wire format (:mod:`docvl.pipeline.dev.openai_api`). Every document either
+recovers or ends with a typed failure that keeps the raw reply; the others complete; the time is
+bounded.
 """
 
 from __future__ import annotations
@@ -25,15 +26,15 @@ from typing import Any
 import pymupdf
 import pytest
 
-from pipeline.dev.double import TextLayerModel
-from pipeline.dev.openai_api import completion, parse_request
-from pipeline.engine import Engine, WindowResult
-from pipeline.errors import BackendTimeout, retried_in_run
-from pipeline.model.base import Generation, GenerationRequest
-from pipeline.model.openai_backend import OpenAIBackend
-from pipeline.plan.count import TokenCounter
-from pipeline.result import ResultEnvelope
-from pipeline.settings import Settings
+from docvl.pipeline.dev.double import TextLayerModel
+from docvl.pipeline.dev.openai_api import completion, parse_request
+from docvl.pipeline.engine import Engine, WindowResult
+from docvl.pipeline.errors import BackendTimeout, retried_in_run
+from docvl.pipeline.model.base import Generation, GenerationRequest
+from docvl.pipeline.model.openai_backend import OpenAIBackend
+from docvl.pipeline.plan.count import TokenCounter
+from docvl.pipeline.result import ResultEnvelope
+from docvl.pipeline.settings import Settings
 
 NOT_JSON = "Sure! Here is the summary you asked for: {title: Quarterly"
 OFF_SCHEMA = '{"title": 5, "summary": ["not", "a", "string"]}'
@@ -346,7 +347,7 @@ def test_prompt_tokens_far_from_the_plan_warn(
 ) -> None:
     """With an exact plan, a server reporting other prompt tokens than planned (here 10 for a
     page and its text) puts a warning on the record; a faithful one does not."""
-    from pipeline.dev.tiny import build_tokenizer
+    from docvl.pipeline.dev.tiny import build_tokenizer
 
     counter = TokenCounter(build_tokenizer())
     server = fault_server(counter=counter)

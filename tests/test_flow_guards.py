@@ -1,5 +1,5 @@
-"""Per-document guards of the flows (flows.guard, flows.locks): isolation, the early stop on a
-configuration failure, the per-document time budget and per-document locks."""
+"""Per-document guards of the flows (docvl.flows.guard, docvl.flows.locks): isolation, the early
+stop on a configuration failure, the per-document time budget and per-document locks."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from pathlib import Path
 import flowkit
 import pytest
 
-import flows  # noqa: F401  (offline env defaults before prefect is imported)
-from flows.analyze import run_batch, timeout_key
-from flows.guard import DEADLINE, BatchStop, call_with_budget, check_deadline
-from flows.locks import DocumentLocks
-from flows.options import RunOptions
-from flows.store import RecordStore
-from pipeline.engine import Engine, Prepared, Unit
-from pipeline.errors import DocumentTimeout, WorkAbandoned, is_final, policy_of, stops_batch
+import docvl.flows  # noqa: F401  (offline env defaults before prefect is imported)
+from docvl.flows.analyze import run_batch, timeout_key
+from docvl.flows.guard import DEADLINE, BatchStop, call_with_budget, check_deadline
+from docvl.flows.locks import DocumentLocks
+from docvl.flows.options import RunOptions
+from docvl.flows.store import RecordStore
+from docvl.pipeline.engine import Engine, Prepared, Unit
+from docvl.pipeline.errors import DocumentTimeout, WorkAbandoned, is_final, policy_of, stops_batch
 
 OPTIONS = RunOptions(backend_factory="flowkit:scripted_backend", artifacts=False)
 flow_tests = pytest.mark.usefixtures("prefect_harness", "flowkit_reset")
@@ -65,8 +65,8 @@ def test_batch_stop_announces_once() -> None:
     lines: list[str] = []
     stop = BatchStop(lines.append)
     assert stop.skip() is None
-    from pipeline.errors import BackendUnavailable
-    from pipeline.result import ModelInfo, ResultEnvelope, Source
+    from docvl.pipeline.errors import BackendUnavailable
+    from docvl.pipeline.result import ModelInfo, ResultEnvelope, Source
 
     env = ResultEnvelope(
         source=Source(path="a.pdf", sha256=None),
@@ -189,12 +189,13 @@ def test_a_document_over_its_time_budget_is_recorded_and_the_batch_goes_on(
 
 def test_the_server_output_is_drained_so_it_never_blocks() -> None:
     """A child writing far more than a pipe holds (64 KiB) runs to its end while a drain thread
-    reads it (flows.server reads its Prefect server's output this way); the last lines are kept."""
+    reads it (docvl.flows.server reads its Prefect server's output this way); the last lines are
+    kept."""
     import collections
     import subprocess
     import sys
 
-    from flows.server import _drain
+    from docvl.flows.server import _drain
 
     script = "import sys\nfor i in range(20000): print('x' * 60, i)\nsys.stdout.flush()"
     proc = subprocess.Popen(

@@ -14,15 +14,15 @@ from typing import Any
 import flowkit
 import pytest
 
-import flows  # noqa: F401  (offline env defaults before prefect is imported)
-from flows.analyze import analyze_batch, envelopes_of, run_batch
-from flows.options import RunOptions
-from flows.store import RecordStore
-from pipeline.engine import Engine, Prepared, Unit, windows
-from pipeline.errors import ErrorRecord, is_final
-from pipeline.result import ResultEnvelope, Source
-from pipeline.settings import Settings
-from schemas import DocumentSummary, registry
+import docvl.flows  # noqa: F401  (offline env defaults before prefect is imported)
+from docvl.flows.analyze import analyze_batch, envelopes_of, run_batch
+from docvl.flows.options import RunOptions
+from docvl.flows.store import RecordStore
+from docvl.pipeline.engine import Engine, Prepared, Unit, windows
+from docvl.pipeline.errors import ErrorRecord, is_final
+from docvl.pipeline.result import ResultEnvelope, Source
+from docvl.pipeline.settings import Settings
+from docvl.schemas import DocumentSummary, registry
 
 FACTORY = "flowkit:scripted_backend"
 OPTIONS = RunOptions(backend_factory=FACTORY)
@@ -235,9 +235,9 @@ import os, sys, tempfile
 from pathlib import Path
 import flowkit
 from prefect.client.orchestration import get_client
-from flows.analyze import run_batch
-from flows.options import RunOptions
-from flows.tasks import MODEL_TAG
+from docvl.flows.analyze import run_batch
+from docvl.flows.options import RunOptions
+from docvl.flows.tasks import MODEL_TAG
 
 tmp = Path(tempfile.mkdtemp())
 with flowkit.harness():

@@ -32,14 +32,14 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from pipeline.errors import DocvlError
-from pipeline.ingest.document import DocKind
-from pipeline.ingest.load import load_document
-from pipeline.ingest.render import iter_rendered
-from pipeline.ingest.sandbox import stage_pptx
-from pipeline.ingest.slides import pptx_slide_texts
-from pipeline.ingest.sniff import sniff_details
-from pipeline.settings import Settings
+from docvl.pipeline.errors import DocvlError
+from docvl.pipeline.ingest.document import DocKind
+from docvl.pipeline.ingest.load import load_document
+from docvl.pipeline.ingest.render import iter_rendered
+from docvl.pipeline.ingest.sandbox import stage_pptx
+from docvl.pipeline.ingest.slides import pptx_slide_texts
+from docvl.pipeline.ingest.sniff import sniff_details
+from docvl.pipeline.settings import Settings
 
 EXAMPLES = int(os.environ.get("DOCVL_FUZZ_EXAMPLES", "30"))
 #: Wall-time budget of one fuzz target (the long pass stops here even with examples left).

@@ -12,11 +12,11 @@ import numpy as np
 import pymupdf
 import pytest
 
-from pipeline.ingest.document import PageInfo, Words
-from pipeline.ingest.load import load_document
-from pipeline.result import ENVELOPE_VERSION, Grounding, GroundingItem
-from pipeline.settings import Settings
-from pipeline.tasks.grounding import ground, iter_records, number_forms
+from docvl.pipeline.ingest.document import PageInfo, Words
+from docvl.pipeline.ingest.load import load_document
+from docvl.pipeline.result import ENVELOPE_VERSION, Grounding, GroundingItem
+from docvl.pipeline.settings import Settings
+from docvl.pipeline.tasks.grounding import ground, iter_records, number_forms
 
 PAGE1 = [
     "ACME Corporation",

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from pipeline.engine.identity import cache_key
-from pipeline.settings import Settings
-from pipeline.tasks.specs import task_specs
+import pytest
+
+from docvl.pipeline.engine import identity
+from docvl.pipeline.engine.identity import cache_key
+from docvl.pipeline.settings import Settings
+from docvl.pipeline.tasks.specs import task_specs
 
 SHA = "a" * 64
 
@@ -32,6 +35,14 @@ def test_every_part_of_the_identity_changes_the_key() -> None:
         cache_key("record", [SHA], settings, specs, 0),
     ]
     assert base not in variants and len(set(variants)) == len(variants)
+
+
+def test_the_store_format_changes_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings()
+    specs = task_specs(settings)
+    base = cache_key("window", [SHA], settings, specs, 0)
+    monkeypatch.setattr(identity, "STORE_FORMAT", identity.STORE_FORMAT + "+")
+    assert cache_key("window", [SHA], settings, specs, 0) != base
 
 
 def test_machine_local_settings_do_not_change_the_key() -> None:

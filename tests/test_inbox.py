@@ -12,12 +12,12 @@ from pathlib import Path
 import flowkit
 import pytest
 
-import flows  # noqa: F401
-from flows.delivery import LEDGER_DIR, output_name
-from flows.inbox import inbox_flow, scan, serve_inbox
-from flows.options import RunOptions
-from flows.store import safe_stem
-from pipeline.errors import UsageError
+import docvl.flows  # noqa: F401
+from docvl.flows.delivery import LEDGER_DIR, output_name
+from docvl.flows.inbox import inbox_flow, scan, serve_inbox
+from docvl.flows.options import RunOptions
+from docvl.flows.store import safe_stem
+from docvl.pipeline.errors import UsageError
 
 FACTORY = "flowkit:scripted_backend"
 
@@ -173,7 +173,7 @@ def test_hostile_file_names_are_delivered_inside_the_outbox(tmp_path: Path) -> N
 def test_a_failed_delivery_does_not_stop_the_others(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import flows.inbox as inbox_module
+    import docvl.flows.inbox as inbox_module
 
     inbox, outbox = tmp_path / "in", tmp_path / "out"
     flowkit.make_pdfs(inbox, 3, pages=1)

@@ -12,13 +12,13 @@ import craftkit as ck
 import pymupdf
 import pytest
 
-from pipeline.errors import FAILURE_POLICY, DocvlError, Policy
-from pipeline.ingest import load as load_module
-from pipeline.ingest.load import clean_text, load_document
-from pipeline.ingest.render import iter_rendered
-from pipeline.plan.count import TokenCounter
-from pipeline.plan.planner import plan_paths
-from pipeline.settings import Settings
+from docvl.pipeline.errors import FAILURE_POLICY, DocvlError, Policy
+from docvl.pipeline.ingest import load as load_module
+from docvl.pipeline.ingest.load import clean_text, load_document
+from docvl.pipeline.ingest.render import iter_rendered
+from docvl.pipeline.plan.count import TokenCounter
+from docvl.pipeline.plan.planner import plan_paths
+from docvl.pipeline.settings import Settings
 
 INSTRUCTION = "Summarize the document."
 CLI = "import sys; from docvl.cli import main; sys.exit(main())"
@@ -68,7 +68,7 @@ def test_fifo_is_a_typed_error_without_hanging(tmp_path: Path) -> None:
 
 def test_run_hashes_a_fifo_without_opening_it(tmp_path: Path) -> None:
     """``run`` hashes every input before loading (engine.prepare.sha256_file): a FIFO hung it."""
-    from pipeline.engine.prepare import sha256_file
+    from docvl.pipeline.engine.prepare import sha256_file
 
     fifo = tmp_path / "pipe.pdf"
     os.mkfifo(fifo)
@@ -264,7 +264,7 @@ def test_a_batch_of_hostile_files_plans_every_good_one(tmp_path: Path) -> None:
 def test_unexpected_render_exception_is_typed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipeline.ingest import render as render_module
+    from docvl.pipeline.ingest import render as render_module
 
     path = ck.blank_pdf(tmp_path / "one.pdf", 1)
 

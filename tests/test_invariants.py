@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from schemas import (
+from docvl.schemas import (
     DocumentSummary,
     Invoice,
     PurchaseOrder,
     Receipt,
     check_invariants,
 )
-from schemas.invariants import LineProduct, LinesSum, TotalOf, close, fmt, number
+from docvl.schemas.invariants import LineProduct, LinesSum, TotalOf, close, fmt, number
 
 
 def amount(value: float | None) -> dict[str, Any]:

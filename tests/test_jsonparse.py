@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.tasks.jsonparse import JsonParseError, parse_json
+from docvl.pipeline.tasks.jsonparse import JsonParseError, parse_json
 
 
 @pytest.mark.parametrize(

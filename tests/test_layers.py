@@ -1,7 +1,11 @@
 """The tree is the data flow: layering and import hygiene, checked on every test run.
 
+* One import namespace: the stage folders ``pipeline/``, ``flows/`` and ``schemas/`` stay at the
+  top of the tree and are imported as ``docvl.pipeline``, ``docvl.flows`` and ``docvl.schemas``
+  (links in ``docvl/``), so docvl installs one top-level package and collides with no PyPI project.
 * ``lint-imports`` (import-linter, contracts in pyproject.toml): schemas <- pipeline (its stages in
-  order) <- flows <- docvl, and no import cycle between the modules of any package.
+  order) <- flows <- the CLI and API (docvl's own modules), and no import cycle between the modules
+  of any package.
 * No function-level import of a project module: lazy imports may only defer heavy third-party
   packages (torch, transformers, prefect), never dodge a cycle. The one exception is the app layer
   (``docvl/``): its commands defer the project modules that load those packages
@@ -15,12 +19,15 @@ import ast
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 from docvl import api
 
 REPO = Path(__file__).resolve().parent.parent
+#: The source folders: the app layer (``docvl/``) and the stages it links as subpackages.
 PACKAGES = ("docvl", "flows", "pipeline", "schemas")
+STAGES = PACKAGES[1:]
 
 
 def _lint_imports() -> str:
@@ -54,9 +61,58 @@ def nested_project_imports(source: str) -> list[tuple[int, str]]:
     return found
 
 
+def test_stages_are_subpackages_of_docvl() -> None:
+    for stage in STAGES:
+        link = REPO / "docvl" / stage
+        assert link.is_symlink() and link.resolve() == REPO / stage, stage
+        module = __import__(f"docvl.{stage}", fromlist=["_"])
+        assert Path(module.__file__ or "").resolve().parent == REPO / stage
+
+
+def source_files() -> list[Path]:
+    folders = (*PACKAGES, "tests", "bench", "scripts")
+    return [path for folder in folders for path in sorted((REPO / folder).rglob("*.py"))]
+
+
+def top_level_stage_imports(source: str) -> list[tuple[int, str]]:
+    """(line, module) of every import of a stage under its old top-level name (``pipeline.x``)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names = [node.module or ""]
+        else:
+            continue
+        found += [(node.lineno, n) for n in names if n.split(".")[0] in STAGES]
+    return found
+
+
+def test_stages_are_imported_only_under_docvl() -> None:
+    assert top_level_stage_imports("from pipeline.errors import X\nimport flows\n") == [
+        (1, "pipeline.errors"),
+        (2, "flows"),
+    ]
+    offenders = [
+        f"{path.relative_to(REPO)}:{line} imports {module}"
+        for path in source_files()
+        for line, module in top_level_stage_imports(path.read_text(encoding="utf-8"))
+    ]
+    assert offenders == []
+
+
+def test_the_app_layer_lists_every_app_module() -> None:
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    contract = next(c for c in config["tool"]["importlinter"]["contracts"] if c["id"] == "packages")
+    app = {name.strip() for name in contract["layers"][0].split(":")}
+    modules = {p.stem for p in (REPO / "docvl").glob("*.py") if p.stem != "__init__"}
+    assert app == modules
+    assert contract["layers"][1:] == list(STAGES)
+
+
 def test_finder_sees_nested_project_imports() -> None:
-    source = "import os\n\ndef f():\n    from pipeline.errors import DocvlError\n    import torch\n"
-    assert nested_project_imports(source) == [(4, "pipeline.errors")]
+    source = "import os\n\ndef f():\n    from docvl.pipeline.errors import DocvlError\n"
+    assert nested_project_imports(source) == [(4, "docvl.pipeline.errors")]
 
 
 #: Project modules that import Prefect, torch, transformers, the model backends or the renderer at
@@ -64,11 +120,11 @@ def test_finder_sees_nested_project_imports() -> None:
 DEFERRABLE = (
     "docvl.api",
     "docvl.review",
-    "flows.analyze",
-    "flows.inbox",
-    "pipeline.dev",
-    "pipeline.engine",
-    "pipeline.model",
+    "docvl.flows.analyze",
+    "docvl.flows.inbox",
+    "docvl.pipeline.dev",
+    "docvl.pipeline.engine",
+    "docvl.pipeline.model",
 )
 
 

@@ -10,10 +10,10 @@ import pymupdf
 import pytest
 from PIL import Image
 
-from pipeline.errors import DocvlError, PasswordRequired, UnsupportedFormat, WrongPassword
-from pipeline.ingest.document import DocKind
-from pipeline.ingest.load import load_document, password_candidates, saslprep
-from pipeline.settings import Settings
+from docvl.pipeline.errors import DocvlError, PasswordRequired, UnsupportedFormat, WrongPassword
+from docvl.pipeline.ingest.document import DocKind
+from docvl.pipeline.ingest.load import load_document, password_candidates, saslprep
+from docvl.pipeline.settings import Settings
 
 #: Rows whose MANIFEST 'pages' column is not the outcome docvl defines for them.
 EXPECTED_ERRORS = {

@@ -1,4 +1,5 @@
-"""flows.localserver: one local Prefect server reused across runs, or the ephemeral fallback."""
+"""docvl.flows.localserver: one local Prefect server reused across runs, or the ephemeral
+fallback."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from flows import localserver
-from flows.localserver import STATE_FILE, healthy, local_api_url, stop_local_server
-from pipeline.settings import Settings
+from docvl.flows import localserver
+from docvl.flows.localserver import STATE_FILE, healthy, local_api_url, stop_local_server
+from docvl.pipeline.settings import Settings
 
 
 def local(tmp_path: Path) -> Settings:
@@ -45,7 +46,7 @@ def test_server_that_dies_falls_back_to_ephemeral(
         localserver, "start_command", lambda port: [sys.executable, "-c", "raise SystemExit(3)"]
     )
     ran: list[bool] = []
-    with caplog.at_level(logging.WARNING, logger="flows.localserver"):
+    with caplog.at_level(logging.WARNING, logger="docvl.flows.localserver"):
         url = local_api_url(local(tmp_path), while_starting=lambda: ran.append(True))
     assert url is None
     assert ran == [True]

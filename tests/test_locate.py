@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pipeline.ingest.document import PageInfo
-from pipeline.tasks.charmap import normalize
-from pipeline.tasks.locate import PageText, text_contains
+from docvl.pipeline.ingest.document import PageInfo
+from docvl.pipeline.tasks.charmap import normalize
+from docvl.pipeline.tasks.locate import PageText, text_contains
 
 
 def test_text_contains_in_normalised_and_compact_forms() -> None:

@@ -24,8 +24,8 @@ import openai
 import pytest
 from modelkit import Summary, summary_schema, two_pages
 
-from pipeline.dev.server import ServerHandle, serve
-from pipeline.errors import (
+from docvl.pipeline.dev.server import ServerHandle, serve
+from docvl.pipeline.errors import (
     BackendError,
     BackendRejected,
     BackendUnavailable,
@@ -33,15 +33,15 @@ from pipeline.errors import (
     UsageError,
     retried_in_run,
 )
-from pipeline.model.base import GenerationRequest
-from pipeline.model.factory import make_backend
-from pipeline.model.http import retry_after_s
-from pipeline.model.openai_backend import OpenAIBackend
-from pipeline.model.transformers_backend import TransformersBackend
-from pipeline.plan.count import TokenCounter
-from pipeline.plan.prompt import Turn
-from pipeline.settings import Settings
-from pipeline.tasks.specs import task_specs
+from docvl.pipeline.model.base import GenerationRequest
+from docvl.pipeline.model.factory import make_backend
+from docvl.pipeline.model.http import retry_after_s
+from docvl.pipeline.model.openai_backend import OpenAIBackend
+from docvl.pipeline.model.transformers_backend import TransformersBackend
+from docvl.pipeline.plan.count import TokenCounter
+from docvl.pipeline.plan.prompt import Turn
+from docvl.pipeline.settings import Settings
+from docvl.pipeline.tasks.specs import task_specs
 
 OK_BODY: dict[str, Any] = {
     "choices": [

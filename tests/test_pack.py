@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.errors import DocumentTooLarge
-from pipeline.plan.pack import PackItem, pack
-from pipeline.result import Window
+from docvl.pipeline.errors import DocumentTooLarge
+from docvl.pipeline.plan.pack import PackItem, pack
+from docvl.pipeline.result import Window
 
 
 def brute_force_min_windows(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.tasks.pagebreak import completes, cut_pages, join, missing_fields
-from schemas import PurchaseOrder
+from docvl.pipeline.tasks.pagebreak import completes, cut_pages, join, missing_fields
+from docvl.schemas import PurchaseOrder
 
 
 def line(sku: str, description: str, qty: float | None, page: int) -> dict[str, Any]:

@@ -7,10 +7,10 @@ from pathlib import Path
 import pymupdf
 import pytest
 
-from pipeline.ingest.geometry import image_tokens, page_pixels
-from pipeline.plan.count import TokenCounter
-from pipeline.plan.planner import plan_paths
-from pipeline.settings import Settings
+from docvl.pipeline.ingest.geometry import image_tokens, page_pixels
+from docvl.pipeline.plan.count import TokenCounter
+from docvl.pipeline.plan.planner import plan_paths
+from docvl.pipeline.settings import Settings
 
 INSTRUCTION = "Summarise the document."
 
@@ -46,7 +46,7 @@ def test_page_tokens_follow_the_budget(tmp_path: Path) -> None:
 
 
 def page_pixels_for(width: float, height: float, settings: Settings) -> tuple[int, int]:
-    from pipeline.ingest.document import DocKind, PageInfo
+    from docvl.pipeline.ingest.document import DocKind, PageInfo
 
     return page_pixels(PageInfo(1, width, height), DocKind.PDF, settings)
 

@@ -109,7 +109,7 @@ def test_served_inbox_delivers_once_and_trigger_works(
         [
             sys.executable,
             "-m",
-            "flows.inbox",
+            "docvl.flows.inbox",
             "--inbox",
             str(inbox),
             "--outbox",
@@ -148,7 +148,7 @@ def test_served_inbox_delivers_once_and_trigger_works(
             [
                 sys.executable,
                 "-c",
-                "from flows.trigger import trigger; "
+                "from docvl.flows.trigger import trigger; "
                 "raise SystemExit(trigger('docvl-inbox/test-inbox', {'min_age_s': '0'}, "
                 "wait=True))",
             ],
@@ -172,9 +172,9 @@ def test_served_inbox_delivers_once_and_trigger_works(
 BATCH = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from flows.analyze import run_batch
-    from flows.options import RunOptions
-    from pipeline.settings import Settings
+    from docvl.flows.analyze import run_batch
+    from docvl.flows.options import RunOptions
+    from docvl.pipeline.settings import Settings
     paths = sorted(Path(sys.argv[1]).glob("*.pdf"))
     res = run_batch(paths, Settings(max_concurrency=1), Path(sys.argv[2]),
                     options=RunOptions(backend_factory="flowkit:scripted_backend"))
@@ -239,7 +239,7 @@ def test_serve_without_a_configured_server_starts_its_own(tmp_path: Path) -> Non
         [
             sys.executable,
             "-m",
-            "flows.inbox",
+            "docvl.flows.inbox",
             "--inbox",
             str(inbox),
             "--outbox",
@@ -353,7 +353,15 @@ def test_served_runs_tell_the_truth(server: dict[str, str], tmp_path: Path) -> N
     inbox.mkdir()
     env = _docvl_env(server, tmp_path)
     serve_log = (tmp_path / "serve.log").open("wb")
-    command = [sys.executable, "-m", "flows.inbox", "--inbox", str(inbox), "--outbox", str(outbox)]
+    command = [
+        sys.executable,
+        "-m",
+        "docvl.flows.inbox",
+        "--inbox",
+        str(inbox),
+        "--outbox",
+        str(outbox),
+    ]
     serve = subprocess.Popen(
         # Yearly: no scheduled run interferes; the test's run is the triggered one.
         [*command, "--cron", "0 0 1 1 *", "--name", "honest", *SCRIPTED],

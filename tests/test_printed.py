@@ -7,7 +7,7 @@ from pathlib import Path
 import pymupdf
 import pytest
 
-from pipeline.dev.printed import CONT_RE, LINE_RE, START_RE, write_pdf
+from docvl.pipeline.dev.printed import CONT_RE, LINE_RE, START_RE, write_pdf
 
 
 def test_the_line_patterns_tell_whole_lines_starts_and_rests_apart() -> None:

@@ -1,5 +1,5 @@
-"""pipeline.ingest.geometry' image-token accounting against the real transformers processor classes
-and settings."""
+"""docvl.pipeline.ingest.geometry' image-token accounting against the real transformers processor
+classes and settings."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from pipeline.dev.tiny import build_tiny_model
-from pipeline.ingest.document import DocKind, PageInfo
-from pipeline.ingest.geometry import clamp_aspect, image_tokens, page_pixels, smart_resize
-from pipeline.model.qwen import REAL_PREPROCESSOR, images_kwargs, load_processor
-from pipeline.settings import Settings
+from docvl.pipeline.dev.tiny import build_tiny_model
+from docvl.pipeline.ingest.document import DocKind, PageInfo
+from docvl.pipeline.ingest.geometry import clamp_aspect, image_tokens, page_pixels, smart_resize
+from docvl.pipeline.model.qwen import REAL_PREPROCESSOR, images_kwargs, load_processor
+from docvl.pipeline.settings import Settings
 
 REAL_MIN = REAL_PREPROCESSOR["size"]["shortest_edge"]
 REAL_MAX = REAL_PREPROCESSOR["size"]["longest_edge"]

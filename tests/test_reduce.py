@@ -9,14 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.model.base import GenerationRequest
-from pipeline.model.scripted import ScriptedBackend
-from pipeline.plan.prompt import ImagePart, Part, TextPart
-from pipeline.settings import Settings
-from pipeline.tasks import reduce as reduce_mod
-from pipeline.tasks.reduce import merge_partials, reduce_with_model
-from pipeline.tasks.specs import task_specs
-from schemas import DocumentSummary, FormData, Invoice
+from docvl.pipeline.model.base import GenerationRequest
+from docvl.pipeline.model.scripted import ScriptedBackend
+from docvl.pipeline.plan.prompt import ImagePart, Part, TextPart
+from docvl.pipeline.settings import Settings
+from docvl.pipeline.tasks import reduce as reduce_mod
+from docvl.pipeline.tasks.reduce import merge_partials, reduce_with_model
+from docvl.pipeline.tasks.specs import task_specs
+from docvl.schemas import DocumentSummary, FormData, Invoice
 
 
 def item(desc: str, amount: float, page: int, quote: str | None = None) -> dict[str, object]:

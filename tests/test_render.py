@@ -8,13 +8,13 @@ import pymupdf
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from pipeline.errors import RenderFailed, UsageError
-from pipeline.ingest import render
-from pipeline.ingest.document import LoadedDocument
-from pipeline.ingest.geometry import page_pixels
-from pipeline.ingest.load import load_document
-from pipeline.ingest.render import RenderedPage, encode_image, iter_rendered
-from pipeline.settings import Settings
+from docvl.pipeline.errors import RenderFailed, UsageError
+from docvl.pipeline.ingest import render
+from docvl.pipeline.ingest.document import LoadedDocument
+from docvl.pipeline.ingest.geometry import page_pixels
+from docvl.pipeline.ingest.load import load_document
+from docvl.pipeline.ingest.render import RenderedPage, encode_image, iter_rendered
+from docvl.pipeline.settings import Settings
 
 RENDERERS = ["pymupdf", "pdf2image"]
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.ingest import textlayer
-from pipeline.ingest.textlayer import (
+from docvl.pipeline.ingest import textlayer
+from docvl.pipeline.ingest.textlayer import (
     _EDGE_PUNCT,
     _INNER_OK,
     MIN_ALNUM_RATIO,

@@ -7,19 +7,19 @@ from collections.abc import Sequence
 
 import pytest
 
-from pipeline.errors import RAW_REPLY_LIMIT, BackendError, ReplyTooLong
-from pipeline.model.base import Generation, GenerationRequest
-from pipeline.model.scripted import ScriptedBackend
-from pipeline.plan.prompt import Part, TextPart
-from pipeline.settings import Settings
-from pipeline.tasks.repair import (
+from docvl.pipeline.errors import RAW_REPLY_LIMIT, BackendError, ReplyTooLong
+from docvl.pipeline.model.base import Generation, GenerationRequest
+from docvl.pipeline.model.scripted import ScriptedBackend
+from docvl.pipeline.plan.prompt import Part, TextPart
+from docvl.pipeline.settings import Settings
+from docvl.pipeline.tasks.repair import (
     RepairFailed,
     looks_repetitive,
     repair,
     run_tasks,
 )
-from pipeline.tasks.specs import task_specs
-from schemas import Answer, DocumentSummary
+from docvl.pipeline.tasks.specs import task_specs
+from docvl.schemas import Answer, DocumentSummary
 
 CONTENT: list[Part] = [
     TextPart("<document 1: a.pdf, 1 pages>\n"),

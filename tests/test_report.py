@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from flows.report import document_markdown, field_rows, item_page
-from pipeline.result import (
+from docvl.flows.report import document_markdown, field_rows, item_page
+from docvl.pipeline.result import (
     ExtractionOutput,
     Grounding,
     GroundingItem,
@@ -11,7 +11,7 @@ from pipeline.result import (
     Source,
     SummaryOutput,
 )
-from schemas import DocumentSummary
+from docvl.schemas import DocumentSummary
 
 ITEMS = [
     GroundingItem(path="total", pages=[2], status="grounded", page=2, confidence=0.91),

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pipeline.dev.request import asked_pages, fit_schema, request_schema
-from pipeline.model.base import GenerationRequest
-from pipeline.tasks.specs import ONLY_PAGES
+from docvl.pipeline.dev.request import asked_pages, fit_schema, request_schema
+from docvl.pipeline.model.base import GenerationRequest
+from docvl.pipeline.tasks.specs import ONLY_PAGES
 
 PARTY = {
     "type": "object",

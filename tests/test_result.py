@@ -10,17 +10,17 @@ import pymupdf
 import pytest
 from test_analyze import SETTINGS, make_pdf, reply
 
-from pipeline.engine import Engine
-from pipeline.errors import ErrorRecord
-from pipeline.model.scripted import ScriptedBackend
-from pipeline.plan.count import TokenCounter
-from pipeline.result import (
+from docvl.pipeline.engine import Engine
+from docvl.pipeline.errors import ErrorRecord
+from docvl.pipeline.model.scripted import ScriptedBackend
+from docvl.pipeline.plan.count import TokenCounter
+from docvl.pipeline.result import (
     ResultEnvelope,
     Source,
     Usage,
     envelope_json_schema,
 )
-from pipeline.settings import Settings
+from docvl.pipeline.settings import Settings
 
 
 def structural_check(node: Any) -> None:

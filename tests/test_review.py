@@ -15,6 +15,10 @@ from typing import Any
 import pytest
 
 from docvl.api import Settings, analyze
+from docvl.pipeline.dev.double import TextLayerModel
+from docvl.pipeline.dev.synth import bad_invoice, write_pdf
+from docvl.pipeline.errors import UsageError
+from docvl.pipeline.result import GroundingItem, ResultEnvelope
 from docvl.review import (
     PageImage,
     build_report,
@@ -24,10 +28,6 @@ from docvl.review import (
     render_html,
     write_report,
 )
-from pipeline.dev.double import TextLayerModel
-from pipeline.dev.synth import bad_invoice, write_pdf
-from pipeline.errors import UsageError
-from pipeline.result import GroundingItem, ResultEnvelope
 
 PAYLOADS = (
     "<script>window.__pwned = 'script'</script>",

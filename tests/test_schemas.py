@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, Field, ValidationError
 
-from schemas import (
+from docvl.schemas import (
     BUILTIN,
     Answer,
     DocumentSummary,
@@ -28,8 +28,8 @@ from schemas import (
     schema_version,
     validate_output,
 )
-from schemas.decoder import DEFAULT_MAX_ITEMS, DEFAULT_MAX_LENGTH
-from schemas.errors import SchemaError
+from docvl.schemas.decoder import DEFAULT_MAX_ITEMS, DEFAULT_MAX_LENGTH
+from docvl.schemas.errors import SchemaError
 
 BOUND_KEYWORDS = ("maxItems", "maxLength", "minimum", "maximum", "multipleOf", "minItems")
 
@@ -207,7 +207,7 @@ def test_registry_names_aliases_and_module_refs() -> None:
     assert all(isinstance(doc, str) and doc for doc in names.values())
     assert get_schema("Invoice") is Invoice
     assert get_schema("scientific-paper") is get_schema("paper")
-    assert get_schema("schemas.commerce:Invoice") is Invoice
+    assert get_schema("docvl.schemas.commerce:Invoice") is Invoice
     assert schema_name(Invoice) == "invoice" and schema_version(Invoice) == "2.0"
 
 
@@ -217,8 +217,8 @@ def test_registry_names_aliases_and_module_refs() -> None:
         ("nonsense", "unknown schema"),
         ("", "empty schema name"),
         ("no.such.module:Thing", "cannot import module"),
-        ("schemas.commerce:Nope", "has no attribute"),
-        ("schemas.commerce:MAX_AMOUNT", "has no attribute"),
+        ("docvl.schemas.commerce:Nope", "has no attribute"),
+        ("docvl.schemas.commerce:MAX_AMOUNT", "has no attribute"),
         ("json:dumps", "not a pydantic BaseModel"),
         ("missing.json", "does not exist"),
     ],
@@ -299,7 +299,7 @@ def test_unsupported_json_schema_files_are_refused(
 
 
 def test_bind_pages_limits_page_fields_to_the_window() -> None:
-    from schemas import Invoice, bind_pages, decoder_schema
+    from docvl.schemas import Invoice, bind_pages, decoder_schema
 
     bound = bind_pages(decoder_schema(Invoice), [3, 4, 5])
     found: list[dict[str, Any]] = []

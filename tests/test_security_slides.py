@@ -18,13 +18,13 @@ import pymupdf
 import pytest
 from PIL import Image
 
-from pipeline.errors import DocvlError
-from pipeline.ingest.document import LoadedDocument
-from pipeline.ingest.load import load_document
-from pipeline.ingest.render import iter_rendered
-from pipeline.ingest.sandbox import network_sandbox, sandbox_prefix, stage_pptx
-from pipeline.ingest.slides import pptx_slide_texts
-from pipeline.settings import Settings
+from docvl.pipeline.errors import DocvlError
+from docvl.pipeline.ingest.document import LoadedDocument
+from docvl.pipeline.ingest.load import load_document
+from docvl.pipeline.ingest.render import iter_rendered
+from docvl.pipeline.ingest.sandbox import network_sandbox, sandbox_prefix, stage_pptx
+from docvl.pipeline.ingest.slides import pptx_slide_texts
+from docvl.pipeline.settings import Settings
 
 SETTINGS = Settings()
 

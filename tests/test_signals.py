@@ -1,7 +1,7 @@
-"""Signals against a real batch process (flows.signals, flows.server): SIGINT to the terminal's
-process group and SIGTERM stop it within 10 s with 130/143 and one line; finished records are kept
-and a rerun resumes; no process is left behind, even after SIGKILL. Subprocesses use the scripted
-test backend and start their own local Prefect server (no PREFECT_API_URL)."""
+"""Signals against a real batch process (docvl.flows.signals, docvl.flows.server): SIGINT to the
+terminal's process group and SIGTERM stop it within 10 s with 130/143 and one line; finished records
+are kept and a rerun resumes; no process is left behind, even after SIGKILL. Subprocesses use the
+scripted test backend and start their own local Prefect server (no PREFECT_API_URL)."""
 
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 BATCH = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from flows.analyze import run_batch
-    from flows.options import RunOptions
-    from pipeline.settings import Settings
+    from docvl.flows.analyze import run_batch
+    from docvl.flows.options import RunOptions
+    from docvl.pipeline.settings import Settings
     paths = sorted(Path(sys.argv[1]).glob("*.pdf"))
     res = run_batch(paths, Settings(max_concurrency=1), Path(sys.argv[2]), exit_on_signal=True,
                     options=RunOptions(backend_factory="flowkit:scripted_backend", artifacts=False))

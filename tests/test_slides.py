@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import ConversionFailed, EmptyDocument
-from pipeline.ingest.document import DocKind
-from pipeline.ingest.load import load_document
-from pipeline.ingest.slides import find_soffice
-from pipeline.ingest.sniff import sniff
-from pipeline.settings import Settings
+from docvl.pipeline.errors import ConversionFailed, EmptyDocument
+from docvl.pipeline.ingest.document import DocKind
+from docvl.pipeline.ingest.load import load_document
+from docvl.pipeline.ingest.slides import find_soffice
+from docvl.pipeline.ingest.sniff import sniff
+from docvl.pipeline.settings import Settings
 
 pytestmark = pytest.mark.slow
 

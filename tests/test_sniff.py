@@ -10,9 +10,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from pipeline.errors import CorruptDocument, DocvlError, EmptyFile, UnsupportedFormat, UsageError
-from pipeline.ingest.document import DocKind
-from pipeline.ingest.sniff import OLE_MAGIC, sniff, sniff_details
+from docvl.pipeline.errors import (
+    CorruptDocument,
+    DocvlError,
+    EmptyFile,
+    UnsupportedFormat,
+    UsageError,
+)
+from docvl.pipeline.ingest.document import DocKind
+from docvl.pipeline.ingest.sniff import OLE_MAGIC, sniff, sniff_details
 
 
 @pytest.mark.parametrize(

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from pipeline.dev import printed, synth
-from pipeline.ingest.document import LoadedDocument
-from pipeline.ingest.load import load_document
-from pipeline.ingest.textlayer import text_is_usable
-from pipeline.settings import Settings
-from schemas import Invoice, PurchaseOrder, Tables
+from docvl.pipeline.dev import printed, synth
+from docvl.pipeline.ingest.document import LoadedDocument
+from docvl.pipeline.ingest.load import load_document
+from docvl.pipeline.ingest.textlayer import text_is_usable
+from docvl.pipeline.settings import Settings
+from docvl.schemas import Invoice, PurchaseOrder, Tables
 
 
 @pytest.fixture(scope="module")

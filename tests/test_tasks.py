@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from pipeline.errors import SchemaNotFound, UsageError
-from pipeline.settings import Settings
-from pipeline.tasks.specs import task_specs
-from schemas import Answer, DocumentSummary, Invoice, decoder_schema, reply_schema
+from docvl.pipeline.errors import SchemaNotFound, UsageError
+from docvl.pipeline.settings import Settings
+from docvl.pipeline.tasks.specs import task_specs
+from docvl.schemas import Answer, DocumentSummary, Invoice, decoder_schema, reply_schema
 
 CAPS = ("maxItems", "maxLength", "multipleOf")
 

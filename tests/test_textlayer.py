@@ -9,10 +9,10 @@ import pymupdf
 import pytest
 from PIL import Image
 
-from pipeline.ingest.document import NO_WORDS, PageInfo, Word, Words
-from pipeline.ingest.load import load_document
-from pipeline.ingest.textlayer import align_words, text_and_words
-from pipeline.settings import Settings
+from docvl.pipeline.ingest.document import NO_WORDS, PageInfo, Word, Words
+from docvl.pipeline.ingest.load import load_document
+from docvl.pipeline.ingest.textlayer import align_words, text_and_words
+from docvl.pipeline.settings import Settings
 
 
 def _words_pdf(path: Path, rotation: int = 0) -> Path:

@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from pipeline.dev.tiny import (
+from docvl.pipeline.dev.tiny import (
     CHAT_TEMPLATE_PATH,
     MARKER,
     SPECIAL_TOKENS,
     build_tiny_model,
     is_tiny_model,
 )
-from pipeline.errors import BackendUnavailable
-from pipeline.model.qwen import (
+from docvl.pipeline.errors import BackendUnavailable
+from docvl.pipeline.model.qwen import (
     REAL_PREPROCESSOR,
     apply_chat_template,
     eos_token_ids,

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from pipeline.dev.tiny import SPECIAL_TOKENS
-from pipeline.model import qwen
-from pipeline.plan import qwen_tokenizer
-from pipeline.plan.qwen_tokenizer import (
+from docvl.pipeline.dev.tiny import SPECIAL_TOKENS
+from docvl.pipeline.model import qwen
+from docvl.pipeline.plan import qwen_tokenizer
+from docvl.pipeline.plan.qwen_tokenizer import (
     N_RANKS,
     QwenTokenizer,
     VocabularyMissing,
@@ -135,8 +135,8 @@ def test_chat_template_renders_like_transformers(
 
 def corpus_text_layers(corpus: Path) -> list[tuple[str, str]]:
     """Every non-empty text layer of the corpus PDFs (good, scanned, slides), page by page."""
-    from pipeline.ingest.load import load_document
-    from pipeline.settings import Settings
+    from docvl.pipeline.ingest.load import load_document
+    from docvl.pipeline.settings import Settings
 
     pages: list[tuple[str, str]] = []
     for path in sorted(corpus.glob("*/*.pdf")):

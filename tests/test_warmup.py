@@ -1,11 +1,12 @@
-"""flows.warmup: the transformers backend's lazy imports done up front, on the calling thread."""
+"""docvl.flows.warmup: the transformers backend's lazy imports done up front, on the calling
+thread."""
 
 from __future__ import annotations
 
 import sys
 
-from flows.warmup import TRANSFORMERS_MODULES, modules_for, preload
-from pipeline.settings import Settings
+from docvl.flows.warmup import TRANSFORMERS_MODULES, modules_for, preload
+from docvl.pipeline.settings import Settings
 
 
 def test_other_backends_import_nothing() -> None:

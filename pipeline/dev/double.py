@@ -1,9 +1,9 @@
 """A deterministic test double for the model: it reads the text layer of the pages in its prompt.
 
-:class:`TextLayerModel` implements :class:`~pipeline.model.base.ModelBackend`. A random model cannot
-show whether records survive docvl's windows, re-asks and merges; this double answers like a
+:class:`TextLayerModel` implements :class:`~docvl.pipeline.model.base.ModelBackend`. A random model
+cannot show whether records survive docvl's windows, re-asks and merges; this double answers like a
 perfect, literal reader of the pages it is shown, and fails the way a real model behind a server
-fails when its reply is too long. Use it with the documents of :mod:`pipeline.dev.synth`.
+fails when its reply is too long. Use it with the documents of :mod:`docvl.pipeline.dev.synth`.
 
 What it models of a real model (Qwen3-VL behind a transformers or vLLM backend):
 
@@ -19,10 +19,10 @@ What it models of a real model (Qwen3-VL behind a transformers or vLLM backend):
 * **The reply's form.** Compact JSON with every key of the schema (nulls for what the pages do
   not show, as the instruction asks), in schema field order. Constrained decoding: lists are cut at
   ``maxItems`` and strings at ``maxLength`` of ``request.json_schema`` where it has them (the
-  bounded ``schemas.decoder_schema``), so records past a cap are silently lost, as they would be
-  under a constrained decoder; an unbounded schema cuts nothing. A user's schema for the same kind
-  of document (its properties a subset of a built-in schema's) gets the built-in reply fitted to
-  it: keys an object with ``additionalProperties: false`` does not list are left out.
+  bounded ``docvl.schemas.decoder_schema``), so records past a cap are silently lost, as they would
+  be under a constrained decoder; an unbounded schema cuts nothing. A user's schema for the same
+  kind of document (its properties a subset of a built-in schema's) gets the built-in reply fitted
+  to it: keys an object with ``additionalProperties: false`` does not list are left out.
 * **The output budget.** A reply longer than ``request.max_new_tokens`` is cut at that many tokens
   (the tokenizer's first N tokens when the counter has one; else the longest prefix whose estimate
   fits) and reported with ``finish_reason="length"``, as a server does: the JSON is then
@@ -32,13 +32,14 @@ What it models of a real model (Qwen3-VL behind a transformers or vLLM backend):
   page N (its numbers null). A continuation whose start is not in the prompt is not reported (the
   row starts on a page the model was not shown).
 * **A re-ask about some pages.** When the instruction asks only for the records that begin on some
-  pages (:data:`~pipeline.tasks.specs.ONLY_PAGES`, the other pages shown for context), its record
-  lists hold only those records (a row that continues on a context page whole), as an
+  pages (:data:`~docvl.pipeline.tasks.specs.ONLY_PAGES`, the other pages shown for context), its
+  record lists hold only those records (a row that continues on a context page whole), as an
   instruction-following model replies.
-* **Token accounting and prefix caching** like :class:`~pipeline.model.scripted.ScriptedBackend`:
-  ``input_tokens`` is ``counter.prompt(content, instruction)`` plus the re-ask turns,
-  ``output_tokens`` the tokens of the returned text, and every request after the first on the same
-  content reports the content's tokens as cached.
+* **Token accounting and prefix caching** like
+  :class:`~docvl.pipeline.model.scripted.ScriptedBackend`: ``input_tokens`` is
+  ``counter.prompt(content, instruction)`` plus the re-ask turns, ``output_tokens`` the tokens of
+  the returned text, and every request after the first on the same content reports the content's
+  tokens as cached.
 * **Token log-probabilities** (only with ``token_probability``): a server that honours
   ``logprobs``. Every reply is cut into tokens of :data:`LOGPROB_PIECE` characters, each with
   log-probability ``log(token_probability)``: a model equally sure of every token it writes.
@@ -59,8 +60,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.dev.printed import LINE_FIELD
-from pipeline.dev.reader import (
+from docvl.pipeline.dev.printed import LINE_FIELD
+from docvl.pipeline.dev.reader import (
     ShownPage,
     answer,
     extract_commerce,
@@ -69,10 +70,10 @@ from pipeline.dev.reader import (
     reduce_partials,
     summarize,
 )
-from pipeline.dev.request import asked_pages, fit_schema, request_schema
-from pipeline.model.base import FinishReason, Generation, GenerationRequest
-from pipeline.plan.count import TokenCounter
-from pipeline.plan.prompt import Part, TextPart, hf_messages
+from docvl.pipeline.dev.request import asked_pages, fit_schema, request_schema
+from docvl.pipeline.model.base import FinishReason, Generation, GenerationRequest
+from docvl.pipeline.plan.count import TokenCounter
+from docvl.pipeline.plan.prompt import Part, TextPart, hf_messages
 
 _PARTIAL_RE = re.compile(r"^<partial \d+: [^>]*>\n")
 #: Characters per token in the double's log-probabilities.

@@ -1,4 +1,4 @@
-"""Synthetic invoices with known contents (see :mod:`pipeline.dev.synth` for the conventions).
+"""Synthetic invoices with known contents (see :mod:`docvl.pipeline.dev.synth` for the conventions).
 
 * :func:`bad_invoice`: one page whose printed totals do not add up;
 * :func:`invoice`: several pages whose totals add up, its lines spread over the pages (the header
@@ -12,9 +12,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from pipeline.dev.printed import CENT, SERVICES, Line, money, price, write_pdf
-from pipeline.dev.truth import dump_truth, header_truth, label_line, line_record
-from schemas import Invoice
+from docvl.pipeline.dev.printed import CENT, SERVICES, Line, money, price, write_pdf
+from docvl.pipeline.dev.truth import dump_truth, header_truth, label_line, line_record
+from docvl.schemas import Invoice
 
 _INVOICE_HEADER: tuple[tuple[str, str], ...] = (
     ("Vendor", "Brightwater Industrial Services GmbH"),

@@ -2,12 +2,13 @@
 generations to completion bodies and stream chunks.
 
 Messages are mapped back to prompt parts exactly as
-:func:`pipeline.model.openai_backend.chat_messages` built them: each text item of the first user
-message becomes a :class:`TextPart`, each ``image_url`` data URL an :class:`ImagePart`, the LAST
-text item is the instruction, and later assistant/user pairs are re-ask turns. The backend therefore
-renders the very same prompt as in-process, so ``usage.prompt_tokens`` equals the local exact count
-(PNG images: same pixels too). A system prompt other than docvl's own is accepted and given to the
-model as the first text of the content (the backends always render docvl's system turn).
+:func:`docvl.pipeline.model.openai_backend.chat_messages` built them: each text item of the first
+user message becomes a :class:`TextPart`, each ``image_url`` data URL an :class:`ImagePart`, the
+LAST text item is the instruction, and later assistant/user pairs are re-ask turns. The backend
+therefore renders the very same prompt as in-process, so ``usage.prompt_tokens`` equals the local
+exact count (PNG images: same pixels too). A system prompt other than docvl's own is accepted and
+given to the model as the first text of the content (the backends always render docvl's system
+turn).
 
 Fields are checked like api.openai.com does: an unknown field (``top_k``, a provider's routing
 object) is a 400 ``Unrecognized request argument``, and a known one this server cannot honour
@@ -24,8 +25,8 @@ import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from pipeline.model.base import Generation, GenerationRequest
-from pipeline.plan.prompt import SYSTEM_PROMPT, ImagePart, Part, TextPart, Turn
+from docvl.pipeline.model.base import Generation, GenerationRequest
+from docvl.pipeline.plan.prompt import SYSTEM_PROMPT, ImagePart, Part, TextPart, Turn
 
 DEFAULT_MAX_TOKENS = 1024
 MAX_N = 8

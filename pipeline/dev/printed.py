@@ -1,7 +1,7 @@
 """The printed format of the synthetic documents, their words, and the PDF writer.
 
 The printed format is plain and regular, one record per text line, so that a parser (the test
-double :class:`pipeline.dev.double.TextLayerModel`) can read it back from the text layer:
+double :class:`docvl.pipeline.dev.double.TextLayerModel`) can read it back from the text layer:
 
 * header fields: ``Label: value`` (``PO number: PO-2024-0815``, ``Total: 123.45``); the labels are
   :data:`LABELS` (schema name -> label -> field path);

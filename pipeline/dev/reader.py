@@ -1,10 +1,11 @@
-"""What the test double reads in a prompt, and how it answers (see :mod:`pipeline.dev.double`).
+"""What the test double reads in a prompt, and how it answers (see
+:mod:`docvl.pipeline.dev.double`).
 
 * :func:`read_pages`: the pages of a prompt, by their ``<page N>`` markers, with the lines of their
   text layers (images ignored);
 * :func:`extract_commerce` / :func:`extract_tables`: the data of the synth format
-  (:mod:`pipeline.dev.synth`) printed on those pages, records in page order, each citing the page
-  it starts on, with its printed line as quote;
+  (:mod:`docvl.pipeline.dev.synth`) printed on those pages, records in page order, each citing the
+  page it starts on, with its printed line as quote;
 * :func:`summarize`, :func:`answer`, :func:`reduce_partials`: minimal summaries and answers citing
   shown pages, and the reduce calls of those two.
 """
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.dev.printed import (
+from docvl.pipeline.dev.printed import (
     CAPTION_RE,
     CELL_SEP,
     CONT_RE,
@@ -27,7 +28,7 @@ from pipeline.dev.printed import (
     LINE_RE,
     START_RE,
 )
-from pipeline.plan.prompt import Part, TextPart
+from docvl.pipeline.plan.prompt import Part, TextPart
 
 _DOCUMENT_RE = re.compile(r"^<document (\d+): (.*), (\d+) pages>\n?$")
 _PAGE_RE = re.compile(r"^<page (\d+)>\n?$")

@@ -1,6 +1,6 @@
-"""What a request to the test double asks for (see :mod:`pipeline.dev.double`): the schema of its
-reply (:func:`request_schema`), the pages whose records it wants (:func:`asked_pages`), and what a
-constrained decoder lets through of a reply (:func:`fit_schema`).
+"""What a request to the test double asks for (see :mod:`docvl.pipeline.dev.double`): the schema of
+its reply (:func:`request_schema`), the pages whose records it wants (:func:`asked_pages`), and what
+a constrained decoder lets through of a reply (:func:`fit_schema`).
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from pipeline.model.base import GenerationRequest
-from pipeline.tasks.specs import ONLY_PAGES
-from schemas import BUILTIN, get_schema, schema_name
-from schemas.errors import SchemaError
+from docvl.pipeline.model.base import GenerationRequest
+from docvl.pipeline.tasks.specs import ONLY_PAGES
+from docvl.schemas import BUILTIN, get_schema, schema_name
+from docvl.schemas.errors import SchemaError
 
 _SCHEMA_IN_INSTRUCTION = re.compile(r"into the '([^']+)' schema")
 _ONLY_PAGES_RE = re.compile(re.escape(ONLY_PAGES.split("{pages}")[0]) + r"([\d, ]+)")
@@ -97,7 +97,7 @@ def _json_type_matches(value: Any, schema: Any) -> bool:
 
 
 def asked_pages(request: GenerationRequest) -> set[int] | None:
-    """The pages whose records a re-ask wants (:data:`~pipeline.tasks.specs.ONLY_PAGES` in its
+    """The pages whose records a re-ask wants (:data:`~docvl.pipeline.tasks.specs.ONLY_PAGES` in its
     instruction); None when it wants every shown page's."""
     asked = _ONLY_PAGES_RE.search(request.instruction)
     return {int(n) for n in re.findall(r"\d+", asked[1])} if asked else None

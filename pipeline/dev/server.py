@@ -1,7 +1,7 @@
 """A real OpenAI-compatible HTTP server over any :class:`ModelBackend` (``docvl dev serve``).
 
 FastAPI on uvicorn: ``POST /v1/chat/completions`` (``stream``, ``n``, ``stop``,
-``response_format``, ``logprobs``; see :mod:`pipeline.dev.openai_api` for the wire format and
+``response_format``, ``logprobs``; see :mod:`docvl.pipeline.dev.openai_api` for the wire format and
 what is answered 400), ``GET /v1/models`` and ``GET /health``. ``response_format: json_schema``
 goes to the backend's constrained decoding. Errors come as OpenAI error bodies
 (``{"error": {"message", "type", "param", "code"}}``): 400 for a request it cannot serve, 503
@@ -25,15 +25,15 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from pipeline.dev.openai_api import (
+from docvl.pipeline.dev.openai_api import (
     BadRequest,
     completion,
     parse_request,
     stream_chunks,
 )
-from pipeline.errors import BackendError, BackendUnavailable, DocvlError
-from pipeline.model.base import ModelBackend
-from pipeline.model.transformers_backend import TransformersBackend
+from docvl.pipeline.errors import BackendError, BackendUnavailable, DocvlError
+from docvl.pipeline.model.base import ModelBackend
+from docvl.pipeline.model.transformers_backend import TransformersBackend
 
 log = logging.getLogger(__name__)
 

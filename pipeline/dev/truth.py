@@ -1,5 +1,5 @@
 """Ground truth of the synthetic documents: the data a perfect extraction returns, whole or for
-some pages only (see :mod:`pipeline.dev.synth`)."""
+some pages only (see :mod:`docvl.pipeline.dev.synth`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
-from pipeline.dev.printed import LABELS, LINE_RE, Line
+from docvl.pipeline.dev.printed import LABELS, LINE_RE, Line
 
 
 def label_line(label: str, value: str) -> str:

@@ -1,7 +1,7 @@
-"""The one analysis engine: prepare → windows → finish (see :mod:`pipeline.engine.core`)."""
+"""The one analysis engine: prepare → windows → finish (see :mod:`docvl.pipeline.engine.core`)."""
 
-from pipeline.engine.core import Engine, expand
-from pipeline.engine.prepare import Prepared, Unit
-from pipeline.engine.windows import WindowResult
+from docvl.pipeline.engine.core import Engine, expand
+from docvl.pipeline.engine.prepare import Prepared, Unit
+from docvl.pipeline.engine.windows import WindowResult
 
 __all__ = ["Engine", "Prepared", "Unit", "WindowResult", "expand"]

@@ -1,8 +1,8 @@
 """Per-record confidence in the merged extraction, from the replies that produced its records.
 
 Every accepted reply with token log-probabilities (a window's, or a completeness re-ask's) gives
-its records a confidence (:func:`~pipeline.tasks.confidence.record_confidence`). A record of the
-merged data gets the confidence of the first reply, in page order and window replies before
+its records a confidence (:func:`~docvl.pipeline.tasks.confidence.record_confidence`). A record of
+the merged data gets the confidence of the first reply, in page order and window replies before
 re-asks (as in the merge), that holds the same record (:func:`identities`); a record that reply does
 contribute (a page another window or no re-ask owns) is left out.
 """
@@ -13,12 +13,12 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from pipeline.engine.windows import WindowResult
-from pipeline.result import Grounding
-from pipeline.tasks.confidence import ScoredReply, combined, record_confidence, value_at
-from pipeline.tasks.grounding import cited_pages, iter_records
-from pipeline.tasks.reduce import norm_key
-from pipeline.tasks.specs import TaskSpec
+from docvl.pipeline.engine.windows import WindowResult
+from docvl.pipeline.result import Grounding
+from docvl.pipeline.tasks.confidence import ScoredReply, combined, record_confidence, value_at
+from docvl.pipeline.tasks.grounding import cited_pages, iter_records
+from docvl.pipeline.tasks.reduce import norm_key
+from docvl.pipeline.tasks.specs import TaskSpec
 
 #: A list index in a grounding path (``lines[3]``).
 _INDEX = re.compile(r"\[\d+\]")

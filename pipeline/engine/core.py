@@ -6,12 +6,12 @@
 
 A bad file never raises out of the engine: it becomes its envelope's error record, and the batch
 goes on. An unexpected exception in a stage is a bug: its unit's records say ``internal_error``,
-which is never final (:data:`pipeline.errors.FAILURE_POLICY`), so a rerun tries again.
+which is never final (:data:`docvl.pipeline.errors.FAILURE_POLICY`), so a rerun tries again.
 
-Usage invariant: with an exact :class:`~pipeline.plan.count.TokenCounter` and a backend that reports
-prompt tokens the same way, ``envelope.usage.input_tokens == envelope.plan.input_tokens`` whenever
-every first attempt validates and no reduce or completeness call is made. Re-asks, reduce and
-completeness calls add to usage on top of the plan.
+Usage invariant: with an exact :class:`~docvl.pipeline.plan.count.TokenCounter` and a backend that
+reports prompt tokens the same way, ``envelope.usage.input_tokens == envelope.plan.input_tokens``
+whenever every first attempt validates and no reduce or completeness call is made. Re-asks, reduce
+and completeness calls add to usage on top of the plan.
 """
 
 from __future__ import annotations
@@ -21,16 +21,16 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.engine.finish import build_envelopes, failed_envelopes, model_info
-from pipeline.engine.identity import cache_key
-from pipeline.engine.prepare import Prepared, Unit, make_units, prepare
-from pipeline.engine.windows import WindowResult, run_window
-from pipeline.errors import DocvlError, ErrorRecord, InternalError
-from pipeline.model.base import ModelBackend
-from pipeline.plan.count import TokenCounter
-from pipeline.result import ModelInfo, ResultEnvelope
-from pipeline.settings import Settings
-from pipeline.tasks.specs import task_specs
+from docvl.pipeline.engine.finish import build_envelopes, failed_envelopes, model_info
+from docvl.pipeline.engine.identity import cache_key
+from docvl.pipeline.engine.prepare import Prepared, Unit, make_units, prepare
+from docvl.pipeline.engine.windows import WindowResult, run_window
+from docvl.pipeline.errors import DocvlError, ErrorRecord, InternalError
+from docvl.pipeline.model.base import ModelBackend
+from docvl.pipeline.plan.count import TokenCounter
+from docvl.pipeline.result import ModelInfo, ResultEnvelope
+from docvl.pipeline.settings import Settings
+from docvl.pipeline.tasks.specs import task_specs
 
 log = logging.getLogger(__name__)
 

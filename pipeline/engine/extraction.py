@@ -3,10 +3,10 @@ the user's own contract.
 
 * each window contributes the records of the pages it owns (:func:`owned_pages`: a page shared
   with the next segment belongs to that segment, which sees what follows it);
-* :func:`~pipeline.tasks.reduce.merge_partials` merges them in page order, then
-  :func:`~pipeline.tasks.completeness.complete` re-asks the pages that look incomplete;
+* :func:`~docvl.pipeline.tasks.reduce.merge_partials` merges them in page order, then
+  :func:`~docvl.pipeline.tasks.completeness.complete` re-asks the pages that look incomplete;
 * every record is grounded on its page and gets the confidence of the reply that produced it
-  (:mod:`pipeline.engine.confidence`; re-asked records included);
+  (:mod:`docvl.pipeline.engine.confidence`; re-asked records included);
 * :func:`contract` checks the merged output against the user's JSON Schema as written (or the
   pydantic model), and turns the schema's numeric invariants into warnings.
 """
@@ -17,18 +17,23 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel
 
-from pipeline.engine.confidence import add_confidence, record_confidences, window_replies
-from pipeline.engine.prepare import Pass, Prepared
-from pipeline.engine.windows import WindowResult, subset_content
-from pipeline.errors import ErrorRecord, ValidationFailed
-from pipeline.model.base import ModelBackend
-from pipeline.result import Completeness, ExtractionOutput, Usage
-from pipeline.settings import Settings
-from pipeline.tasks.completeness import complete, expected_rows, page_completeness
-from pipeline.tasks.grounding import ground
-from pipeline.tasks.reduce import keep_pages, merge_partials, record_list_fields, uncited_pages
-from pipeline.tasks.specs import TaskSpec
-from schemas import check_invariants, conform_output, validate_output
+from docvl.pipeline.engine.confidence import add_confidence, record_confidences, window_replies
+from docvl.pipeline.engine.prepare import Pass, Prepared
+from docvl.pipeline.engine.windows import WindowResult, subset_content
+from docvl.pipeline.errors import ErrorRecord, ValidationFailed
+from docvl.pipeline.model.base import ModelBackend
+from docvl.pipeline.result import Completeness, ExtractionOutput, Usage
+from docvl.pipeline.settings import Settings
+from docvl.pipeline.tasks.completeness import complete, expected_rows, page_completeness
+from docvl.pipeline.tasks.grounding import ground
+from docvl.pipeline.tasks.reduce import (
+    keep_pages,
+    merge_partials,
+    record_list_fields,
+    uncited_pages,
+)
+from docvl.pipeline.tasks.specs import TaskSpec
+from docvl.schemas import check_invariants, conform_output, validate_output
 
 
 def owned_pages(pass_: Pass) -> dict[int, tuple[int, int]]:

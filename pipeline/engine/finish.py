@@ -2,11 +2,11 @@
 
 Per pass and task, the windows' partial results (in page order) become one output:
 * one window: its result as is;
-* several, ``summary`` / ``ask``: :func:`~pipeline.tasks.reduce.reduce_with_model` (text-only
+* several, ``summary`` / ``ask``: :func:`~docvl.pipeline.tasks.reduce.reduce_with_model` (text-only
   prompt). If that fails, a deterministic fallback (merged summary; the first answer found) and an
   error record;
-* ``extract`` (one window or several): :func:`~pipeline.engine.extraction.extraction` (merge,
-  completeness re-asks, grounding, confidence); :func:`~pipeline.engine.extraction.contract`
+* ``extract`` (one window or several): :func:`~docvl.pipeline.engine.extraction.extraction` (merge,
+  completeness re-asks, grounding, confidence); :func:`~docvl.pipeline.engine.extraction.contract`
   checks the result against the user's own schema.
 
 A shared pass (a question across documents) is reduced once; every document in it gets the answer,
@@ -25,13 +25,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from pipeline.engine.extraction import contract, extraction, partials
-from pipeline.engine.prepare import Prepared, document_plan
-from pipeline.engine.windows import WindowResult
-from pipeline.errors import ErrorRecord
-from pipeline.ingest.document import LoadedDocument
-from pipeline.model.base import ModelBackend
-from pipeline.result import (
+from docvl.pipeline.engine.extraction import contract, extraction, partials
+from docvl.pipeline.engine.prepare import Prepared, document_plan
+from docvl.pipeline.engine.windows import WindowResult
+from docvl.pipeline.errors import ErrorRecord
+from docvl.pipeline.ingest.document import LoadedDocument
+from docvl.pipeline.model.base import ModelBackend
+from docvl.pipeline.result import (
     AnswerOutput,
     Completeness,
     ExtractionOutput,
@@ -44,16 +44,16 @@ from pipeline.result import (
     Timings,
     Usage,
 )
-from pipeline.settings import Settings
-from pipeline.tasks.grounding import ground
-from pipeline.tasks.locate import PageText
-from pipeline.tasks.reduce import (
+from docvl.pipeline.settings import Settings
+from docvl.pipeline.tasks.grounding import ground
+from docvl.pipeline.tasks.locate import PageText
+from docvl.pipeline.tasks.reduce import (
     merge_partials,
     reduce_with_model,
     uncited_pages,
 )
-from pipeline.tasks.specs import TaskSpec
-from schemas import Answer, DocumentSummary
+from docvl.pipeline.tasks.specs import TaskSpec
+from docvl.schemas import Answer, DocumentSummary
 
 #: How far a server's ``prompt_tokens`` may be from the plan's exact count before a warning.
 PROMPT_TOKENS_TOLERANCE = 0.01

@@ -18,15 +18,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.errors import DocvlError, ErrorRecord, InternalError
-from pipeline.ingest.document import LoadedDocument
-from pipeline.ingest.load import load_document
-from pipeline.plan.count import TokenCounter
-from pipeline.plan.planner import DocumentPlan, Plan, plan_loaded
-from pipeline.result import Window
-from pipeline.settings import Settings
-from pipeline.tasks.reduce import record_list_fields
-from pipeline.tasks.specs import TaskSpec
+from docvl.pipeline.errors import DocvlError, ErrorRecord, InternalError
+from docvl.pipeline.ingest.document import LoadedDocument
+from docvl.pipeline.ingest.load import load_document
+from docvl.pipeline.plan.count import TokenCounter
+from docvl.pipeline.plan.planner import DocumentPlan, Plan, plan_loaded
+from docvl.pipeline.result import Window
+from docvl.pipeline.settings import Settings
+from docvl.pipeline.tasks.reduce import record_list_fields
+from docvl.pipeline.tasks.specs import TaskSpec
 
 CHUNK = 1 << 20
 

@@ -1,9 +1,9 @@
 """Stage 2 of the engine: run one window. Render its pages, then every task of its pass on them (one
-batched first attempt sharing one prefill, then re-asks; see :mod:`pipeline.tasks.repair`).
+batched first attempt sharing one prefill, then re-asks; see :mod:`docvl.pipeline.tasks.repair`).
 
 :func:`run_window` never raises: rendering failures, backend failures and bugs become error records
-in the :class:`WindowResult`, whose policy (:func:`pipeline.errors.is_final`) tells a runner whether
-it may be cached.
+in the :class:`WindowResult`, whose policy (:func:`docvl.pipeline.errors.is_final`) tells a runner
+whether it may be cached.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from pipeline.engine.prepare import Pass, Prepared
-from pipeline.errors import (
+from docvl.pipeline.engine.prepare import Pass, Prepared
+from docvl.pipeline.errors import (
     DocvlError,
     ErrorRecord,
     InternalError,
@@ -25,15 +25,15 @@ from pipeline.errors import (
     RenderFailed,
     ReplyTooLong,
 )
-from pipeline.ingest.document import LoadedDocument
-from pipeline.ingest.render import iter_rendered
-from pipeline.model.base import ModelBackend
-from pipeline.plan.planner import page_content, window_content
-from pipeline.plan.prompt import ImagePart, Part, document_header
-from pipeline.result import Span, Usage, Window
-from pipeline.settings import Settings
-from pipeline.tasks.repair import TaskResult, run_tasks
-from pipeline.tasks.specs import TaskSpec
+from docvl.pipeline.ingest.document import LoadedDocument
+from docvl.pipeline.ingest.render import iter_rendered
+from docvl.pipeline.model.base import ModelBackend
+from docvl.pipeline.plan.planner import page_content, window_content
+from docvl.pipeline.plan.prompt import ImagePart, Part, document_header
+from docvl.pipeline.result import Span, Usage, Window
+from docvl.pipeline.settings import Settings
+from docvl.pipeline.tasks.repair import TaskResult, run_tasks
+from docvl.pipeline.tasks.specs import TaskSpec
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 
-from pipeline.ingest.document import DocKind, PageInfo
-from pipeline.settings import Settings
+from docvl.pipeline.ingest.document import DocKind, PageInfo
+from docvl.pipeline.settings import Settings
 
 FACTOR = 32
 #: The processor refuses images with a longer aspect ratio than this.

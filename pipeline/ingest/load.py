@@ -1,7 +1,7 @@
 """Open a document (by content), check it, and collect per-page geometry and text.
 
 ``load_document`` never returns a half-usable document and never lets a library exception out: bad
-input becomes one of the typed errors of :mod:`pipeline.errors`.
+input becomes one of the typed errors of :mod:`docvl.pipeline.errors`.
 
 Passwords: ``settings.password`` is tried as given, then SASLprep-normalised (RFC 4013), which is
 what AES-256 (PDF 2.0, R6) requires: a password typed in decomposed form (``"pa\\u0308sswort"``) or
@@ -21,7 +21,7 @@ from pathlib import Path
 import pymupdf
 from PIL import Image
 
-from pipeline.errors import (
+from docvl.pipeline.errors import (
     CorruptDocument,
     DocvlError,
     EmptyDocument,
@@ -33,12 +33,12 @@ from pipeline.errors import (
     UnsupportedFormat,
     WrongPassword,
 )
-from pipeline.ingest import textlayer
-from pipeline.ingest.document import DocKind, LoadedDocument, PageInfo
-from pipeline.ingest.raster import MUPDF_ERRORS, open_pdf_file
-from pipeline.ingest.slides import load_slides
-from pipeline.ingest.sniff import sniff_details
-from pipeline.settings import Settings
+from docvl.pipeline.ingest import textlayer
+from docvl.pipeline.ingest.document import DocKind, LoadedDocument, PageInfo
+from docvl.pipeline.ingest.raster import MUPDF_ERRORS, open_pdf_file
+from docvl.pipeline.ingest.slides import load_slides
+from docvl.pipeline.ingest.sniff import sniff_details
+from docvl.pipeline.settings import Settings
 
 # MuPDF prints its errors to stdout, which would corrupt `--json` and JSONL output; its messages
 # stay in the warning store instead (load copies them into the document's warnings).

@@ -1,5 +1,6 @@
 """Rasterizing one PDF page to exactly its planned size: the primitives the in-process renderer
-(:mod:`pipeline.ingest.render`) and the worker processes (:mod:`pipeline.ingest.workers`) share.
+(:mod:`docvl.pipeline.ingest.render`) and the worker processes
+(:mod:`docvl.pipeline.ingest.workers`) share.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 import pymupdf
 from PIL import Image
 
-from pipeline.errors import RenderFailed
+from docvl.pipeline.errors import RenderFailed
 
 # MuPDF prints its errors to stdout, which would corrupt `--json` and JSONL output; its messages
 # stay in the warning store instead (load copies them into the document's warnings).

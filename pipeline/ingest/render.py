@@ -25,10 +25,10 @@ from typing import Literal, cast
 
 from PIL import Image, ImageOps
 
-from pipeline.errors import DocvlError, InternalError, RenderFailed, UsageError
-from pipeline.ingest.document import DocKind, LoadedDocument
-from pipeline.ingest.geometry import page_pixels
-from pipeline.ingest.raster import (
+from docvl.pipeline.errors import DocvlError, InternalError, RenderFailed, UsageError
+from docvl.pipeline.ingest.document import DocKind, LoadedDocument
+from docvl.pipeline.ingest.geometry import page_pixels
+from docvl.pipeline.ingest.raster import (
     MUPDF_RENDER_ERRORS,
     WHITE,
     RenderedPage,
@@ -37,8 +37,8 @@ from pipeline.ingest.raster import (
     open_for_render,
     render_pdf_page,
 )
-from pipeline.ingest.workers import iter_parallel
-from pipeline.settings import Settings
+from docvl.pipeline.ingest.workers import iter_parallel
+from docvl.pipeline.settings import Settings
 
 #: Above this many pages (and with render_workers > 1) rendering uses worker processes. Spawning the
 #: pool and importing PyMuPDF + pydantic costs 0.7-1.8 s; two workers render at most ~1.5x one

@@ -32,8 +32,8 @@ from pathlib import Path
 from lxml import etree
 from PIL import Image
 
-from pipeline.errors import CorruptDocument, PackageTooLarge, TooManyPages, TooManyPixels
-from pipeline.settings import Settings
+from docvl.pipeline.errors import CorruptDocument, PackageTooLarge, TooManyPages, TooManyPixels
+from docvl.pipeline.settings import Settings
 
 RELS_NS = "http://schemas.openxmlformats.org/package/2006/relationships"
 HYPERLINK_TYPE = "/hyperlink"

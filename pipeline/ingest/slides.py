@@ -12,9 +12,9 @@ the text.
 * Text (.ppt, or a .pptx python-pptx cannot parse but LibreOffice can): from the converted PDF,
   with its word boxes (``PageInfo.words``); python-pptx text has none.
 * Geometry always comes from the converted PDF.
-* Security and budgets (:mod:`pipeline.ingest.sandbox`): a .pptx is staged without its external
-  links (zip-bomb, picture-size and slide-count caps checked while copying); soffice runs with a
-  locked profile (no macros, no linked content), no network and an address-space limit.
+* Security and budgets (:mod:`docvl.pipeline.ingest.sandbox`): a .pptx is staged without its
+  external links (zip-bomb, picture-size and slide-count caps checked while copying); soffice runs
+  with a locked profile (no macros, no linked content), no network and an address-space limit.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from pptx import Presentation
 from pptx.enum.shapes import MSO_SHAPE_TYPE
 from pptx.exc import PackageNotFoundError
 
-from pipeline.errors import (
+from docvl.pipeline.errors import (
     ConversionFailed,
     ConversionOutOfMemory,
     ConversionTimeout,
@@ -42,10 +42,10 @@ from pipeline.errors import (
     EmptyDocument,
     TooManyPages,
 )
-from pipeline.ingest.document import NO_WORDS, DocKind, LoadedDocument, PageInfo
-from pipeline.ingest.sandbox import sandbox_prefix, stage_pptx, write_profile
-from pipeline.ingest.textlayer import text_and_words, text_is_usable
-from pipeline.settings import Settings
+from docvl.pipeline.ingest.document import NO_WORDS, DocKind, LoadedDocument, PageInfo
+from docvl.pipeline.ingest.sandbox import sandbox_prefix, stage_pptx, write_profile
+from docvl.pipeline.ingest.textlayer import text_and_words, text_is_usable
+from docvl.pipeline.settings import Settings
 
 PDF_FILTER = 'pdf:impress_pdf_Export:{"ExportHiddenSlides":{"type":"boolean","value":"true"}}'
 #: Exit statuses of a LibreOffice that died of its address-space limit (abort/kill/segfault, raw or
@@ -228,8 +228,8 @@ def _link_or_copy(src: Path, staged: Path) -> None:
 
 def convert_to_pdf(staged: Path, name: str, workdir: Path, settings: Settings) -> Path:
     """Convert the staged deck to ``workdir/out/<stem>.pdf`` in the sandbox of
-    :mod:`pipeline.ingest.sandbox` (locked fresh profile, no network, memory limit); the process
-    group is killed past ``settings.slide_timeout_s``."""
+    :mod:`docvl.pipeline.ingest.sandbox` (locked fresh profile, no network, memory limit); the
+    process group is killed past ``settings.slide_timeout_s``."""
     exe = find_soffice()
     timeout_s = settings.slide_timeout_s
     profile = workdir / "lo-profile"

@@ -29,8 +29,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.errors import CorruptDocument, EmptyFile, UnsupportedFormat, UsageError
-from pipeline.ingest.document import DocKind
+from docvl.pipeline.errors import CorruptDocument, EmptyFile, UnsupportedFormat, UsageError
+from docvl.pipeline.ingest.document import DocKind
 
 HEAD_BYTES = 1024
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"

@@ -34,7 +34,7 @@ from typing import Any
 
 import pymupdf
 
-from pipeline.ingest.document import NO_WORDS, PageInfo, Words
+from docvl.pipeline.ingest.document import NO_WORDS, PageInfo, Words
 
 MIN_CHARS = 16
 MIN_ALNUM_RATIO = 0.5

@@ -1,5 +1,5 @@
 """Rendering in worker processes for long documents (see
-:func:`pipeline.ingest.render.use_workers`).
+:func:`docvl.pipeline.ingest.render.use_workers`).
 
 Each worker opens its own Document (PyMuPDF objects never cross processes) and renders chunks of
 ``CHUNK_PAGES`` pages; pixels come back through shared memory and pages are yielded in order with at
@@ -20,9 +20,9 @@ from multiprocessing import shared_memory
 import pymupdf
 from PIL import Image
 
-from pipeline.errors import InternalError, RenderFailed
-from pipeline.ingest.document import LoadedDocument
-from pipeline.ingest.raster import (
+from docvl.pipeline.errors import InternalError, RenderFailed
+from docvl.pipeline.ingest.document import LoadedDocument
+from docvl.pipeline.ingest.raster import (
     CHUNK_PAGES,
     START_METHOD,
     RenderedPage,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from pipeline.plan.prompt import Part, Turn
+from docvl.pipeline.plan.prompt import Part, Turn
 
 FinishReason = Literal["stop", "length"]
 
@@ -47,7 +47,7 @@ class Generation:
     #: The pieces spell ``text`` when joined (a character split over several tokens goes to the
     #: token that completes it; the others get ``""``); each log-probability is the token's under
     #: the distribution it was drawn from (constrained decoding's masking included). Read by
-    #: :func:`pipeline.tasks.confidence.field_confidence`.
+    #: :func:`docvl.pipeline.tasks.confidence.field_confidence`.
     token_logprobs: tuple[tuple[str, float], ...] = ()
 
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from pipeline.errors import UsageError
+from docvl.pipeline.errors import UsageError
 
 if TYPE_CHECKING:
     import torch

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.plan.prompt import Part, TextPart
+from docvl.pipeline.plan.prompt import Part, TextPart
 
 
 def content_key(content: Sequence[Part]) -> str:

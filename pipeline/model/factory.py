@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.errors import UsageError
-from pipeline.model.base import ModelBackend
-from pipeline.model.openai_backend import OpenAIBackend
-from pipeline.model.scripted import ScriptedBackend
-from pipeline.model.transformers_backend import TransformersBackend
-from pipeline.settings import Settings
+from docvl.pipeline.errors import UsageError
+from docvl.pipeline.model.base import ModelBackend
+from docvl.pipeline.model.openai_backend import OpenAIBackend
+from docvl.pipeline.model.scripted import ScriptedBackend
+from docvl.pipeline.model.transformers_backend import TransformersBackend
+from docvl.pipeline.settings import Settings
 
 
 def make_backend(settings: Settings, **options: Any) -> ModelBackend:

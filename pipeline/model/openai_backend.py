@@ -1,25 +1,25 @@
 """OpenAI-compatible chat completions through the official ``openai`` SDK (vLLM, SGLang,
 OpenRouter, docvl's devserver, ...).
 
-Messages mirror :func:`pipeline.plan.prompt.hf_messages`: system prompt, then ONE user message with
-the page content first (text parts and images as ``data:`` URLs, in order) and the instruction as
-its LAST text part, then the re-ask turns as assistant/user messages. Keeping the content first lets
-server prefix caching share it between the tasks on one document. ``base_url`` is the API root
+Messages mirror :func:`docvl.pipeline.plan.prompt.hf_messages`: system prompt, then ONE user message
+with the page content first (text parts and images as ``data:`` URLs, in order) and the instruction
+as its LAST text part, then the re-ask turns as assistant/user messages. Keeping the content first
+lets server prefix caching share it between the tasks on one document. ``base_url`` is the API root
 including ``/v1`` (``http://localhost:8000/v1``, ``https://openrouter.ai/api/v1``); nothing is sent
 anywhere without it.
 
 Structured output: ``response_format`` carries the request's schema as is (by default the user's
-schema, unbounded: see :mod:`pipeline.tasks.specs`) plus only what every reply needs: no free
+schema, unbounded: see :mod:`docvl.pipeline.tasks.specs`) plus only what every reply needs: no free
 whitespace, as ``x-guidance: {"whitespace_flexible": false}`` in the schema
-(:func:`~pipeline.model.constrain.with_grammar_options`; vLLM's ``guidance`` backend honours it;
-with its ``xgrammar`` backend start the server with ``disable_any_whitespace`` in
+(:func:`~docvl.pipeline.model.constrain.with_grammar_options`; vLLM's ``guidance`` backend honours
+it; with its ``xgrammar`` backend start the server with ``disable_any_whitespace`` in
 ``--structured-outputs-config``, since whitespace loops are a known failure with Qwen models), and
 the total output budget as ``max_tokens``.
 
 The body holds only OpenAI API fields, plus ``top_k`` when ``Settings.sampling_extras``
 allows it and whatever the user put in ``Settings.extra_body``. Retries, Retry-After, timeouts
 and typed errors are the SDK's (``max_retries``, per-attempt ``request_timeout_s``);
-:mod:`pipeline.model.http` cuts every attempt to ``request_deadline_s`` in all. SDK errors map
+:mod:`docvl.pipeline.model.http` cuts every attempt to ``request_deadline_s`` in all. SDK errors map
 onto docvl's hierarchy (:func:`docvl_error`): timeouts -> BackendTimeout, 401/403/404 and an
 unreachable host -> BackendUnavailable, other 4xx -> BackendRejected with the server's
 message, 429/5xx and broken connections -> BackendError.
@@ -41,7 +41,7 @@ from typing import Any, Literal
 import httpx2
 import openai
 
-from pipeline.errors import (
+from docvl.pipeline.errors import (
     BackendError,
     BackendRejected,
     BackendTimeout,
@@ -49,16 +49,16 @@ from pipeline.errors import (
     DocvlError,
     UsageError,
 )
-from pipeline.model.base import FinishReason, Generation, GenerationRequest, pieces_from_bytes
-from pipeline.model.constrain import with_grammar_options
-from pipeline.model.http import (
+from docvl.pipeline.model.base import FinishReason, Generation, GenerationRequest, pieces_from_bytes
+from docvl.pipeline.model.constrain import with_grammar_options
+from docvl.pipeline.model.http import (
     DeadlineExceeded,
     DeadlineTransport,
     deadline_headers,
     env_proxy,
 )
-from pipeline.plan.prompt import SYSTEM_PROMPT, ImagePart, Part, TextPart
-from pipeline.settings import Settings
+from docvl.pipeline.plan.prompt import SYSTEM_PROMPT, ImagePart, Part, TextPart
+from docvl.pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +215,7 @@ class OpenAIBackend:
                 },
             }
         if self.logprobs is not False:
-            body["logprobs"] = True  # per-token log-probabilities: pipeline.tasks.confidence
+            body["logprobs"] = True  # per-token log-probabilities: docvl.pipeline.tasks.confidence
         return body
 
     def extra(self, request: GenerationRequest) -> dict[str, Any]:

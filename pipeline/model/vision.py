@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.errors import UsageError
-from pipeline.plan.prompt import ImagePart, Part
+from docvl.pipeline.errors import UsageError
+from docvl.pipeline.plan.prompt import ImagePart, Part
 
 #: Pixels per chunk when a window's images are encoded (:func:`encode_images`):
 #: 8 M pixels are about 31,000 patches, 190 MB of float32 ``pixel_values`` (4 A4 pages at 150 DPI).

@@ -1,9 +1,10 @@
 """Prompt token counting: exact with a tokenizer, an upper-bound estimate without one.
 
-Exact mode renders the same chat template the model sees (see :mod:`pipeline.plan.prompt`) and adds
-each image's pad tokens, so a window's count equals ``len(input_ids)`` from the processor. For
+Exact mode renders the same chat template the model sees (see :mod:`docvl.pipeline.plan.prompt`) and
+adds each image's pad tokens, so a window's count equals ``len(input_ids)`` from the processor. For
 Qwen3-VL the tokenizer is always available: the checkpoint's own, or the same vocabulary rebuilt
-offline (:mod:`pipeline.plan.qwen_tokenizer`, chosen by ``pipeline.model.qwen.load_tokenizer``).
+offline (:mod:`docvl.pipeline.plan.qwen_tokenizer`, chosen by
+``docvl.pipeline.model.qwen.load_tokenizer``).
 
 Estimate mode (another model family, no tokenizer on disk): the text is split with Qwen's
 pre-tokenizer pattern (each digit, punctuation run and word is its own piece) and each piece costs
@@ -21,9 +22,9 @@ from typing import Any
 
 import regex
 
-from pipeline.ingest.geometry import VISION_WRAP_TOKENS, image_tokens
-from pipeline.plan.prompt import SYSTEM_PROMPT, ImagePart, Part, TextPart, hf_messages
-from pipeline.plan.qwen_tokenizer import PRETOKENIZE_PATTERN
+from docvl.pipeline.ingest.geometry import VISION_WRAP_TOKENS, image_tokens
+from docvl.pipeline.plan.prompt import SYSTEM_PROMPT, ImagePart, Part, TextPart, hf_messages
+from docvl.pipeline.plan.qwen_tokenizer import PRETOKENIZE_PATTERN
 
 ESTIMATE_BYTES_PER_TOKEN = 3
 #: Chat framing without a tokenizer: <|im_start|>role\n ... <|im_end|>\n for two turns + generation

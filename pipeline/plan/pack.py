@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pipeline.errors import DocumentTooLarge
-from pipeline.result import Span, Window
+from docvl.pipeline.errors import DocumentTooLarge
+from docvl.pipeline.result import Span, Window
 
 
 @dataclass(frozen=True)
@@ -93,9 +93,9 @@ def segment(
 
     The shared page gives each segment the context around its boundary (a row that starts at the
     bottom of a page and ends on the next); the merge keeps each page's records from one segment
-    only (see ``owned_pages`` in :mod:`pipeline.tasks.reduce`). A page whose reply alone exceeds
-    ``output_budget`` gets a segment of its own (the runner splits or re-asks it with a larger
-    budget). Windows carry their expected reply in ``output_tokens``.
+    only (see ``owned_pages`` in :mod:`docvl.pipeline.tasks.reduce`). A page whose reply alone
+    exceeds ``output_budget`` gets a segment of its own (the runner splits or re-asks it with a
+    larger budget). Windows carry their expected reply in ``output_tokens``.
     """
     windows: list[Window] = []
     start = 0

@@ -8,15 +8,15 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from pipeline.errors import DocvlError, EmptyDocument, ErrorRecord
-from pipeline.ingest.document import DocKind, LoadedDocument, PageInfo
-from pipeline.ingest.geometry import page_pixels
-from pipeline.ingest.load import load_document
-from pipeline.plan.count import TokenCounter
-from pipeline.plan.pack import PackItem, pack, segment
-from pipeline.plan.prompt import ImagePart, Part, document_header, page_marker, page_text
-from pipeline.result import Span, Window
-from pipeline.settings import Settings, page_selected
+from docvl.pipeline.errors import DocvlError, EmptyDocument, ErrorRecord
+from docvl.pipeline.ingest.document import DocKind, LoadedDocument, PageInfo
+from docvl.pipeline.ingest.geometry import page_pixels
+from docvl.pipeline.ingest.load import load_document
+from docvl.pipeline.plan.count import TokenCounter
+from docvl.pipeline.plan.pack import PackItem, pack, segment
+from docvl.pipeline.plan.prompt import ImagePart, Part, document_header, page_marker, page_text
+from docvl.pipeline.result import Span, Window
+from docvl.pipeline.settings import Settings, page_selected
 
 
 class PageTokens(BaseModel):

@@ -3,7 +3,7 @@
 A :class:`Mapped` view keeps, per character, the raw text span it came from, so a match found in a
 normalised view (NFKC, quotes/dashes unified, hyphenation at line ends joined, whitespace collapsed,
 case folded; then also letters and digits only) maps back to raw offsets, and from there to the
-boxes of the words (:mod:`pipeline.tasks.locate`).
+boxes of the words (:mod:`docvl.pipeline.tasks.locate`).
 """
 
 from __future__ import annotations

@@ -17,23 +17,23 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from pipeline.errors import DocvlError, ErrorRecord, ReplyTooLong
-from pipeline.model.base import ModelBackend
-from pipeline.plan.prompt import Part
-from pipeline.result import Conflict, PageCompleteness, Usage
-from pipeline.settings import Settings
-from pipeline.tasks.confidence import ScoredReply
-from pipeline.tasks.grounding import cited_pages
-from pipeline.tasks.pagebreak import cut_pages, join
-from pipeline.tasks.reduce import (
+from docvl.pipeline.errors import DocvlError, ErrorRecord, ReplyTooLong
+from docvl.pipeline.model.base import ModelBackend
+from docvl.pipeline.plan.prompt import Part
+from docvl.pipeline.result import Conflict, PageCompleteness, Usage
+from docvl.pipeline.settings import Settings
+from docvl.pipeline.tasks.confidence import ScoredReply
+from docvl.pipeline.tasks.grounding import cited_pages
+from docvl.pipeline.tasks.pagebreak import cut_pages, join
+from docvl.pipeline.tasks.reduce import (
     all_cited_pages,
     count_records,
     keep_pages,
     merge_partials,
     record_list_fields,
 )
-from pipeline.tasks.repair import TaskResult, repair
-from pipeline.tasks.specs import TaskSpec, only_pages
+from docvl.pipeline.tasks.repair import TaskResult, repair
+from docvl.pipeline.tasks.specs import TaskSpec, only_pages
 
 
 @dataclass
@@ -124,9 +124,9 @@ def complete(
     output tokens the context leaves; without it, never more than the spec's).
 
     Then each page whose last record looks cut by the page break after it (a prompt that ended
-    there; :func:`~pipeline.tasks.pagebreak.cut_pages`) is asked again with the next page, and the
-    fragment is replaced by the whole record (:func:`~pipeline.tasks.pagebreak.join`): once, in
-    its place.
+    there; :func:`~docvl.pipeline.tasks.pagebreak.cut_pages`) is asked again with the next page, and
+    the fragment is replaced by the whole record (:func:`~docvl.pipeline.tasks.pagebreak.join`):
+    once, in its place.
     """
     merged: dict[str, Any] = dict(data)
     result = CompletenessResult(data=merged)

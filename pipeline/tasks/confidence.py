@@ -1,7 +1,7 @@
 """Per-field confidence from the token log-probabilities of a JSON reply.
 
 A backend that has them returns each generated token's text piece and log-probability
-(:attr:`~pipeline.model.base.Generation.token_logprobs`). :func:`field_confidence` lines the
+(:attr:`~docvl.pipeline.model.base.Generation.token_logprobs`). :func:`field_confidence` lines the
 pieces up with the reply, scans the JSON with a small position-tracking scanner and gives every
 leaf value (string, number, true/false/null, empty object or array) the exp of the MEAN
 log-probability of the tokens that overlap its characters (a string's characters are those
@@ -28,8 +28,8 @@ from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.result import GroundingStatus
-from pipeline.tasks.jsonparse import JsonParseError, parse_json
+from docvl.pipeline.result import GroundingStatus
+from docvl.pipeline.tasks.jsonparse import JsonParseError, parse_json
 
 #: A record's model confidence is multiplied by its grounding status's factor: evidence found on
 #: the cited page keeps it, evidence that cannot be checked (no text layer) costs a little,

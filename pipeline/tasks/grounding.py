@@ -19,7 +19,7 @@ scalars, form fields, answer quotes...). For each record:
 
 
 Where a piece of evidence is on a page, at which matching stage and with which box, is
-:mod:`pipeline.tasks.locate`.
+:mod:`docvl.pipeline.tasks.locate`.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
-from pipeline.ingest.document import PageInfo
-from pipeline.result import Grounding, GroundingItem
-from pipeline.tasks.charmap import normalize
-from pipeline.tasks.locate import STAGES, Box, PageText
+from docvl.pipeline.ingest.document import PageInfo
+from docvl.pipeline.result import Grounding, GroundingItem
+from docvl.pipeline.tasks.charmap import normalize
+from docvl.pipeline.tasks.locate import STAGES, Box, PageText
 
 Checked = Literal["quote", "value", "none"]
 

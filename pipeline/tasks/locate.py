@@ -9,9 +9,9 @@ first one found, the most similar), so OCR-ish noise and hyphenation do not flag
 first occurrence wins at every stage; a page is looked at only once it is cited, and its views are
 built then, once per :class:`PageText`.
 
-Boxes: each normalised view of a page (:mod:`pipeline.tasks.charmap`) maps back to raw offsets;
-``PageInfo.words`` gives every word's raw offsets and box, and the box of a match is the union of
-the boxes of the words it overlaps.
+Boxes: each normalised view of a page (:mod:`docvl.pipeline.tasks.charmap`) maps back to raw
+offsets; ``PageInfo.words`` gives every word's raw offsets and box, and the box of a match is the
+union of the boxes of the words it overlaps.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pipeline.ingest.document import PageInfo
-from pipeline.result import MatchStage
-from pipeline.tasks.charmap import (
+from docvl.pipeline.ingest.document import PageInfo
+from docvl.pipeline.result import MatchStage
+from docvl.pipeline.tasks.charmap import (
     ALNUM,
     Mapped,
     alnum,

@@ -11,7 +11,7 @@ starts, and a reader reports nothing for it, or a fragment of its own).
 * :func:`completes`: whether one record is the whole of a fragment (same page, and every value of
   the fragment equal to the whole's, or the start of it for text);
 * :func:`join`: the fragments replaced, where they stand, by the records that complete them, from
-  a reply about page N shown with page N+1 (:func:`~pipeline.tasks.completeness.complete` asks
+  a reply about page N shown with page N+1 (:func:`~docvl.pipeline.tasks.completeness.complete` asks
   it); the reply's other records of page N merge in as usual (de-duplicated).
 
 So each such row comes back exactly once, merged, and keeps its position in page order.
@@ -24,9 +24,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from pipeline.tasks.charmap import normalize
-from pipeline.tasks.grounding import cited_pages
-from pipeline.tasks.reduce import merge_partials, norm_key, record_list_fields
+from docvl.pipeline.tasks.charmap import normalize
+from docvl.pipeline.tasks.grounding import cited_pages
+from docvl.pipeline.tasks.reduce import merge_partials, norm_key, record_list_fields
 
 _PROVENANCE = ("page", "pages", "quote", "document")
 

@@ -8,12 +8,12 @@
   key repeated inside ONE window is kept as often as it occurs there (two identical coffees on a
   receipt stay two); repeats from other windows merge into it (pages united, a missing quote
   filled). Scalars: the first non-null value in page order; other distinct values are reported as
-  :class:`~pipeline.result.Conflict`. Nested objects merge field by field; "sourced" objects (with a
-  ``value`` field) count as one scalar.
+  :class:`~docvl.pipeline.result.Conflict`. Nested objects merge field by field; "sourced" objects
+  (with a ``value`` field) count as one scalar.
 * **reduce** (:func:`reduce_with_model`, for summaries and answers): the partial results as a
   text-only prompt, one model call (hierarchical above :data:`REDUCE_FANIN` partials) -> one result
   of the schema.
-* **check**: :mod:`pipeline.tasks.completeness`.
+* **check**: :mod:`docvl.pipeline.tasks.completeness`.
 """
 
 from __future__ import annotations
@@ -28,14 +28,14 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel
 
-from pipeline.errors import DocvlError
-from pipeline.model.base import ModelBackend
-from pipeline.plan.prompt import Part, TextPart
-from pipeline.result import Conflict
-from pipeline.settings import Settings
-from pipeline.tasks.grounding import cited_pages, iter_records
-from pipeline.tasks.repair import TaskResult, repair
-from pipeline.tasks.specs import JSON_ONLY, TaskSpec, prompt_schema
+from docvl.pipeline.errors import DocvlError
+from docvl.pipeline.model.base import ModelBackend
+from docvl.pipeline.plan.prompt import Part, TextPart
+from docvl.pipeline.result import Conflict
+from docvl.pipeline.settings import Settings
+from docvl.pipeline.tasks.grounding import cited_pages, iter_records
+from docvl.pipeline.tasks.repair import TaskResult, repair
+from docvl.pipeline.tasks.specs import JSON_ONLY, TaskSpec, prompt_schema
 
 REDUCE_FANIN = 16
 _PROVENANCE = ("page", "pages", "quote", "document")

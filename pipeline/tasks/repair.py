@@ -7,12 +7,12 @@ Per task, up to ``settings.max_attempts`` attempts:
 
 * a reply that parses and validates is accepted (whatever its finish reason);
 * a reply cut off by the token limit (``finish_reason == "length"``) or caught in a repetition loop
-  is never asked again over the same pages: :class:`~pipeline.errors.ReplyTooLong` goes up at once,
-  and the engine splits the window (see :mod:`pipeline.engine.windows`);
+  is never asked again over the same pages: :class:`~docvl.pipeline.errors.ReplyTooLong` goes up at
+  once, and the engine splits the window (see :mod:`docvl.pipeline.engine.windows`);
 * any other invalid reply is re-asked with the reply and the parse/validation errors appended as a
-  :class:`~pipeline.plan.prompt.Turn` (instructor style), at the same temperature. Only the LAST
-  reply and its feedback are kept in the prompt (earlier rounds are replaced), so re-asks do not
-  grow without bound.
+  :class:`~docvl.pipeline.plan.prompt.Turn` (instructor style), at the same temperature. Only the
+  LAST reply and its feedback are kept in the prompt (earlier rounds are replaced), so re-asks do
+  not grow without bound.
 
 The last failure raises :class:`RepairFailed` (a ValidationFailed, code ``validation_failed``) with
 the raw last reply, the attempt count and the usage of every attempt; its error record keeps the
@@ -26,14 +26,14 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from pipeline.errors import DocvlError, ErrorRecord, ReplyTooLong, ValidationFailed
-from pipeline.model.base import Generation, ModelBackend
-from pipeline.plan.prompt import Part, Turn, pages_of
-from pipeline.result import Usage
-from pipeline.settings import Settings
-from pipeline.tasks.confidence import field_confidence
-from pipeline.tasks.jsonparse import JsonParseError, parse_json
-from pipeline.tasks.specs import TaskSpec
+from docvl.pipeline.errors import DocvlError, ErrorRecord, ReplyTooLong, ValidationFailed
+from docvl.pipeline.model.base import Generation, ModelBackend
+from docvl.pipeline.plan.prompt import Part, Turn, pages_of
+from docvl.pipeline.result import Usage
+from docvl.pipeline.settings import Settings
+from docvl.pipeline.tasks.confidence import field_confidence
+from docvl.pipeline.tasks.jsonparse import JsonParseError, parse_json
+from docvl.pipeline.tasks.specs import TaskSpec
 
 #: Validation errors listed in a re-ask, at most.
 MAX_FEEDBACK_ERRORS = 20
@@ -66,8 +66,8 @@ class TaskResult(BaseModel):
     #: Seconds the backend reported (``prefill_s``, ``decode_s``, ``request_s``) and ``prefills``.
     timings: dict[str, float] = Field(default_factory=dict)
     #: Per leaf value of the accepted reply (paths like ``lines[3].amount``): exp(mean token
-    #: log-probability), see :func:`~pipeline.tasks.confidence.field_confidence`. Empty when the
-    #: backend gave no log-probabilities.
+    #: log-probability), see :func:`~docvl.pipeline.tasks.confidence.field_confidence`. Empty when
+    #: the backend gave no log-probabilities.
     confidence: dict[str, float] = Field(default_factory=dict)
 
     @property

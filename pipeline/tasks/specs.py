@@ -1,15 +1,16 @@
 """Task specifications: what each task asks the model, in which schema, with what output budget.
 
 Instructions are deterministic functions of the settings (the planner counts their tokens before any
-model call), start with a letter and end with a newline (see :mod:`pipeline.plan.prompt`). Each one
-names the schema to fill, shows it as compact JSON Schema and asks for page citations from the
-``<page N>`` markers.
+model call), start with a letter and end with a newline (see :mod:`docvl.pipeline.plan.prompt`).
+Each one names the schema to fill, shows it as compact JSON Schema and asks for page citations from
+the ``<page N>`` markers.
 
 The planner gets them with ``[spec.instruction for spec in task_specs(settings)]``.
 
-The schema a reply is decoded against is the user's, unbounded (``schemas.reply_schema``), with the
-whole ``max_output_tokens`` as its budget; only ``Settings.decoder_bounds`` (random-weight models
-and tests) swaps in the bounded ``schemas.decoder_schema`` and a budget derived from its caps.
+The schema a reply is decoded against is the user's, unbounded (``docvl.schemas.reply_schema``),
+with the whole ``max_output_tokens`` as its budget; only ``Settings.decoder_bounds`` (random-weight
+models and tests) swaps in the bounded ``docvl.schemas.decoder_schema`` and a budget derived from
+its caps.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from pipeline.errors import SchemaNotFound, UsageError
-from pipeline.model.base import GenerationRequest
-from pipeline.plan.prompt import Turn
-from pipeline.settings import Settings, TaskName
-from schemas import (
+from docvl.pipeline.errors import SchemaNotFound, UsageError
+from docvl.pipeline.model.base import GenerationRequest
+from docvl.pipeline.plan.prompt import Turn
+from docvl.pipeline.settings import Settings, TaskName
+from docvl.schemas import (
     Answer,
     DocumentSummary,
     bind_pages,
@@ -37,7 +38,7 @@ from schemas import (
     schema_name,
     schema_version,
 )
-from schemas.errors import SchemaError
+from docvl.schemas.errors import SchemaError
 
 CITE = (
     "Cite pages by the number in their <page N> marker. Copy any quote verbatim from the page. "
@@ -59,8 +60,8 @@ class TaskSpec:
     model: type[BaseModel]
     #: The full task instruction (goes last in the prompt).
     instruction: str
-    #: JSON Schema for constrained decoding: the user's, unbounded (``schemas.reply_schema``), or
-    #: with ``Settings.decoder_bounds`` the bounded ``schemas.decoder_schema``.
+    #: JSON Schema for constrained decoding: the user's, unbounded (``docvl.schemas.reply_schema``),
+    #: or with ``Settings.decoder_bounds`` the bounded ``docvl.schemas.decoder_schema``.
     json_schema: dict[str, Any] = field(repr=False)
     #: Output budget of one reply: ``Settings.max_output_tokens`` (with ``decoder_bounds``: at most
     #: that, less when the bounded schema allows no longer reply).
@@ -183,7 +184,7 @@ def make_spec(
 
 
 def load_schema(ref: str) -> type[BaseModel]:
-    """The pydantic model a schema reference names (see :func:`schemas.get_schema`).
+    """The pydantic model a schema reference names (see :func:`docvl.schemas.get_schema`).
 
     Raises SchemaNotFound (the contracts layer's ``SchemaError`` as a docvl error).
     """
