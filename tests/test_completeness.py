@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from mergekit import item
+
 from docvl.pipeline.model.base import GenerationRequest
 from docvl.pipeline.model.scripted import ScriptedBackend
 from docvl.pipeline.plan.prompt import Part, TextPart
@@ -13,17 +15,6 @@ from docvl.pipeline.tasks.completeness import complete, expected_rows, page_comp
 from docvl.pipeline.tasks.reduce import merge_partials, uncited_pages
 from docvl.pipeline.tasks.specs import task_specs
 from docvl.schemas import Invoice
-
-
-def item(desc: str, amount: float, page: int, quote: str | None = None) -> dict[str, object]:
-    return {
-        "description": desc,
-        "quantity": 1,
-        "unit_price": amount,
-        "amount": amount,
-        "page": page,
-        "quote": quote,
-    }
 
 
 def test_completeness_reasks_uncited_pages_per_window_and_merges() -> None:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from mergekit import item
 
 from docvl.pipeline.model.base import GenerationRequest
 from docvl.pipeline.model.scripted import ScriptedBackend
@@ -17,17 +18,6 @@ from docvl.pipeline.tasks import reduce as reduce_mod
 from docvl.pipeline.tasks.reduce import merge_partials, reduce_with_model
 from docvl.pipeline.tasks.specs import task_specs
 from docvl.schemas import DocumentSummary, FormData, Invoice
-
-
-def item(desc: str, amount: float, page: int, quote: str | None = None) -> dict[str, object]:
-    return {
-        "description": desc,
-        "quantity": 1,
-        "unit_price": amount,
-        "amount": amount,
-        "page": page,
-        "quote": quote,
-    }
 
 
 def test_invoice_merge_dedups_across_windows_and_notes_conflicts() -> None:
