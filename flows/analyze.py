@@ -49,9 +49,10 @@ from docvl.flows.store import RecordStore, atomic_write_jsonl, shown_name
 from docvl.flows.tasks import WindowFailed, finish_task, prepare_task, window_task
 from docvl.flows.warmup import preload
 from docvl.pipeline.engine import Engine, Unit, WindowResult, expand
-from docvl.pipeline.errors import DocumentTimeout, NotAttempted, is_final
+from docvl.pipeline.errors import DocumentTimeout, NotAttempted
 from docvl.pipeline.model.qwen import load_tokenizer
 from docvl.pipeline.plan.count import TokenCounter
+from docvl.pipeline.policy import is_final
 from docvl.pipeline.result import ResultEnvelope
 from docvl.pipeline.settings import Settings
 

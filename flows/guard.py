@@ -8,7 +8,7 @@ configuration failure, and the deadline the model calls of an abandoned document
   raises :class:`WorkAbandoned` (never final, never cached, never retried), and its result is
   dropped.
 * :class:`BatchStop` remembers the first configuration failure
-  (:func:`docvl.pipeline.errors.stops_batch`: a wrong URL, a bad key, missing weights). Every
+  (:func:`docvl.pipeline.policy.stops_batch`: a wrong URL, a bad key, missing weights). Every
   document not started yet is then recorded as not attempted, with the same code, and one line says
   so on stderr.
 """
@@ -23,13 +23,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from docvl.pipeline.errors import (
-    BackendUnavailable,
-    DocumentTimeout,
-    ErrorRecord,
-    WorkAbandoned,
-    stops_batch,
-)
+from docvl.pipeline.errors import BackendUnavailable, DocumentTimeout, ErrorRecord, WorkAbandoned
+from docvl.pipeline.policy import stops_batch
 from docvl.pipeline.result import ResultEnvelope
 
 T = TypeVar("T")

@@ -36,7 +36,8 @@ from docvl.flows.server import api_server
 from docvl.flows.store import shown_name
 from docvl.pipeline.engine import Unit
 from docvl.pipeline.engine.prepare import sha256_file
-from docvl.pipeline.errors import UsageError, is_final
+from docvl.pipeline.errors import UsageError
+from docvl.pipeline.policy import is_final
 from docvl.pipeline.result import ResultEnvelope
 from docvl.pipeline.settings import Settings
 

@@ -6,7 +6,7 @@ They add what Prefect is for and decide nothing about documents:
 * Caching: a window's result persists under the engine's window key
   (:func:`docvl.pipeline.engine.identity.cache_key`: file hashes, settings, model, schema versions,
   envelope and prompt versions, window). A result holding any error that is not final
-  (:data:`docvl.pipeline.errors.FAILURE_POLICY`) is raised as :class:`WindowFailed` instead, so it
+  (:data:`docvl.pipeline.policy.FAILURE_POLICY`) is raised as :class:`WindowFailed` instead, so it
   is never cached.
 * Retries: only a window whose error is retried in the run (BackendError), ``RunOptions.retries``
   times with backoff; bad input, setup problems (BackendUnavailable) and bugs fail at once.
@@ -26,7 +26,7 @@ from prefect.context import TaskRunContext
 
 from docvl.flows import progress
 from docvl.pipeline.engine import Engine, Prepared, Unit, WindowResult
-from docvl.pipeline.errors import is_final, retried_in_run
+from docvl.pipeline.policy import is_final, retried_in_run
 from docvl.pipeline.result import ResultEnvelope
 
 MODEL_TAG = "docvl-model"

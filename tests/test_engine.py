@@ -13,30 +13,11 @@ from test_analyze import SETTINGS, make_pdf, pages_in, reply
 from docvl.pipeline.engine import Engine, windows
 from docvl.pipeline.engine import prepare as prepare_module
 from docvl.pipeline.engine.prepare import plan_documents
-from docvl.pipeline.errors import FAILURE_POLICY, Policy, is_final, policy_of, retried_in_run
 from docvl.pipeline.model.scripted import ScriptedBackend
 from docvl.pipeline.plan.count import TokenCounter
+from docvl.pipeline.policy import is_final
 from docvl.pipeline.settings import Settings
 from docvl.pipeline.tasks.specs import task_specs
-
-
-def test_the_policy_table_covers_every_error_class() -> None:
-    from docvl.pipeline import errors
-
-    classes = [
-        c
-        for c in vars(errors).values()
-        if isinstance(c, type) and issubclass(c, errors.DocvlError) and c is not errors.DocvlError
-    ]
-    assert {c.code for c in classes} <= set(FAILURE_POLICY)
-    assert policy_of("corrupt_document") is Policy.FINAL
-    assert policy_of("backend_error") is Policy.RETRYABLE and retried_in_run("backend_error")
-    assert policy_of("backend_unavailable") is Policy.RETRYABLE
-    assert not retried_in_run("backend_unavailable")
-    assert (
-        policy_of("internal_error") is Policy.INTERNAL
-        and policy_of("no_such_code") is Policy.INTERNAL
-    )
 
 
 def test_a_renderer_crash_is_internal_not_bad_input(

@@ -29,10 +29,11 @@ import pytest
 from docvl.pipeline.dev.double import TextLayerModel
 from docvl.pipeline.dev.openai_api import completion, parse_request
 from docvl.pipeline.engine import Engine, WindowResult
-from docvl.pipeline.errors import BackendTimeout, retried_in_run
+from docvl.pipeline.errors import BackendTimeout
 from docvl.pipeline.model.base import Generation, GenerationRequest
 from docvl.pipeline.model.openai_backend import OpenAIBackend
 from docvl.pipeline.plan.count import TokenCounter
+from docvl.pipeline.policy import retried_in_run
 from docvl.pipeline.result import ResultEnvelope
 from docvl.pipeline.settings import Settings
 

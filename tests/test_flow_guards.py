@@ -19,7 +19,8 @@ from docvl.flows.locks import DocumentLocks
 from docvl.flows.options import RunOptions
 from docvl.flows.store import RecordStore
 from docvl.pipeline.engine import Engine, Prepared, Unit
-from docvl.pipeline.errors import DocumentTimeout, WorkAbandoned, is_final, policy_of, stops_batch
+from docvl.pipeline.errors import DocumentTimeout, WorkAbandoned
+from docvl.pipeline.policy import is_final, policy_of, stops_batch
 
 OPTIONS = RunOptions(backend_factory="flowkit:scripted_backend", artifacts=False)
 flow_tests = pytest.mark.usefixtures("prefect_harness", "flowkit_reset")

@@ -19,7 +19,8 @@ from docvl.flows.analyze import analyze_batch, envelopes_of, run_batch
 from docvl.flows.options import RunOptions
 from docvl.flows.store import RecordStore
 from docvl.pipeline.engine import Engine, Prepared, Unit, windows
-from docvl.pipeline.errors import ErrorRecord, is_final
+from docvl.pipeline.errors import ErrorRecord
+from docvl.pipeline.policy import is_final
 from docvl.pipeline.result import ResultEnvelope, Source
 from docvl.pipeline.settings import Settings
 from docvl.schemas import DocumentSummary, registry

@@ -12,12 +12,13 @@ import craftkit as ck
 import pymupdf
 import pytest
 
-from docvl.pipeline.errors import FAILURE_POLICY, DocvlError, Policy
+from docvl.pipeline.errors import DocvlError
 from docvl.pipeline.ingest import load as load_module
 from docvl.pipeline.ingest.load import clean_text, load_document
 from docvl.pipeline.ingest.render import iter_rendered
 from docvl.pipeline.plan.count import TokenCounter
 from docvl.pipeline.plan.planner import plan_paths
+from docvl.pipeline.policy import FAILURE_POLICY, Policy
 from docvl.pipeline.settings import Settings
 
 INSTRUCTION = "Summarize the document."

@@ -31,7 +31,6 @@ from docvl.pipeline.errors import (
     BackendUnavailable,
     DocvlError,
     UsageError,
-    retried_in_run,
 )
 from docvl.pipeline.model.base import GenerationRequest
 from docvl.pipeline.model.factory import make_backend
@@ -40,6 +39,7 @@ from docvl.pipeline.model.openai_backend import OpenAIBackend
 from docvl.pipeline.model.transformers_backend import TransformersBackend
 from docvl.pipeline.plan.count import TokenCounter
 from docvl.pipeline.plan.prompt import Turn
+from docvl.pipeline.policy import retried_in_run
 from docvl.pipeline.settings import Settings
 from docvl.pipeline.tasks.specs import task_specs
 

@@ -6,7 +6,7 @@
 
 A bad file never raises out of the engine: it becomes its envelope's error record, and the batch
 goes on. An unexpected exception in a stage is a bug: its unit's records say ``internal_error``,
-which is never final (:data:`docvl.pipeline.errors.FAILURE_POLICY`), so a rerun tries again.
+which is never final (:data:`docvl.pipeline.policy.FAILURE_POLICY`), so a rerun tries again.
 
 Usage invariant: with an exact :class:`~docvl.pipeline.plan.count.TokenCounter` and a backend that
 reports prompt tokens the same way, ``envelope.usage.input_tokens == envelope.plan.input_tokens``

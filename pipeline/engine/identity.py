@@ -7,7 +7,7 @@ the re-ask wording and every task's instruction, which embeds its schema) and th
 Editing any of them makes the next run recompute instead of serving a stale record or window.
 
 Failures are never cached: the runners only store results whose errors are all
-:attr:`~docvl.pipeline.errors.Policy.FINAL` (see :func:`docvl.pipeline.errors.is_final`).
+:attr:`~docvl.pipeline.policy.Policy.FINAL` (see :func:`docvl.pipeline.policy.is_final`).
 """
 
 from __future__ import annotations

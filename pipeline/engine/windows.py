@@ -2,7 +2,7 @@
 batched first attempt sharing one prefill, then re-asks; see :mod:`docvl.pipeline.tasks.repair`).
 
 :func:`run_window` never raises: rendering failures, backend failures and bugs become error records
-in the :class:`WindowResult`, whose policy (:func:`docvl.pipeline.errors.is_final`) tells a runner
+in the :class:`WindowResult`, whose policy (:func:`docvl.pipeline.policy.is_final`) tells a runner
 whether it may be cached.
 """
 
