@@ -2,11 +2,11 @@
 the checks of a final output (the user's contract, numeric invariants)."""
 
 from docvl.schemas.base import SourcedAmount, SourcedDate, SourcedText, Strict
+from docvl.schemas.check import check_schema
 from docvl.schemas.commerce import Invoice, LineItem, PurchaseOrder, Receipt
 from docvl.schemas.decoder import bind_pages, decoder_schema, max_reply_tokens, reply_schema
 from docvl.schemas.documents import FormData, FormField, ScientificPaper, SlideDeck, Tables
 from docvl.schemas.from_json import (
-    check_schema,
     model_from_json_schema,
     model_from_json_schema_file,
     original_json_schema,

@@ -39,7 +39,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from docvl.schemas.from_json import SCHEMA_MAPS, SCHEMA_ONE, original_json_schema
+from docvl.schemas.check import SCHEMA_MAPS, SCHEMA_ONE
+from docvl.schemas.from_json import original_json_schema
 
 DEFAULT_MAX_LENGTH = 160
 DEFAULT_MAX_ITEMS = 10

@@ -24,7 +24,8 @@ from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 from pydantic import BaseModel, ValidationError
 
-from docvl.schemas.from_json import original_json_schema, resolve_local_ref
+from docvl.schemas.check import resolve_local_ref
+from docvl.schemas.from_json import original_json_schema
 
 #: Problems reported at most (one more line says how many were left out).
 MAX_PROBLEMS = 50
