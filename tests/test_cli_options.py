@@ -1,5 +1,6 @@
 """The CLI's options: generated from Settings, every mistake refused before any slow work (exit 2,
-one line, under 2 s, Prefect/torch/transformers never imported), inputs, pages, SIGPIPE, umask."""
+one line, Prefect/torch/transformers never imported: what keeps it within a second or two; the
+tests assert the imports, not the seconds), inputs, pages, SIGPIPE, umask."""
 
 from __future__ import annotations
 
@@ -27,18 +28,17 @@ from docvl.pipeline.settings import Settings
 HEAVY = ("prefect", "torch", "transformers")
 ROOT = Path(__file__).resolve().parents[1]
 
-#: Runs CLI invocations in one fresh interpreter: per call its exit code, seconds and stderr; then
-#: which heavy modules were imported by the end.
+#: Runs CLI invocations in one fresh interpreter: per call its exit code and stderr; then which
+#: heavy modules were imported by the end.
 PROBE = """
-import contextlib, io, json, sys, time
+import contextlib, io, json, sys
 from docvl.cli import main
 results = []
 for args in json.loads(sys.argv[1]):
     err = io.StringIO()
-    t0 = time.perf_counter()
     with contextlib.redirect_stderr(err):
         code = main(args)
-    results.append({"code": code, "seconds": time.perf_counter() - t0, "err": err.getvalue()})
+    results.append({"code": code, "err": err.getvalue()})
 print(json.dumps({"results": results, "heavy": sorted(m for m in %r if m in sys.modules)}))
 """
 
@@ -84,7 +84,7 @@ def prefect_api() -> Iterator[str]:
         server.shutdown()
 
 
-def test_every_mistake_is_one_line_exit_2_within_2_s_before_any_heavy_import(
+def test_every_mistake_is_one_line_exit_2_before_any_heavy_import(
     samples: Path, tmp_path: Path, prefect_api: str
 ) -> None:
     pdf = str(samples / "invoice.pdf")
@@ -111,7 +111,6 @@ def test_every_mistake_is_one_line_exit_2_within_2_s_before_any_heavy_import(
         assert result["code"] == 2, (args, err)
         assert err.startswith("docvl: error: ") and needle in err, (args, err)
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (args, err)
-        assert result["seconds"] < 2.0, (args, result["seconds"])
     assert report["heavy"] == []
 
 
