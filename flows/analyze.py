@@ -43,7 +43,8 @@ from docvl.flows.limits import LimitedBackend, ModelLimiter, ensure_global_limit
 from docvl.flows.localserver import local_api_url
 from docvl.flows.locks import DocumentLocks
 from docvl.flows.options import RunOptions
-from docvl.flows.server import api_server
+from docvl.flows.rerun import stored_envelopes, timeout_key
+from docvl.flows.server import Starting, api_server
 from docvl.flows.signals import run_interruptible
 from docvl.flows.store import RecordStore, atomic_write_jsonl, shown_name
 from docvl.flows.tasks import WindowFailed, finish_task, prepare_task, window_task
@@ -54,11 +55,6 @@ from docvl.pipeline.model.qwen import load_tokenizer
 from docvl.pipeline.plan.count import TokenCounter
 from docvl.pipeline.result import ResultEnvelope
 from docvl.pipeline.settings import Settings
-
-
-def timeout_key(key: str, budget_s: float) -> str:
-    """Where a ``document_timeout`` record is stored: per budget, so a larger budget recomputes."""
-    return f"{key}.timeout-{budget_s:g}"
 
 
 def run_label(unit: Unit, limit: int = 60) -> str:
@@ -114,23 +110,8 @@ class Runner:
             retry_delay_seconds=delays,
         )
 
-    def _stored(self, unit: Unit, keys: list[str | None]) -> list[ResultEnvelope] | None:
-        envelopes = []
-        budget = self.engine.settings.document_timeout_s
-        for key in keys:
-            record = self.store.get(key) if key else None
-            if record is None and key and budget is not None:  # a timeout under this budget
-                record = self.store.get(timeout_key(key, budget))
-            if record is None:
-                return None
-            try:
-                envelope = ResultEnvelope.model_validate(record)
-            except ValueError:  # a record of an older envelope version: recompute
-                return None
-            if not is_final(envelope.errors):
-                return None
-            envelopes.append(envelope)
-        return envelopes
+    def _stored(self, keys: list[str | None]) -> list[ResultEnvelope] | None:
+        return stored_envelopes(self.store, keys, self.engine.settings.document_timeout_s)
 
     def _compute(self, unit: Unit) -> list[ResultEnvelope]:
         engine = self.engine
@@ -188,7 +169,7 @@ class Runner:
 
     def _drive(self, unit: Unit, started: float) -> tuple[list[ResultEnvelope], bool]:
         keys = self.engine.record_keys(unit)
-        if (stored := self._stored(unit, keys)) is not None:
+        if (stored := self._stored(keys)) is not None:
             self._emit(stored, cached=True)
             return stored, True
         if (skip := self.stop.skip()) is not None:
@@ -201,8 +182,8 @@ class Runner:
             envelopes = self.engine.failed(unit, skipped, started)
             self._emit(envelopes, cached=False)
             return envelopes, False
-        with self.locks.hold(keys[0], lambda: self._stored(unit, keys) is not None):
-            if (stored := self._stored(unit, keys)) is not None:  # another process finished it
+        with self.locks.hold(keys[0], lambda: self._stored(keys) is not None):
+            if (stored := self._stored(keys)) is not None:  # another process finished it
                 self._emit(stored, cached=True)
                 return stored, True
             budget = self.engine.settings.document_timeout_s
@@ -306,6 +287,7 @@ def run_batch(
     options: RunOptions | None = None,
     *,
     exit_on_signal: bool = False,
+    server: Starting | None = None,
 ) -> list[ResultEnvelope]:
     """``docvl run``: the batch flow in this process.
 
@@ -319,6 +301,10 @@ def run_batch(
     Model calls are bounded by ``settings.max_concurrency`` in process; ``options.global_limit``
     adds the Prefect global concurrency limit shared by every process on the server (opt-in: it
     costs about 1 s per call on SQLite, see bench/RESULTS-flows.md).
+
+    ``server``: a per-batch server the caller started early
+    (:func:`docvl.flows.server.start_server`, so it boots during the imports); used when no URL is
+    configured, stopped after the batch either way.
     """
     batch = analyze_batch.with_options(task_runner=thread_runner(2 * settings.max_concurrency + 4))
 
@@ -336,7 +322,8 @@ def run_batch(
         updates[PREFECT_API_URL] = api
     with (
         temporary_settings(updates=updates),
-        api_server(announce=False, batch=True),  # the configured or reused one, else one for now
+        # the configured or reused one, else the early one or one for now
+        api_server(announce=False, batch=True, starting=server),
         progress.progress_bar(len(paths), enabled=show_progress),
     ):
         try:
