@@ -29,17 +29,20 @@ from docvl.pipeline.settings import Settings
 from docvl.pipeline.tasks.specs import task_specs
 
 EXIT_OK, EXIT_FAILED = 0, 1
+#: Backends whose settings :func:`docvl.pipeline.model.factory.check_settings` has nothing to refuse.
+IN_PROCESS_BACKENDS = ("transformers", "scripted")
 
 
 def model_settings(overrides: dict[str, Any]) -> Settings:
     """Settings for commands that call the model: refuse what can never work before touching a
     file (ask without a question, a misspelt schema, the openai backend without a URL)."""
-    from docvl.pipeline.model.factory import (
-        check_settings,  # the backends: numpy, httpx, llguidance
-    )
-
     settings = build_settings(overrides)
-    check_settings(settings)
+    if settings.backend not in IN_PROCESS_BACKENDS:
+        # imports every backend (the openai SDK, numpy: 1-3 s); a rerun answered from the record
+        # store needs none of them
+        from docvl.pipeline.model.factory import check_settings
+
+        check_settings(settings)
     task_specs(settings)
     return settings
 
