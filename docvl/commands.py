@@ -29,7 +29,7 @@ from docvl.pipeline.settings import Settings
 from docvl.pipeline.tasks.specs import task_specs
 
 EXIT_OK, EXIT_FAILED = 0, 1
-#: Backends whose settings :func:`docvl.pipeline.model.factory.check_settings` has nothing to refuse.
+#: Backends whose settings :func:`~docvl.pipeline.model.factory.check_settings` never refuses.
 IN_PROCESS_BACKENDS = ("transformers", "scripted")
 
 
