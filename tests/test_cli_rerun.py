@@ -69,9 +69,9 @@ def test_a_rerun_of_finished_documents_skips_prefect_and_gives_the_same_output(
     to_files += ["--to", "json,md", "--no-progress"]
     to_stdout = ["run", *map(str, inputs), "--no-progress"]
     report = tmp_path / "report.json"
+    argv = [json.dumps([to_files, to_stdout]), str(report), json.dumps(HEAVY)]
     done = subprocess.run(
-        [sys.executable, "-c", RERUN, json.dumps([to_files, to_stdout]), str(report)]
-        + [json.dumps(HEAVY)],
+        [sys.executable, "-c", RERUN, *argv],
         cwd=REPO,
         env=_cli_env(tmp_path),
         capture_output=True,
@@ -94,8 +94,9 @@ def test_a_rerun_of_finished_documents_skips_prefect_and_gives_the_same_output(
     # An edited file: the flow runs again, serves the unchanged document from its record and
     # computes the edited one (the CLI's scripted backend answers `{}`: a final validation failure).
     flowkit.make_pdf(paths[0], 2, text="edited")
-    base = ["run", *map(str, paths), "--backend", "scripted", "--cache-dir", str(settings.cache_dir)]
-    base += ["--dpi", "36", "--min-pixels", "1024", "--max-pixels", "65536", "--no-progress"]
+    base = ["run", *map(str, paths), "--backend", "scripted"]
+    base += ["--cache-dir", str(settings.cache_dir), "--dpi", "36", "--no-progress"]
+    base += ["--min-pixels", "1024", "--max-pixels", "65536"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCVL_")}
     assert env == dict(os.environ)  # the flags above are the whole configuration
     assert main([*base, "--out", str(out)]) == 1
