@@ -17,14 +17,12 @@ limit). The backend is built lazily once per flow run, so fully cached runs neve
 # No `from __future__ import annotations`: Prefect resolves flow parameter types at load time.
 
 import concurrent.futures as cf
-import contextlib
 import contextvars
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from prefect import State, flow, get_run_logger
 from prefect.settings import (
@@ -32,23 +30,24 @@ from prefect.settings import (
     PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
     temporary_settings,
 )
-from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
 from docvl.flows import progress, report
-from docvl.flows.backend import LazyBackend, load_factory, localize
+from docvl.flows.backend import LazyBackend, discard_prebuilt, load_factory, localize, take_prebuilt
 from docvl.flows.guard import BatchStop, call_with_budget
 from docvl.flows.limits import LimitedBackend, ModelLimiter, ensure_global_limit
 from docvl.flows.localserver import local_api_url
 from docvl.flows.locks import DocumentLocks
 from docvl.flows.options import RunOptions
 from docvl.flows.rerun import stored_envelopes, timeout_key
-from docvl.flows.server import Starting, api_server
+from docvl.flows.server import Starting, api_server, flush_run_logs, healthy
 from docvl.flows.signals import run_interruptible
+from docvl.flows.states import envelopes_of as envelopes_of
+from docvl.flows.states import final_state
 from docvl.flows.store import RecordStore, atomic_write_jsonl, shown_name
 from docvl.flows.tasks import WindowFailed, finish_task, prepare_task, window_task
-from docvl.flows.warmup import preload
+from docvl.flows.warmup import build_while_booting, preload
 from docvl.pipeline.engine import Engine, Unit, WindowResult, expand
 from docvl.pipeline.errors import DocumentTimeout, NotAttempted, is_final
 from docvl.pipeline.model.qwen import load_tokenizer
@@ -92,7 +91,8 @@ class Runner:
         settings = localize(settings)
         self.options = options
         self.limiter = ModelLimiter(settings.max_concurrency, options.global_limit)
-        self.lazy = LazyBackend(settings, load_factory(options.backend_factory))
+        spec = options.backend_factory
+        self.lazy = LazyBackend(settings, load_factory(spec), take_prebuilt(settings, spec))
         self.backend = LimitedBackend(self.lazy, self.limiter)
         counter = TokenCounter(load_tokenizer(settings.model))
         self.engine = Engine(settings, self.backend, counter)  # UsageError for a bad task setup
@@ -241,29 +241,6 @@ def process_documents(
     return Runner(settings, options or RunOptions()).run(paths)
 
 
-def final_state(envelopes: Sequence[ResultEnvelope], options: RunOptions, what: str) -> State[Any]:
-    """The flow run's final state, holding the envelopes: Failed when a document failed (unless
-    ``options.allow_partial``), so Prefect and ``docvl trigger --wait`` tell the truth."""
-    failed = [env for env in envelopes if env.status == "failed"]
-    ok = sum(env.status == "ok" for env in envelopes)
-    message = f"{what}: {len(envelopes)} documents, {ok} ok, {len(failed)} failed"
-    if failed:
-        codes = Counter(env.errors[0].code if env.errors else "unknown" for env in failed)
-        message += " (" + ", ".join(f"{code} x{n}" for code, n in codes.most_common()) + ")"
-        if not options.allow_partial:
-            return Failed(message=message, data=list(envelopes))
-    return Completed(message=message, data=list(envelopes))
-
-
-def envelopes_of(state: State[Any]) -> list[ResultEnvelope]:
-    """The envelopes a finished batch flow run holds, whether it ended Completed or Failed; a
-    crash (an exception, not documents that failed) is raised."""
-    result = state.result(raise_on_failure=False)
-    if isinstance(result, BaseException):
-        raise result
-    return cast("list[ResultEnvelope]", result)
-
-
 @flow(name="docvl-analyze-batch", task_runner=thread_runner(16), log_prints=False)
 def analyze_batch(
     paths: list[str], settings: Settings, out: str | None = None, options: RunOptions | None = None
@@ -320,24 +297,18 @@ def run_batch(
     updates: dict[Any, Any] = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
     if api is not None:
         updates[PREFECT_API_URL] = api
-    with (
-        temporary_settings(updates=updates),
-        # the configured or reused one, else the early one or one for now
-        api_server(announce=False, batch=True, starting=server),
-        progress.progress_bar(len(paths), enabled=show_progress),
-    ):
-        try:
-            return run_interruptible(work, hard_exit=exit_on_signal)
-        finally:
-            flush_run_logs()
-
-
-def flush_run_logs() -> None:
-    """Send the queued run events and logs while the API server is still up: a per-batch server is
-    stopped next, and what is flushed at exit would find it gone ("Error logging to API")."""
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
-    for worker in (EventsWorker, APILogWorker):
-        with contextlib.suppress(Exception):  # a view of the run: never fail a finished batch
-            worker.drain_all(timeout=5)
+    try:
+        if server is not None and not healthy(server.url, timeout=0.5):
+            build_while_booting(settings, options or RunOptions())
+        with (
+            temporary_settings(updates=updates),
+            # the configured or reused one, else the early one or one for now
+            api_server(announce=False, batch=True, starting=server),
+            progress.progress_bar(len(paths), enabled=show_progress),
+        ):
+            try:
+                return run_interruptible(work, hard_exit=exit_on_signal)
+            finally:
+                flush_run_logs()
+    finally:
+        discard_prebuilt()  # a model no flow run took (the batch stopped before)

@@ -206,3 +206,14 @@ def api_server(
             os.environ.pop("PREFECT_API_URL", None)
     finally:
         stop(server.proc, timeout_s=30.0)
+
+
+def flush_run_logs() -> None:
+    """Send the queued run events and logs while the API server is still up: a per-batch server is
+    stopped next, and what is flushed at exit would find it gone ("Error logging to API")."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (EventsWorker, APILogWorker):
+        with contextlib.suppress(Exception):  # a view of the run: never fail a finished batch
+            worker.drain_all(timeout=5)
