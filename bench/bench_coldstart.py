@@ -80,7 +80,7 @@ def model_seconds(out: Path) -> float:
     return float(record["timings"]["prefill"]) + float(record["timings"]["generate"])
 
 
-def run(model: Path) -> str:
+def run(model: Path, local: bool = True) -> str:
     base = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | QUIET
     base["PYTHONPATH"] = str(REPO)
     rows = []
@@ -111,7 +111,7 @@ def run(model: Path) -> str:
             "DOCVL_PREFECT_SERVER": "local",
         }
         try:
-            for label in ("starts the local server", "local server reused"):
+            for label in ("starts the local server", "local server reused")[: 2 if local else 0]:
                 for item in cache.glob("*"):  # a cold document, the server's state kept
                     if not item.name.startswith(STATE_FILE):
                         shutil.rmtree(item) if item.is_dir() else item.unlink()
@@ -137,13 +137,16 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", type=Path)
+    parser.add_argument(
+        "--skip-local", action="store_true", help="no DOCVL_PREFECT_SERVER=local rows (shorter)"
+    )
     args = parser.parse_args()
     if args.model is None:
         from docvl.pipeline.dev.tiny import build_tiny_model
 
         args.model = Path(tempfile.mkdtemp(prefix="docvl-bench-tiny-"))
         build_tiny_model(args.model)
-    print(run(args.model) + "\n")
+    print(run(args.model, local=not args.skip_local) + "\n")
 
 
 if __name__ == "__main__":
