@@ -17,7 +17,7 @@ from typing import Any
 
 from docvl import outputs
 from docvl.flags import build_settings
-from docvl.flows import progress
+from docvl.flows import progress, server
 from docvl.flows.options import RunOptions
 from docvl.flows.report import document_markdown
 from docvl.flows.rerun import finished_batch
@@ -162,8 +162,6 @@ def _compute(
     """The batch through the Prefect flow: (envelopes, how many came from the record store)."""
     show = sys.stderr.isatty() if args.progress is None else args.progress
     quiet_hub_progress()
-    from docvl.flows import server
-
     early = None
     if settings.prefect_server != "local" and server.configured_api_url() is None:
         early = server.start_server(batch=True)  # boots during the imports below

@@ -32,8 +32,6 @@ import time
 from collections.abc import Iterator
 from typing import IO
 
-import httpx
-
 from docvl.pipeline.errors import BackendUnavailable
 
 #: On a loaded 2-core machine a fresh database took about 100 s to migrate.
@@ -53,6 +51,8 @@ def free_port() -> int:
 
 def healthy(url: str, timeout: float = 2.0) -> bool:
     """True when the Prefect API at ``url`` (ending in ``/api``) answers its health check."""
+    import httpx  # here: ``docvl run`` imports this module on its light rerun path
+
     try:
         return httpx.get(f"{url}/health", timeout=timeout).status_code == 200
     except httpx.HTTPError:
