@@ -1,7 +1,8 @@
 """The work behind ``docvl plan``, ``run``, ``serve`` and ``trigger``.
 
 Each command first checks every option (:func:`model_settings`, the inputs, the output paths), then
-imports what it needs: Prefect, torch and transformers load only after the options passed.
+imports what it needs: Prefect, torch and transformers load only after the options passed, and
+``run`` loads them only when a document has no final record yet.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from typing import Any
 
 from docvl import outputs
 from docvl.flags import build_settings
-from docvl.flows import progress
+from docvl.flows import progress, server
 from docvl.flows.options import RunOptions
 from docvl.flows.report import document_markdown
+from docvl.flows.rerun import finished_batch
+from docvl.flows.store import atomic_write_jsonl
 from docvl.flows.trigger import trigger as start_run
 from docvl.inputs import expand_inputs
 from docvl.pipeline.errors import UsageError
@@ -26,17 +29,20 @@ from docvl.pipeline.settings import Settings
 from docvl.pipeline.tasks.specs import task_specs
 
 EXIT_OK, EXIT_FAILED = 0, 1
+#: Backends whose settings :func:`~docvl.pipeline.model.factory.check_settings` never refuses.
+IN_PROCESS_BACKENDS = ("transformers", "scripted")
 
 
 def model_settings(overrides: dict[str, Any]) -> Settings:
     """Settings for commands that call the model: refuse what can never work before touching a
     file (ask without a question, a misspelt schema, the openai backend without a URL)."""
-    from docvl.pipeline.model.factory import (
-        check_settings,  # the backends: numpy, httpx, llguidance
-    )
-
     settings = build_settings(overrides)
-    check_settings(settings)
+    if settings.backend not in IN_PROCESS_BACKENDS:
+        # imports every backend (the openai SDK, numpy: 1-3 s); a rerun answered from the record
+        # store needs none of them
+        from docvl.pipeline.model.factory import check_settings
+
+        check_settings(settings)
     task_specs(settings)
     return settings
 
@@ -120,6 +126,10 @@ class RunArgs:
 
 
 def run(args: RunArgs, overrides: dict[str, Any]) -> int:
+    """``docvl run``. A batch whose documents all have final records is answered from the record
+    store without Prefect, torch or transformers (:func:`docvl.flows.rerun.finished_batch`).
+    Otherwise the per-batch Prefect server is started first, so that it boots while this process
+    imports Prefect and the model libraries; the flow waits for it only when it starts."""
     settings = model_settings(overrides)
     formats = outputs.parse_formats(args.to)
     out = Path(args.out) if args.out not in (None, "-") else None
@@ -127,22 +137,13 @@ def run(args: RunArgs, overrides: dict[str, Any]) -> int:
     outputs.check_output_dir(args.output_dir)
     to_stdout = args.out == "-" or (args.out is None and args.output_dir is None)
     files = expand_inputs(args.paths)
-    show = sys.stderr.isatty() if args.progress is None else args.progress
-    quiet_hub_progress()
-
-    from docvl.flows.analyze import run_batch
-
-    cached: list[str] = []
-
-    def on_event(kind: str, fields: dict[str, Any]) -> None:
-        if kind == "document" and fields.get("cached"):
-            cached.append(str(fields.get("path")))
-
-    options = RunOptions(global_limit=args.global_limit, max_failures=args.max_failures)
-    with progress.listening(on_event):
-        results = run_batch(  # SIGINT/SIGTERM: one line, children stopped, exit 130/143
-            files, settings, out, show_progress=show, options=options, exit_on_signal=True
-        )
+    finished = finished_batch(files, settings)
+    if finished is not None:
+        results, n_cached = finished
+        if out is not None:
+            atomic_write_jsonl(out, (e.model_dump(mode="json") for e in results))
+    else:
+        results, n_cached = _compute(args, settings, files, out)
     written: list[str] = [str(out)] if out is not None else []
     if args.output_dir is not None:
         outputs.write_output_dir(args.output_dir, results, formats)
@@ -150,9 +151,44 @@ def run(args: RunArgs, overrides: dict[str, Any]) -> int:
     if to_stdout:
         _print_records(results, formats)
         written.append("stdout")
-    for line in outputs.summary_lines(results, len(cached), written):
+    for line in outputs.summary_lines(results, n_cached, written):
         print(line, file=sys.stderr)
     return EXIT_OK if all(r.status == "ok" for r in results) else EXIT_FAILED
+
+
+def _compute(
+    args: RunArgs, settings: Settings, files: Sequence[Path], out: Path | None
+) -> tuple[list[Any], int]:
+    """The batch through the Prefect flow: (envelopes, how many came from the record store)."""
+    show = sys.stderr.isatty() if args.progress is None else args.progress
+    quiet_hub_progress()
+    early = None
+    if settings.prefect_server != "local" and server.configured_api_url() is None:
+        early = server.start_server(batch=True)  # boots during the imports below
+    try:
+        from docvl.flows.analyze import run_batch
+
+        cached: list[str] = []
+
+        def on_event(kind: str, fields: dict[str, Any]) -> None:
+            if kind == "document" and fields.get("cached"):
+                cached.append(str(fields.get("path")))
+
+        options = RunOptions(global_limit=args.global_limit, max_failures=args.max_failures)
+        with progress.listening(on_event):
+            results = run_batch(  # SIGINT/SIGTERM: one line, children stopped, exit 130/143
+                files,
+                settings,
+                out,
+                show_progress=show,
+                options=options,
+                exit_on_signal=True,
+                server=early,
+            )
+        return results, len(cached)
+    finally:
+        if early is not None:
+            server.stop(early.proc)  # stopped by run_batch already, unless it failed before
 
 
 def _print_records(results: Sequence[Any], formats: Sequence[str]) -> None:

@@ -17,14 +17,12 @@ limit). The backend is built lazily once per flow run, so fully cached runs neve
 # No `from __future__ import annotations`: Prefect resolves flow parameter types at load time.
 
 import concurrent.futures as cf
-import contextlib
 import contextvars
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from prefect import State, flow, get_run_logger
 from prefect.settings import (
@@ -32,22 +30,24 @@ from prefect.settings import (
     PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
     temporary_settings,
 )
-from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
 from docvl.flows import progress, report
-from docvl.flows.backend import LazyBackend, load_factory, localize
+from docvl.flows.backend import LazyBackend, discard_prebuilt, load_factory, localize, take_prebuilt
 from docvl.flows.guard import BatchStop, call_with_budget
 from docvl.flows.limits import LimitedBackend, ModelLimiter, ensure_global_limit
 from docvl.flows.localserver import local_api_url
 from docvl.flows.locks import DocumentLocks
 from docvl.flows.options import RunOptions
-from docvl.flows.server import api_server
+from docvl.flows.rerun import stored_envelopes, timeout_key
+from docvl.flows.server import Starting, api_server, flush_run_logs, healthy
 from docvl.flows.signals import run_interruptible
+from docvl.flows.states import envelopes_of as envelopes_of
+from docvl.flows.states import final_state
 from docvl.flows.store import RecordStore, atomic_write_jsonl, shown_name
 from docvl.flows.tasks import WindowFailed, finish_task, prepare_task, window_task
-from docvl.flows.warmup import preload
+from docvl.flows.warmup import build_while_booting, preload
 from docvl.pipeline.engine import Engine, Unit, WindowResult, expand
 from docvl.pipeline.errors import DocumentTimeout, NotAttempted
 from docvl.pipeline.model.qwen import load_tokenizer
@@ -55,11 +55,6 @@ from docvl.pipeline.plan.count import TokenCounter
 from docvl.pipeline.policy import is_final
 from docvl.pipeline.result import ResultEnvelope
 from docvl.pipeline.settings import Settings
-
-
-def timeout_key(key: str, budget_s: float) -> str:
-    """Where a ``document_timeout`` record is stored: per budget, so a larger budget recomputes."""
-    return f"{key}.timeout-{budget_s:g}"
 
 
 def run_label(unit: Unit, limit: int = 60) -> str:
@@ -97,7 +92,8 @@ class Runner:
         settings = localize(settings)
         self.options = options
         self.limiter = ModelLimiter(settings.max_concurrency, options.global_limit)
-        self.lazy = LazyBackend(settings, load_factory(options.backend_factory))
+        spec = options.backend_factory
+        self.lazy = LazyBackend(settings, load_factory(spec), take_prebuilt(settings, spec))
         self.backend = LimitedBackend(self.lazy, self.limiter)
         counter = TokenCounter(load_tokenizer(settings.model))
         self.engine = Engine(settings, self.backend, counter)  # UsageError for a bad task setup
@@ -115,23 +111,8 @@ class Runner:
             retry_delay_seconds=delays,
         )
 
-    def _stored(self, unit: Unit, keys: list[str | None]) -> list[ResultEnvelope] | None:
-        envelopes = []
-        budget = self.engine.settings.document_timeout_s
-        for key in keys:
-            record = self.store.get(key) if key else None
-            if record is None and key and budget is not None:  # a timeout under this budget
-                record = self.store.get(timeout_key(key, budget))
-            if record is None:
-                return None
-            try:
-                envelope = ResultEnvelope.model_validate(record)
-            except ValueError:  # a record of an older envelope version: recompute
-                return None
-            if not is_final(envelope.errors):
-                return None
-            envelopes.append(envelope)
-        return envelopes
+    def _stored(self, keys: list[str | None]) -> list[ResultEnvelope] | None:
+        return stored_envelopes(self.store, keys, self.engine.settings.document_timeout_s)
 
     def _compute(self, unit: Unit) -> list[ResultEnvelope]:
         engine = self.engine
@@ -189,7 +170,7 @@ class Runner:
 
     def _drive(self, unit: Unit, started: float) -> tuple[list[ResultEnvelope], bool]:
         keys = self.engine.record_keys(unit)
-        if (stored := self._stored(unit, keys)) is not None:
+        if (stored := self._stored(keys)) is not None:
             self._emit(stored, cached=True)
             return stored, True
         if (skip := self.stop.skip()) is not None:
@@ -202,8 +183,8 @@ class Runner:
             envelopes = self.engine.failed(unit, skipped, started)
             self._emit(envelopes, cached=False)
             return envelopes, False
-        with self.locks.hold(keys[0], lambda: self._stored(unit, keys) is not None):
-            if (stored := self._stored(unit, keys)) is not None:  # another process finished it
+        with self.locks.hold(keys[0], lambda: self._stored(keys) is not None):
+            if (stored := self._stored(keys)) is not None:  # another process finished it
                 self._emit(stored, cached=True)
                 return stored, True
             budget = self.engine.settings.document_timeout_s
@@ -261,29 +242,6 @@ def process_documents(
     return Runner(settings, options or RunOptions()).run(paths)
 
 
-def final_state(envelopes: Sequence[ResultEnvelope], options: RunOptions, what: str) -> State[Any]:
-    """The flow run's final state, holding the envelopes: Failed when a document failed (unless
-    ``options.allow_partial``), so Prefect and ``docvl trigger --wait`` tell the truth."""
-    failed = [env for env in envelopes if env.status == "failed"]
-    ok = sum(env.status == "ok" for env in envelopes)
-    message = f"{what}: {len(envelopes)} documents, {ok} ok, {len(failed)} failed"
-    if failed:
-        codes = Counter(env.errors[0].code if env.errors else "unknown" for env in failed)
-        message += " (" + ", ".join(f"{code} x{n}" for code, n in codes.most_common()) + ")"
-        if not options.allow_partial:
-            return Failed(message=message, data=list(envelopes))
-    return Completed(message=message, data=list(envelopes))
-
-
-def envelopes_of(state: State[Any]) -> list[ResultEnvelope]:
-    """The envelopes a finished batch flow run holds, whether it ended Completed or Failed; a
-    crash (an exception, not documents that failed) is raised."""
-    result = state.result(raise_on_failure=False)
-    if isinstance(result, BaseException):
-        raise result
-    return cast("list[ResultEnvelope]", result)
-
-
 @flow(name="docvl-analyze-batch", task_runner=thread_runner(16), log_prints=False)
 def analyze_batch(
     paths: list[str], settings: Settings, out: str | None = None, options: RunOptions | None = None
@@ -307,6 +265,7 @@ def run_batch(
     options: RunOptions | None = None,
     *,
     exit_on_signal: bool = False,
+    server: Starting | None = None,
 ) -> list[ResultEnvelope]:
     """``docvl run``: the batch flow in this process.
 
@@ -320,6 +279,10 @@ def run_batch(
     Model calls are bounded by ``settings.max_concurrency`` in process; ``options.global_limit``
     adds the Prefect global concurrency limit shared by every process on the server (opt-in: it
     costs about 1 s per call on SQLite, see bench/RESULTS-flows.md).
+
+    ``server``: a per-batch server the caller started early
+    (:func:`docvl.flows.server.start_server`, so it boots during the imports); used when no URL is
+    configured, stopped after the batch either way.
     """
     batch = analyze_batch.with_options(task_runner=thread_runner(2 * settings.max_concurrency + 4))
 
@@ -335,23 +298,18 @@ def run_batch(
     updates: dict[Any, Any] = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
     if api is not None:
         updates[PREFECT_API_URL] = api
-    with (
-        temporary_settings(updates=updates),
-        api_server(announce=False, batch=True),  # the configured or reused one, else one for now
-        progress.progress_bar(len(paths), enabled=show_progress),
-    ):
-        try:
-            return run_interruptible(work, hard_exit=exit_on_signal)
-        finally:
-            flush_run_logs()
-
-
-def flush_run_logs() -> None:
-    """Send the queued run events and logs while the API server is still up: a per-batch server is
-    stopped next, and what is flushed at exit would find it gone ("Error logging to API")."""
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
-    for worker in (EventsWorker, APILogWorker):
-        with contextlib.suppress(Exception):  # a view of the run: never fail a finished batch
-            worker.drain_all(timeout=5)
+    try:
+        if server is not None and not healthy(server.url, timeout=0.5):
+            build_while_booting(settings, options or RunOptions())
+        with (
+            temporary_settings(updates=updates),
+            # the configured or reused one, else the early one or one for now
+            api_server(announce=False, batch=True, starting=server),
+            progress.progress_bar(len(paths), enabled=show_progress),
+        ):
+            try:
+                return run_interruptible(work, hard_exit=exit_on_signal)
+            finally:
+                flush_run_logs()
+    finally:
+        discard_prebuilt()  # a model no flow run took (the batch stopped before)

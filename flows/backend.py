@@ -30,11 +30,13 @@ def load_factory(spec: str | None) -> BackendFactory:
 class LazyBackend:
     """Builds the real backend on the first call, once, thread-safely; closes it only if built."""
 
-    def __init__(self, settings: Settings, factory: BackendFactory) -> None:
+    def __init__(
+        self, settings: Settings, factory: BackendFactory, built: ModelBackend | None = None
+    ) -> None:
         self.name: str = settings.backend
         self.model_id: str = settings.model
         self._settings, self._factory = settings, factory
-        self._inner: ModelBackend | None = None
+        self._inner: ModelBackend | None = built  # one built ahead (:func:`prebuild`)
         self._lock = threading.Lock()
 
     def get(self) -> ModelBackend:
@@ -51,6 +53,38 @@ class LazyBackend:
     def close(self) -> None:
         if self._inner is not None:
             self._inner.close()
+
+
+#: Backends built ahead of their flow run: (settings, factory spec, backend).
+_PREBUILT: list[tuple[Settings, str | None, ModelBackend]] = []
+_prebuilt_lock = threading.Lock()
+
+
+def prebuild(settings: Settings, spec: str | None) -> None:
+    """Build the backend now (``docvl run`` loads the model while its Prefect server boots); the
+    flow run's :class:`LazyBackend` with equal settings and factory takes it
+    (:func:`take_prebuilt`). Pair with :func:`discard_prebuilt`."""
+    backend = load_factory(spec)(settings)
+    with _prebuilt_lock:
+        _PREBUILT.append((settings, spec, backend))
+
+
+def take_prebuilt(settings: Settings, spec: str | None) -> ModelBackend | None:
+    with _prebuilt_lock:
+        for i, (built_for, built_spec, backend) in enumerate(_PREBUILT):
+            if built_for == settings and built_spec == spec:
+                del _PREBUILT[i]
+                return backend
+    return None
+
+
+def discard_prebuilt() -> None:
+    """Close the backends built ahead that no flow run took."""
+    with _prebuilt_lock:
+        left = [backend for _, _, backend in _PREBUILT]
+        _PREBUILT.clear()
+    for backend in left:
+        backend.close()
 
 
 #: Settings that belong to the machine running a flow, not to the result: a deployed or served run

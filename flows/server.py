@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
+import dataclasses
 import os
 import signal
 import socket
@@ -31,13 +32,15 @@ import time
 from collections.abc import Iterator
 from typing import IO
 
-import httpx
-
 from docvl.pipeline.errors import BackendUnavailable
 
 #: On a loaded 2-core machine a fresh database took about 100 s to migrate.
 STARTUP_TIMEOUT_S = 240.0
 LEAN = ["--no-ui", "--no-scheduler", "--no-late-runs"]
+#: A batch server also skips registering Prefect's block types in a new database (about 3 s of a
+#: cold start on a busy 2-core machine): ``docvl run`` saves no blocks, and a full server started
+#: later on the same PREFECT_HOME registers them (Prefect memoizes that step per home).
+LEAN_ENV = {"PREFECT_API_BLOCKS_REGISTER_ON_START": "false"}
 
 
 def free_port() -> int:
@@ -48,6 +51,8 @@ def free_port() -> int:
 
 def healthy(url: str, timeout: float = 2.0) -> bool:
     """True when the Prefect API at ``url`` (ending in ``/api``) answers its health check."""
+    import httpx  # here: ``docvl run`` imports this module on its light rerun path
+
     try:
         return httpx.get(f"{url}/health", timeout=timeout).status_code == 200
     except httpx.HTTPError:
@@ -72,7 +77,10 @@ def _drain(stream: IO[bytes], tail: collections.deque[str]) -> None:
 
 
 def stop(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
-    """SIGTERM the server's process group, then SIGKILL what is left after ``timeout_s``."""
+    """SIGTERM the server's process group, then SIGKILL what is left after ``timeout_s``. A server
+    stopped already is left alone (its process group id may belong to another process now)."""
+    if proc.returncode is not None and proc not in RUNNING:
+        return
     for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, sig)
@@ -92,24 +100,43 @@ def stop_all() -> None:
         stop(proc, timeout_s=3.0)
 
 
-@contextlib.contextmanager
-def api_server(announce: bool = True, batch: bool = False) -> Iterator[str]:
-    """Yield the API URL: the configured one, or a local server started (and stopped) here.
+@dataclasses.dataclass
+class Starting:
+    """A local server process started by :func:`start_server`, not yet known to answer."""
 
-    ``batch``: for one batch (``docvl run``): no UI, no scheduler, no late-runs service (the
-    ephemeral server's footprint); else everything ``serve`` needs.
+    proc: subprocess.Popen[bytes]
+    url: str
+    #: The last lines of its output (for the error message when it fails to start).
+    tail: collections.deque[str]
+
+
+def configured_api_url() -> str | None:
+    """PREFECT_API_URL from the environment, or from Prefect's settings when Prefect is imported
+    already; None otherwise. Cheap (never imports Prefect): a profile that sets the URL is only
+    seen once Prefect is loaded, and :func:`api_server` then stops a server started early."""
+    if url := os.environ.get("PREFECT_API_URL"):
+        return url
+    if "prefect.settings" in sys.modules:
+        from prefect.settings import PREFECT_API_URL
+
+        return str(PREFECT_API_URL.value() or "") or None
+    return None
+
+
+def start_server(batch: bool = False) -> Starting:
+    """Start ``prefect server start`` on a free 127.0.0.1 port and return at once.
+
+    Its own session (process group), SIGKILL when this thread's process dies (PDEATHSIG: call it
+    from the main thread), its output drained by a thread, and listed in :data:`RUNNING` (so a
+    signal handler stops it). ``batch``: no UI, scheduler or late-runs service (see
+    :func:`api_server`). Pair it with :func:`stop`, or hand it to :func:`api_server`.
     """
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    configured = PREFECT_API_URL.value()
-    if configured:
-        yield str(configured)
-        return
     url = f"http://127.0.0.1:{free_port()}/api"
     port = url.rsplit(":", 1)[1].split("/")[0]
     command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
     proc = subprocess.Popen(
         [*command, "--port", port, *(LEAN if batch else [])],
+        env=(os.environ | LEAN_ENV) if batch else None,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -122,16 +149,48 @@ def api_server(announce: bool = True, batch: bool = False) -> Iterator[str]:
     threading.Thread(
         target=_drain, args=(proc.stdout, tail), name="docvl-prefect-server-output", daemon=True
     ).start()
+    return Starting(proc, url, tail)
+
+
+def wait_healthy(server: Starting, timeout_s: float = STARTUP_TIMEOUT_S) -> None:
+    """Return once the server answers its health check; BackendUnavailable when it exits or
+    ``timeout_s`` passes first."""
+    deadline = time.monotonic() + timeout_s
+    while not healthy(server.url):
+        if server.proc.poll() is not None or time.monotonic() > deadline:
+            exited = server.proc.poll() is not None
+            detail = " | ".join(server.tail)[-500:] if exited else "timed out"
+            raise BackendUnavailable(
+                f"could not start a local Prefect server ({detail}); "
+                "start one with `prefect server start` and set PREFECT_API_URL"
+            )
+        time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def api_server(
+    announce: bool = True, batch: bool = False, starting: Starting | None = None
+) -> Iterator[str]:
+    """Yield the API URL: the configured one, or a local server started (and stopped) here.
+
+    ``batch``: for one batch (``docvl run``): no UI, no scheduler, no late-runs service (the
+    ephemeral server's footprint); else everything ``serve`` needs. ``starting``: a server
+    :func:`start_server` started earlier (``docvl run`` starts it before its heavy imports, so the
+    two overlap): used instead of a new one, and stopped here in every case (also when a URL turns
+    out to be configured).
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    configured = PREFECT_API_URL.value()
+    if configured:
+        if starting is not None:
+            stop(starting.proc)
+        yield str(configured)
+        return
+    server = starting or start_server(batch)
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not healthy(url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                detail = " | ".join(tail)[-500:] if proc.poll() is not None else "timed out"
-                raise BackendUnavailable(
-                    f"could not start a local Prefect server ({detail}); "
-                    "start one with `prefect server start` and set PREFECT_API_URL"
-                )
-            time.sleep(0.5)
+        wait_healthy(server)
+        url = server.url
         if announce:
             print(
                 f"docvl: started a local Prefect server at {url} "
@@ -146,4 +205,15 @@ def api_server(announce: bool = True, batch: bool = False) -> Iterator[str]:
         finally:
             os.environ.pop("PREFECT_API_URL", None)
     finally:
-        stop(proc, timeout_s=30.0)
+        stop(server.proc, timeout_s=30.0)
+
+
+def flush_run_logs() -> None:
+    """Send the queued run events and logs while the API server is still up: a per-batch server is
+    stopped next, and what is flushed at exit would find it gone ("Error logging to API")."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (EventsWorker, APILogWorker):
+        with contextlib.suppress(Exception):  # a view of the run: never fail a finished batch
+            worker.drain_all(timeout=5)

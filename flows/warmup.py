@@ -5,7 +5,9 @@ lazily, inside the task that first calls the model. That task runs in a worker t
 imports (transformers' lazy module machinery under the global import lock) took about 8 s of the
 cold-run profile in issue 12, with every other worker blocked on the same lock. Importing them once,
 here, is the same work done before anything waits on it; with ``prefect_server="local"`` it overlaps
-the server's start-up (:func:`docvl.flows.localserver.local_api_url`).
+the server's start-up (:func:`docvl.flows.localserver.local_api_url`), and so does the per-batch
+server that ``docvl run`` starts before its imports, during which :func:`build_while_booting` also
+loads the model.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import importlib
 import logging
 
+from docvl.flows.backend import localize, prebuild
+from docvl.flows.options import RunOptions
 from docvl.pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,3 +51,13 @@ def preload(settings: Settings) -> list[str]:
             log.debug("preload: %s not importable (%s)", name, exc)
             missing.append(name)
     return missing
+
+
+def build_while_booting(settings: Settings, options: RunOptions) -> None:
+    """Build the backend (load the model) while ``docvl run``'s early Prefect server is still
+    booting; the flow run takes it (:func:`docvl.flows.backend.take_prebuilt`). A backend that
+    cannot be built now is built, and its failure reported, by the flow as usual."""
+    try:
+        prebuild(localize(settings), options.backend_factory)
+    except Exception as exc:
+        log.debug("building the backend ahead failed (%s); the flow builds it", exc)

@@ -13,10 +13,11 @@ import flowkit
 import pytest
 
 import docvl.flows  # noqa: F401  (offline env defaults before prefect is imported)
-from docvl.flows.analyze import run_batch, timeout_key
+from docvl.flows.analyze import run_batch
 from docvl.flows.guard import DEADLINE, BatchStop, call_with_budget, check_deadline
 from docvl.flows.locks import DocumentLocks
 from docvl.flows.options import RunOptions
+from docvl.flows.rerun import timeout_key
 from docvl.flows.store import RecordStore
 from docvl.pipeline.engine import Engine, Prepared, Unit
 from docvl.pipeline.errors import DocumentTimeout, WorkAbandoned

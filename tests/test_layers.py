@@ -46,9 +46,16 @@ def test_import_contracts_hold() -> None:
 
 
 def nested_project_imports(source: str) -> list[tuple[int, str]]:
-    """(line, module) of every import of a project module that is not at module level."""
+    """(line, module) of every import of a project module that is not at module level. Imports
+    under a module-level ``if TYPE_CHECKING:`` count as module level (they never run)."""
     tree = ast.parse(source)
     top = {id(node) for node in tree.body}
+    for node in tree.body:
+        if isinstance(node, ast.If) and ast.unparse(node.test) in (
+            "TYPE_CHECKING",
+            "typing.TYPE_CHECKING",
+        ):
+            top |= {id(child) for child in node.body}
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import | ast.ImportFrom) and id(node) not in top:
@@ -113,6 +120,9 @@ def test_the_app_layer_lists_every_app_module() -> None:
 def test_finder_sees_nested_project_imports() -> None:
     source = "import os\n\ndef f():\n    from docvl.pipeline.errors import DocvlError\n"
     assert nested_project_imports(source) == [(4, "docvl.pipeline.errors")]
+    typing_only = "if TYPE_CHECKING:\n    from docvl.pipeline.engine.core import Engine\n"
+    assert nested_project_imports(typing_only) == []
+    assert nested_project_imports("if x:\n    import docvl.flows\n") == [(2, "docvl.flows")]
 
 
 #: Project modules that import Prefect, torch, transformers, the model backends or the renderer at

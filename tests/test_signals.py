@@ -138,3 +138,39 @@ def test_sigkill_leaves_no_prefect_server_behind(tmp_path: Path) -> None:
     except AssertionError:
         left = [(p.pid, p.ppid(), p.status(), p.cmdline()) for p in _ours(home)]
         raise AssertionError(f"left behind: {left}") from None
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_a_signal_while_docvl_run_imports_stops_its_early_server(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    """``docvl run`` starts its Prefect server before importing Prefect and torch: Ctrl-C in that
+    window stops the server and exits 130 with one line; SIGKILL takes the server with it
+    (PDEATHSIG)."""
+    flowkit.make_pdfs(tmp_path / "in", 1, pages=1)
+    home = tmp_path / "home"
+    command = [sys.executable, "-m", "docvl.cli", "run", str(tmp_path / "in"), "--no-progress"]
+    proc = subprocess.Popen(
+        [*command, "--out", str(tmp_path / "out.jsonl")],
+        cwd=REPO,
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        _wait(lambda: len(_ours(home)) >= 2, 120, "the early Prefect server")
+        assert not (tmp_path / "calls.log").exists()  # no model call yet: still importing
+        if sig == signal.SIGINT:
+            os.killpg(proc.pid, sig)  # the terminal's foreground group; the server has its own
+        else:
+            proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    if sig == signal.SIGINT:
+        # (typer maps a KeyboardInterrupt to a silent Exit(130) before docvl's handler sees it)
+        assert proc.returncode == 130 and "Traceback" not in err, err[-3000:]
+    _wait(lambda: not _ours(home), 60, "no process of the run left")

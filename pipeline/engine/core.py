@@ -23,7 +23,9 @@ from pathlib import Path
 
 from docvl.pipeline.engine.finish import build_envelopes, failed_envelopes, model_info
 from docvl.pipeline.engine.identity import cache_key
-from docvl.pipeline.engine.prepare import Prepared, Unit, make_units, prepare
+from docvl.pipeline.engine.prepare import Prepared, prepare
+from docvl.pipeline.engine.units import Unit, make_units, record_keys
+from docvl.pipeline.engine.units import expand as expand
 from docvl.pipeline.engine.windows import WindowResult, run_window
 from docvl.pipeline.errors import DocvlError, ErrorRecord, InternalError
 from docvl.pipeline.model.base import ModelBackend
@@ -81,14 +83,7 @@ class Engine:
 
     def record_keys(self, unit: Unit) -> list[str | None]:
         """Per file of the unit, the key of its record (None: unreadable, never stored)."""
-        if any(sha is None for sha in unit.shas):
-            return [None] * len(unit.paths)
-        if len(unit.paths) == 1:
-            return [cache_key("record", unit.shas, self.settings, self.specs)]
-        return [
-            cache_key("record", unit.shas, self.settings, self.specs, i)
-            for i in range(len(unit.paths))
-        ]
+        return record_keys(unit, self.settings, self.specs)
 
     def window_key(self, unit: Unit, job: tuple[int, int]) -> str:
         return cache_key("window", unit.shas, self.settings, self.specs, *job)
@@ -115,24 +110,6 @@ class Engine:
         units, of_path = self.units(paths)
         done = [self.analyze_unit(unit) for unit in units]
         return expand(units, of_path, done, paths)
-
-
-def expand(
-    units: Sequence[Unit],
-    of_path: Sequence[int],
-    done: Sequence[Sequence[ResultEnvelope]],
-    paths: Sequence[str | Path],
-) -> list[ResultEnvelope]:
-    """Per input path, its envelope: a copy under its own path when its content was a duplicate."""
-    out: list[ResultEnvelope] = []
-    for path, u in zip(paths, of_path, strict=True):
-        unit = units[u]
-        envelope = done[u][unit.paths.index(Path(path))] if Path(path) in unit.paths else done[u][0]
-        if envelope.source.path != str(path):
-            envelope = envelope.model_copy(deep=True)
-            envelope.source.path = str(path)
-        out.append(envelope)
-    return out
 
 
 def _internal(unit: Unit, exc: BaseException) -> ErrorRecord:

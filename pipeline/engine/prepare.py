@@ -2,7 +2,7 @@
 
 * A :class:`Unit` is the input files analysed together: one document, or every document of a
   cross-document question (``settings.share_windows`` with the ``ask`` task). The same content
-  under two names is one unit (:func:`make_units`).
+  under two names is one unit (:func:`make_units`; both live in :mod:`.units`).
 * :func:`prepare` loads and plans a unit into :class:`Pass` objects: a set of tasks over a set of
   documents, packed into windows. One document: one pass with every task. A cross-document question:
   one shared pass for ``ask`` over every document (their pages share windows) plus one pass per
@@ -12,12 +12,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Units and hashing live in engine.units (importable without the loaders); re-exported here.
+from docvl.pipeline.engine.units import Unit as Unit
+from docvl.pipeline.engine.units import make_units as make_units
+from docvl.pipeline.engine.units import sha256_file as sha256_file
+from docvl.pipeline.engine.units import shares_windows
 from docvl.pipeline.errors import DocvlError, ErrorRecord, InternalError
 from docvl.pipeline.ingest.document import LoadedDocument
 from docvl.pipeline.ingest.load import load_document
@@ -27,60 +31,6 @@ from docvl.pipeline.result import Window
 from docvl.pipeline.settings import Settings
 from docvl.pipeline.tasks.reduce import record_list_fields
 from docvl.pipeline.tasks.specs import TaskSpec
-
-CHUNK = 1 << 20
-
-
-def sha256_file(path: Path) -> str | None:
-    """The file's content hash, or None when it cannot be read (loading then says why)."""
-    digest = hashlib.sha256()
-    try:
-        if not path.is_file():  # opening a FIFO blocks forever; loading says what it is
-            return None
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(CHUNK), b""):
-                digest.update(block)
-    except OSError:
-        return None
-    return digest.hexdigest()
-
-
-@dataclass(frozen=True)
-class Unit:
-    """Input files analysed together, with their content hashes (None: unreadable)."""
-
-    paths: tuple[Path, ...]
-    shas: tuple[str | None, ...]
-
-
-def shares_windows(settings: Settings, specs: Sequence[TaskSpec], n_paths: int) -> bool:
-    """A question across documents: their pages share windows for the ``ask`` task."""
-    return settings.share_windows and n_paths > 1 and any(s.name == "ask" for s in specs)
-
-
-def make_units(
-    paths: Sequence[Path], settings: Settings, specs: Sequence[TaskSpec]
-) -> tuple[list[Unit], list[int]]:
-    """The units of a batch, and for each input path the unit that holds it.
-
-    Without shared windows each distinct content is one unit, analysed once: a second path with the
-    same bytes gets a copy of its record. Unreadable files are units of their own.
-    """
-    shas = [sha256_file(Path(p)) for p in paths]
-    if shares_windows(settings, specs, len(paths)):
-        return [Unit(tuple(Path(p) for p in paths), tuple(shas))], [0] * len(paths)
-    units: list[Unit] = []
-    owner: dict[str, int] = {}
-    of_path: list[int] = []
-    for path, sha in zip(paths, shas, strict=True):
-        if sha is not None and sha in owner:
-            of_path.append(owner[sha])
-            continue
-        if sha is not None:
-            owner[sha] = len(units)
-        of_path.append(len(units))
-        units.append(Unit((Path(path),), (sha,)))
-    return units, of_path
 
 
 @dataclass
