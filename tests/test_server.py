@@ -18,10 +18,16 @@ from docvl.pipeline.errors import BackendUnavailable
 
 @pytest.fixture
 def no_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No configured API and a PREFECT_HOME of this test's own (the server's database)."""
+    """No configured API (neither in the environment nor in Prefect's settings, which the session's
+    test harness sets once an earlier test has started it) and a PREFECT_HOME of this test's own
+    (the server's database)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "home"))
-    yield
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        assert server.configured_api_url() is None
+        yield
     assert not server.RUNNING
 
 
