@@ -208,3 +208,18 @@ def test_fast_mask_equals_a_bit_by_bit_decode_at_every_step(
         steps += 1
     assert steps > 10
     assert processor.matcher.is_accepting()  # the reply is complete: only the end token was left
+
+
+def test_the_mask_is_the_same_for_every_score_dtype(tiny: tuple[Any, Any, JsonConstrainer]) -> None:
+    """float32 scores are masked through numpy, bfloat16 through torch: the same tokens stay."""
+    _, tokenizer, constrainer = tiny
+    ids = tokenizer("Reply with JSON.", return_tensors="pt")["input_ids"]
+    kept = []
+    for dtype in (torch.float32, torch.bfloat16):
+        processor = constrainer.processor(ARRAY_OF_ENUMS)
+        scores = torch.zeros((1, constrainer.vocab_size + 3), dtype=dtype)
+        out = processor(ids, scores)
+        assert out.dtype == dtype
+        kept.append(torch.isfinite(out[0]).nonzero().flatten().tolist())
+    assert kept[0] == kept[1]
+    assert 0 < len(kept[0]) < 10
