@@ -236,32 +236,17 @@ class Bench:
         self.backend.close()
 
 
-def run(model: Path, doc: Path, rounds: int) -> str:
-    load_before = machine()
-    with tempfile.TemporaryDirectory() as cache_dir:
-        bench = Bench(model, doc, Path(cache_dir))
-        try:
-            with bench.meter:
-                # First-call costs; the extraction's grammar is built in round 1's first run,
-                # before any three-task run (the extraction alone is the long reply).
-                bench.run("warm-up", tasks=("summary", "ask"), question=QUESTION)
-                measured: list[dict[str, Measured]] = []
-                for i in range(rounds):
-                    print(f"round {i + 1}/{rounds}", file=sys.stderr, flush=True)
-                    r = {f"{n} alone": bench.run(n, **task) for n, task in TASKS.items()}
-                    r["all three"] = bench.run("all three", **ALL_THREE)
-                    measured.append(r)
-        finally:
-            bench.close()
+def report(measured: list[dict[str, Measured]], load_before: str) -> str:
+    """The P6 and P7 sections for the rounds measured so far."""
     p6_rows, vs_largest, vs_smallest = p6_table(measured)
-    apart_sum = median([sum(m.prompt for n, m in r.items() if n != "all three") for r in measured])
-    largest = median([max(m.prompt for n, m in r.items() if n != "all three") for r in measured])
+    apart = [[m.prompt for n, m in r.items() if n != "all three"] for r in measured]
+    apart_ratio = median([sum(a) / max(a) for a in apart])
     p6 = (
         "### P6: three tasks sharing one prefill (medians over rounds)\n\n"
         + p6_rows
         + f"\n\nShared prompt time / one task's: **{vs_largest:.2f}x** the largest, "
         f"**{vs_smallest:.2f}x** the smallest (target <= 1.3); the three run apart: "
-        f"{apart_sum / largest:.2f}x the largest."
+        f"{apart_ratio:.2f}x the largest."
     )
     rows7, p7_share = p7_rows([r["all three"] for r in measured])
     p7 = (
@@ -269,7 +254,32 @@ def run(model: Path, doc: Path, rounds: int) -> str:
         + table(["part", "seconds", "share of model time"], rows7)
         + f"\n\n(backend.generate wall - forward) / forward: **{p7_share:.1%}** (target < 5%)."
     )
-    return f"{rounds} rounds; before: {load_before}; after: {machine()}\n\n" + p6 + "\n\n" + p7
+    return (
+        f"{len(measured)} rounds; before: {load_before}; after: {machine()}\n\n" + p6 + "\n\n" + p7
+    )
+
+
+def run(model: Path, doc: Path, rounds: int) -> str:
+    """Warm up, then ``rounds`` rounds; the report so far is printed after each round."""
+    load_before = machine()
+    measured: list[dict[str, Measured]] = []
+    with tempfile.TemporaryDirectory() as cache_dir:
+        bench = Bench(model, doc, Path(cache_dir))
+        try:
+            with bench.meter:
+                # First-call costs; the extraction's grammar is built in round 1's first run,
+                # before any three-task run (the extraction alone is the long reply).
+                bench.run("warm-up", tasks=("summary", "ask"), question=QUESTION)
+                for i in range(rounds):
+                    print(f"round {i + 1}/{rounds}", file=sys.stderr, flush=True)
+                    r = {f"{n} alone": bench.run(n, **task) for n, task in TASKS.items()}
+                    r["all three"] = bench.run("all three", **ALL_THREE)
+                    measured.append(r)
+                    if i + 1 < rounds:
+                        print(report(measured, load_before) + "\n", flush=True)
+        finally:
+            bench.close()
+    return report(measured, load_before)
 
 
 def main() -> None:
