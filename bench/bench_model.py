@@ -130,23 +130,32 @@ def p6_table(rounds: list[dict[str, Measured]]) -> tuple[str, float, float]:
     return table(head, rows), vs_largest, vs_smallest
 
 
+#: The buckets timed inside ``backend.generate`` (validation runs outside it).
+INSIDE = ("processor", "grammar mask", "log-probabilities", "detokenise")
+
+
 def p7_rows(runs: list[Measured]) -> tuple[list[list[str]], float]:
-    """Rows of the time outside the forward pass (medians over the three-task runs) and the
-    median share (backend wall - forward) / forward."""
+    """Rows of the time outside the forward pass (medians over the three-task runs: seconds,
+    share of model time, milliseconds per generated token) and the median share
+    (backend.generate wall - forward) / forward."""
 
-    def row(label: str, values: list[float], forwards: list[float]) -> list[str]:
-        shares = [share(v, f) for v, f in zip(values, forwards, strict=True)]
-        return [label, f"{median(values):.3f}", f"{median(shares):.2%}"]
+    def row(label: str, values: list[float]) -> list[str]:
+        shares = [share(v, m.forward) for v, m in zip(values, runs, strict=True)]
+        per_token = [1000 * v / max(m.output_tokens, 1) for v, m in zip(values, runs, strict=True)]
+        return [label, f"{median(values):.3f}", f"{median(shares):.2%}", f"{median(per_token):.2f}"]
 
-    fwd = [m.forward for m in runs]
     outside = [m.backend - m.forward for m in runs]
-    rows = [row("model forward (all calls)", fwd, fwd)]
-    rows.append(row("backend.generate wall - forward", outside, fwd))
-    for bucket in BUCKETS:
-        rows.append(row(f"  of which / besides: {bucket}", [m.buckets[bucket] for m in runs], fwd))
+    rows = [row("model forward (all calls)", [m.forward for m in runs])]
+    rows.append(row("backend.generate wall - forward", outside))
+    for bucket in INSIDE:
+        rows.append(row(f"  of which {bucket}", [m.buckets[bucket] for m in runs]))
+    rest = [o - sum(m.buckets[b] for b in INSIDE) for o, m in zip(outside, runs, strict=True)]
+    rows.append(row("  of which the rest (transformers generate loop)", rest))
+    rows.append(row("validation (outside the backend)", [m.buckets["validation"] for m in runs]))
     engine = [m.wall - m.load_render - m.forward for m in runs]
-    rows.append(row("whole run - load/render - forward", engine, fwd))
-    return rows, median([share(o, f) for o, f in zip(outside, fwd, strict=True)])
+    rows.append(row("whole run - load/render - forward", engine))
+    shares = [share(o, m.forward) for o, m in zip(outside, runs, strict=True)]
+    return rows, median(shares)
 
 
 class Bench:
@@ -251,7 +260,7 @@ def report(measured: list[dict[str, Measured]], load_before: str) -> str:
     rows7, p7_share = p7_rows([r["all three"] for r in measured])
     p7 = (
         "### P7: time outside the forward pass (forward hooks, the three-task run)\n\n"
-        + table(["part", "seconds", "share of model time"], rows7)
+        + table(["part", "seconds", "share of model time", "ms per generated token"], rows7)
         + f"\n\n(backend.generate wall - forward) / forward: **{p7_share:.1%}** (target < 5%)."
     )
     return (
