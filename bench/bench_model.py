@@ -1,37 +1,47 @@
 """P6 shared prefill and P7 time outside the forward pass, transformers backend on the tiny model.
 
     .venv/bin/python bench/bench_model.py [--model DIR] [--doc samples/invoice.pdf]
+        [--rounds 3] [--threads N]
 
 The tiny random Qwen3-VL (``docvl dev tiny-model DIR``; built into a temporary directory when
 ``--model`` is not given) runs on CPU with ``decoder_bounds`` (random weights finish a reply only
-on the bounded schema). One backend is loaded once and warmed up; then, side by side:
+on the bounded schema). One backend is loaded once and warmed up; then each round runs, side by
+side, summary, extraction and a question apart and the three together. Before every run the
+backend's kept prefix cache is dropped, so every run prefills from scratch.
 
-* P6: summary + extraction + a question in one run (one prefill of the pages, shared by the three
-  requests) vs the three run apart. Reported: prefill seconds and prefills, from the envelopes'
-  ``timings``. Target: shared prefill <= 1.3x one task's prefill.
-* P7: the shared run again under cProfile. Model time is the cumulative time of the model's
-  ``forward`` (prefill and every decoding step); outside it: everything else in the run (processor,
-  chat template, grammar masks, parsing and validation, bookkeeping) except loading and rendering
-  the document, which P1 measures. Target: < 5% of model time.
+Model time is measured with forward hooks (:mod:`meter`): the wall seconds inside the model's
+top-level ``forward`` and its vision encoder, not cProfile (which inflates Python-heavy code).
+
+* P6: a run's PROMPT time = building the shared prefix (the envelope's ``timings.prefill``: image
+  processing, vision encoder, the prefix's forward) + the forwards of each request's own suffix
+  (its instruction, prefilled inside ``generate``). The three together vs each apart: ratio
+  against the largest and the smallest single task (median over rounds). Target <= 1.3x one
+  task's.
+* P7: in the three-task run, (wall inside ``backend.generate`` - forward time) / forward time,
+  with the processor, the grammar mask, log-probabilities and detokenising broken out; validation
+  of the replies (outside the backend) and the whole run less loading and rendering alongside.
+  Target < 5%.
 """
 
 from __future__ import annotations
 
 import argparse
-import cProfile
-import pstats
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import REPO, table
+from common import REPO, machine, table
+from meter import ForwardMeter, Stopwatch, median
 
 from docvl.api import analyze
+from docvl.pipeline.model import constrain, decoding
 from docvl.pipeline.model.factory import make_backend
-from docvl.pipeline.result import ResultEnvelope
+from docvl.pipeline.model.transformers_backend import TransformersBackend
 from docvl.pipeline.settings import Settings
+from docvl.pipeline.tasks import repair
 
 QUESTION = "What is the total amount due?"
 TASKS: dict[str, dict[str, Any]] = {
@@ -39,117 +49,246 @@ TASKS: dict[str, dict[str, Any]] = {
     "extract": {"tasks": ("extract",), "schema_name": "invoice"},
     "ask": {"tasks": ("ask",), "question": QUESTION},
 }
+ALL_THREE: dict[str, Any] = {
+    "tasks": ("summary", "extract", "ask"),
+    "schema_name": "invoice",
+    "question": QUESTION,
+}
+#: Stopwatch buckets outside the forward pass: (owner, attribute, bucket).
+BUCKETS = ("processor", "grammar mask", "log-probabilities", "detokenise", "validation")
 
 
-def settings_for(model: Path, cache: Path, **task: Any) -> Settings:
-    return Settings(
-        model=str(model),
-        backend="transformers",
-        decoder_bounds=True,
-        cache_dir=cache,
-        **task,
-    )
+@dataclass
+class Measured:
+    """One run of :func:`analyze` under the meters."""
+
+    label: str
+    wall: float  # the whole analyze call
+    load_render: float  # loading and rendering the document (P1's part)
+    prefix: float  # the envelope's prefill: building the shared prefix
+    prefills: int
+    suffix: float  # forwards of the requests' own suffixes (>1 token, inside generate)
+    decode: float  # forwards of one token
+    forward: float  # every forward (vision encoder included)
+    backend: float  # wall inside backend.generate
+    prefix_tokens: int
+    input_tokens: int
+    output_tokens: int
+    buckets: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def prompt(self) -> float:
+        """Seconds to process this run's prompts: the shared prefix plus each request's suffix."""
+        return self.prefix + self.suffix
 
 
-def one(model: Path, cache: Path, backend: Any, doc: Path, **task: Any) -> ResultEnvelope:
-    # Every run prefills from scratch: the backend keeps the last window's KV cache (the shared
-    # prefix), which would otherwise make each run after the first free.
-    backend._prefix = None
-    start = time.perf_counter()
-    [envelope] = analyze([doc], settings_for(model, cache, **task), backend)
-    if envelope.status != "ok":
-        raise SystemExit(f"bench run failed: {envelope.errors}")
-    t = envelope.timings
-    print(
-        f"  {task.get('tasks')}: {time.perf_counter() - start:.1f} s wall, "
-        f"prefill {t.prefill:.2f} s ({t.prefills}), generate {t.generate:.2f} s",
-        file=sys.stderr,
-        flush=True,
-    )
-    return envelope
+def ratios(shared: float, apart: dict[str, float]) -> tuple[float, float]:
+    """``shared`` against the largest and against the smallest of ``apart``."""
+    return shared / max(apart.values()), shared / min(apart.values())
 
 
-def cumulative(stats: pstats.Stats, match: Any) -> float:
-    """Largest cumulative time among the profiled functions ``match(file, name)`` accepts (the
-    outermost call of a recursive or nested function carries all of it)."""
-    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
-    times = [ct for (file, _line, name), (_cc, _nc, _tt, ct, _) in raw.items() if match(file, name)]
-    return max(times, default=0.0)
+def share(outside: float, model: float) -> float:
+    """Time outside the model as a fraction of model time."""
+    return outside / model if model > 0 else float("inf")
 
 
-def run(model: Path, doc: Path) -> str:
-    with tempfile.TemporaryDirectory() as cache_dir:
-        cache = Path(cache_dir)
-        all_three = {
-            "tasks": ("summary", "extract", "ask"),
-            "schema_name": "invoice",
-            "question": QUESTION,
-        }
-        backend = make_backend(settings_for(model, cache, **all_three))
-        try:
-            one(model, cache, backend, doc, **TASKS["extract"])  # warm-up: first-call costs
-            apart = {name: one(model, cache, backend, doc, **task) for name, task in TASKS.items()}
-            shared = one(model, cache, backend, doc, **all_three)
-            profiler = cProfile.Profile()
-            profiler.enable()
-            profiled = one(model, cache, backend, doc, **all_three)
-            profiler.disable()
-        finally:
-            backend.close()
-    rows = [
-        [
-            f"{name} alone",
-            f"{e.timings.prefill:.3f}",
-            str(e.timings.prefills),
-            f"{e.timings.generate:.3f}",
-            f"{e.usage.input_tokens:,}",
-        ]
-        for name, e in apart.items()
+def p6_table(rounds: list[dict[str, Measured]]) -> tuple[str, float, float]:
+    """Median-over-rounds rows for each run and the shared run's prompt-time ratios against the
+    largest and the smallest single task."""
+    names = list(rounds[0])
+    rows = []
+    for name in names:
+        runs = [r[name] for r in rounds]
+        rows.append(
+            [
+                name,
+                f"{median([m.prompt for m in runs]):.3f}",
+                f"{median([m.prefix for m in runs]):.3f}",
+                f"{median([m.suffix for m in runs]):.3f}",
+                str(runs[0].prefills),
+                f"{runs[0].prefix_tokens:,}",
+                f"{runs[0].input_tokens:,}",
+                f"{median([m.decode for m in runs]):.2f}",
+            ]
+        )
+    per_round = [
+        ratios(r["all three"].prompt, {n: m.prompt for n, m in r.items() if n != "all three"})
+        for r in rounds
     ]
-    t = shared.timings
-    rows.append(
-        [
-            "all three, one prefill",
-            f"{t.prefill:.3f}",
-            str(t.prefills),
-            f"{t.generate:.3f}",
-            f"{shared.usage.input_tokens:,}",
-        ]
-    )
-    single = max(e.timings.prefill for e in apart.values())
-    apart_sum = sum(e.timings.prefill for e in apart.values())
+    vs_largest = median([a for a, _ in per_round])
+    vs_smallest = median([b for _, b in per_round])
+    head = [
+        "run",
+        "prompt s",
+        "prefix s",
+        "suffixes s",
+        "prefills",
+        "prefix tokens",
+        "input tokens",
+        "decode fwd s",
+    ]
+    return table(head, rows), vs_largest, vs_smallest
+
+
+#: The buckets timed inside ``backend.generate`` (validation runs outside it).
+INSIDE = ("processor", "grammar mask", "log-probabilities", "detokenise")
+
+
+def p7_rows(runs: list[Measured]) -> tuple[list[list[str]], float]:
+    """Rows of the time outside the forward pass (medians over the three-task runs: seconds,
+    share of model time, milliseconds per generated token) and the median share
+    (backend.generate wall - forward) / forward."""
+
+    def row(label: str, values: list[float]) -> list[str]:
+        shares = [share(v, m.forward) for v, m in zip(values, runs, strict=True)]
+        per_token = [1000 * v / max(m.output_tokens, 1) for v, m in zip(values, runs, strict=True)]
+        return [label, f"{median(values):.3f}", f"{median(shares):.2%}", f"{median(per_token):.2f}"]
+
+    outside = [m.backend - m.forward for m in runs]
+    rows = [row("model forward (all calls)", [m.forward for m in runs])]
+    rows.append(row("backend.generate wall - forward", outside))
+    for bucket in INSIDE:
+        rows.append(row(f"  of which {bucket}", [m.buckets[bucket] for m in runs]))
+    rest = [o - sum(m.buckets[b] for b in INSIDE) for o, m in zip(outside, runs, strict=True)]
+    rows.append(row("  of which the rest (transformers generate loop)", rest))
+    rows.append(row("validation (outside the backend)", [m.buckets["validation"] for m in runs]))
+    engine = [m.wall - m.load_render - m.forward for m in runs]
+    rows.append(row("whole run - load/render - forward", engine))
+    shares = [share(o, m.forward) for o, m in zip(outside, runs, strict=True)]
+    return rows, median(shares)
+
+
+class Bench:
+    """One loaded backend, its meters, and a run of :func:`analyze` under them."""
+
+    def __init__(self, model: Path, doc: Path, cache: Path) -> None:
+        self.model, self.doc, self.cache = model, doc, cache
+        backend = make_backend(self.settings(**ALL_THREE))
+        if not isinstance(backend, TransformersBackend):
+            raise SystemExit(f"expected the transformers backend, got {backend.name}")
+        self.backend = backend
+        inner = backend.model.model
+        self.meter = ForwardMeter({"model": backend.model, "vision": inner.visual})
+        self.watch = Stopwatch()
+        image_processor = type(backend.processor.image_processor)
+        for owner, attr, bucket in [
+            (image_processor, "__call__", "processor"),
+            (TransformersBackend, "render", "processor"),
+            (TransformersBackend, "_tokenize", "processor"),
+            (constrain.LLGuidanceLogitsProcessor, "__call__", "grammar mask"),
+            (decoding.LogprobRecorder, "__call__", "log-probabilities"),
+            (decoding.LogprobRecorder, "finish", "log-probabilities"),
+            (TransformersBackend, "_pieces", "detokenise"),
+            (repair, "validate_reply", "validation"),
+            (TransformersBackend, "generate", "backend"),
+        ]:
+            self.watch.wrap(owner, attr, bucket)
+        build = backend._build_prefix
+
+        def tagged_build(*args: Any, **kwargs: Any) -> Any:
+            self.meter.tag = "prefix"
+            try:
+                return build(*args, **kwargs)
+            finally:
+                self.meter.tag = ""
+
+        backend._build_prefix = tagged_build  # type: ignore[method-assign]
+
+    def settings(self, **task: Any) -> Settings:
+        return Settings(
+            model=str(self.model),
+            backend="transformers",
+            decoder_bounds=True,
+            cache_dir=self.cache,
+            **task,
+        )
+
+    def run(self, label: str, **task: Any) -> Measured:
+        # Every run prefills from scratch: the backend keeps the last window's KV cache.
+        self.backend._prefix = None
+        self.watch.reset()
+        since = self.meter.mark()
+        start = time.perf_counter()
+        [envelope] = analyze([self.doc], self.settings(**task), self.backend)
+        wall = time.perf_counter() - start
+        if envelope.status != "ok":
+            raise SystemExit(f"bench run failed: {envelope.errors}")
+        calls = self.meter.calls[since:]
+        t = envelope.timings
+        prefix = self.backend._prefix
+        m = Measured(
+            label=label,
+            wall=wall,
+            load_render=t.load + t.render,
+            prefix=t.prefill,
+            prefills=t.prefills,
+            suffix=sum(c.seconds for c in calls if c.tokens > 1 and c.tag != "prefix"),
+            decode=sum(c.seconds for c in calls if c.tokens == 1),
+            forward=sum(c.seconds for c in calls),
+            backend=self.watch.totals["backend"],
+            prefix_tokens=len(prefix.ids) if prefix is not None else 0,
+            input_tokens=envelope.usage.input_tokens,
+            output_tokens=envelope.usage.output_tokens,
+            buckets={b: self.watch.totals[b] for b in BUCKETS},
+        )
+        print(
+            f"  {label}: {wall:.1f} s wall, prompt {m.prompt:.2f} s (prefix {m.prefix:.2f}, "
+            f"suffixes {m.suffix:.2f}), forward {m.forward:.2f} s, backend {m.backend:.2f} s, "
+            f"{m.output_tokens} tokens out",
+            file=sys.stderr,
+            flush=True,
+        )
+        return m
+
+    def close(self) -> None:
+        self.watch.restore()
+        self.backend.close()
+
+
+def report(measured: list[dict[str, Measured]], load_before: str) -> str:
+    """The P6 and P7 sections for the rounds measured so far."""
+    p6_rows, vs_largest, vs_smallest = p6_table(measured)
+    apart = [[m.prompt for n, m in r.items() if n != "all three"] for r in measured]
+    apart_ratio = median([sum(a) / max(a) for a in apart])
     p6 = (
-        "### P6: three tasks sharing one prefill\n\n"
-        + table(["run", "prefill s", "prefills", "generate s", "input tokens"], rows)
-        + f"\n\nShared prefill / one task's (largest) prefill: **{t.prefill / single:.2f}x** "
-        f"(target <= 1.3); the three apart: {apart_sum / single:.2f}x."
+        "### P6: three tasks sharing one prefill (medians over rounds)\n\n"
+        + p6_rows
+        + f"\n\nShared prompt time / one task's: **{vs_largest:.2f}x** the largest, "
+        f"**{vs_smallest:.2f}x** the smallest (target <= 1.3); the three run apart: "
+        f"{apart_ratio:.2f}x the largest."
+    )
+    rows7, p7_share = p7_rows([r["all three"] for r in measured])
+    p7 = (
+        "### P7: time outside the forward pass (forward hooks, the three-task run)\n\n"
+        + table(["part", "seconds", "share of model time", "ms per generated token"], rows7)
+        + f"\n\n(backend.generate wall - forward) / forward: **{p7_share:.1%}** (target < 5%)."
+    )
+    return (
+        f"{len(measured)} rounds; before: {load_before}; after: {machine()}\n\n" + p6 + "\n\n" + p7
     )
 
-    stats = pstats.Stats(profiler)
-    total = cumulative(stats, lambda f, n: n == "analyze" and f.endswith("docvl/api.py"))
-    forward = cumulative(stats, lambda f, n: n == "forward" and f.endswith("modeling_qwen3_vl.py"))
-    load = cumulative(stats, lambda f, n: n == "load_document")
-    render = cumulative(stats, lambda f, n: n == "attach_images")
-    buckets = {
-        "processor (image + text)": cumulative(stats, lambda f, n: n == "processor_inputs")
-        + cumulative(stats, lambda f, n: n == "_build_prefix"),
-        "grammar (llguidance)": cumulative(stats, lambda f, n: "llguidance" in f),
-        "validation (jsonschema)": cumulative(stats, lambda f, n: n == "iter_errors"),
-    }
-    outside = total - forward - load - render
-    rows7 = [["model forward (all calls)", f"{forward:.3f}", "100%"]]
-    rows7 += [[k, f"{v:.3f}", f"{v / forward:.1%}"] for k, v in buckets.items()]
-    rows7.append(
-        ["all outside forward (excl. load, render)", f"{outside:.3f}", f"{outside / forward:.1%}"]
-    )
-    rows7.append(["load + render (P1)", f"{load + render:.3f}", f"{(load + render) / forward:.1%}"])
-    p7 = (
-        "### P7: time outside the forward pass (cProfile, one window, three tasks)\n\n"
-        + table(["part", "seconds", "share of model time"], rows7)
-        + f"\n\nOutside / model time: **{outside / forward:.1%}** (target < 5%); windows: "
-        f"{len(profiled.plan.windows)}, wall {total:.2f} s under the profiler."
-    )
-    return p6 + "\n\n" + p7
+
+def run(model: Path, doc: Path, rounds: int) -> str:
+    """Warm up, then ``rounds`` rounds; the report so far is printed after each round."""
+    load_before = machine()
+    measured: list[dict[str, Measured]] = []
+    with tempfile.TemporaryDirectory() as cache_dir:
+        bench = Bench(model, doc, Path(cache_dir))
+        try:
+            with bench.meter:
+                # First-call costs; the extraction's grammar is built in round 1's first run,
+                # before any three-task run (the extraction alone is the long reply).
+                bench.run("warm-up", tasks=("summary", "ask"), question=QUESTION)
+                for i in range(rounds):
+                    print(f"round {i + 1}/{rounds}", file=sys.stderr, flush=True)
+                    r = {f"{n} alone": bench.run(n, **task) for n, task in TASKS.items()}
+                    r["all three"] = bench.run("all three", **ALL_THREE)
+                    measured.append(r)
+                    if i + 1 < rounds:
+                        print(report(measured, load_before) + "\n", flush=True)
+        finally:
+            bench.close()
+    return report(measured, load_before)
 
 
 def main() -> None:
@@ -158,13 +297,19 @@ def main() -> None:
     )
     parser.add_argument("--model", type=Path)
     parser.add_argument("--doc", type=Path, default=REPO / "samples" / "invoice.pdf")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.model is None:
         from docvl.pipeline.dev.tiny import build_tiny_model
 
         args.model = Path(tempfile.mkdtemp(prefix="docvl-bench-tiny-"))
         build_tiny_model(args.model)
-    print(run(args.model, args.doc) + "\n")
+    print(run(args.model, args.doc, args.rounds) + "\n")
 
 
 if __name__ == "__main__":

@@ -162,3 +162,64 @@ def test_validate_helper(tiny: tuple[Any, Any, JsonConstrainer]) -> None:
     assert not constrainer.validate(BOUNDED_NUMBERS, '{"score":2,"page":3}')  # above maximum
     assert not constrainer.validate(BOUNDED_NUMBERS, '{"score":0.3,"page":3}')  # not a multiple
     assert not constrainer.validate(BOUNDED_NUMBERS, '{"score":0.75}')  # incomplete
+
+
+def _reference_allowed(bitmask: Any, vocab_size: int) -> list[bool]:
+    """The bitmask decoded bit by bit: token ``i`` is bit ``i % 32`` of 32-bit word ``i // 32``."""
+    words = [int(w) & 0xFFFFFFFF for w in bitmask[0]]
+    return [bool((words[i // 32] >> (i % 32)) & 1) for i in range(vocab_size)]
+
+
+def test_fast_mask_equals_a_bit_by_bit_decode_at_every_step(
+    tiny: tuple[Any, Any, JsonConstrainer],
+) -> None:
+    """Along a valid reply, the processor's in-place mask keeps exactly the scores of the tokens
+    the bitmask allows (decoded bit by bit), the matcher accepts each kept token and rejects a
+    sample of the masked ones, and the columns past the vocabulary are masked."""
+    _, tokenizer, constrainer = tiny
+    reply = '{"title":"Q3 report","author":{"name":"Ann","age":42},"kind":"invoice"}'
+    tokens = [*constrainer.ll_tokenizer.tokenize_str(reply), constrainer.eos_token_ids[0]]
+    processor = constrainer.processor(NESTED)
+    vocab = constrainer.vocab_size
+    ids = tokenizer("Reply with JSON.", return_tensors="pt")["input_ids"]
+    generator = torch.Generator().manual_seed(0)
+    steps = 0
+    for token in tokens:
+        scores = torch.randn((1, vocab + 7), generator=generator)
+        before = scores.clone()
+        out = processor(ids, scores)
+        expected = _reference_allowed(processor._bitmask, vocab)
+        kept = torch.isfinite(out[0, :vocab])
+        assert kept.tolist() == expected
+        assert torch.equal(out[0, :vocab][kept], before[0, :vocab][kept])
+        assert bool(torch.isneginf(out[0, vocab:]).all())
+        allowed_ids = [i for i, ok in enumerate(expected) if ok]
+        assert token in allowed_ids
+        matcher = processor.matcher
+        eos = constrainer.eos_token_ids[0]
+        # validate_tokens never accepts the end token; the mask allows it once the JSON is done.
+        assert all(matcher.validate_tokens([i]) == 1 for i in allowed_ids[:200] if i != eos)
+        assert (eos in allowed_ids) == bool(matcher.is_accepting())
+        forbidden = [i for i, ok in enumerate(expected) if not ok]
+        picks = torch.randint(len(forbidden), (200,), generator=generator).tolist()
+        sample = [forbidden[j] for j in picks]
+        assert all(matcher.validate_tokens([i]) == 0 for i in sample)
+        ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
+        steps += 1
+    assert steps > 10
+    assert processor.matcher.is_accepting()  # the reply is complete: only the end token was left
+
+
+def test_the_mask_is_the_same_for_every_score_dtype(tiny: tuple[Any, Any, JsonConstrainer]) -> None:
+    """float32 scores are masked through numpy, bfloat16 through torch: the same tokens stay."""
+    _, tokenizer, constrainer = tiny
+    ids = tokenizer("Reply with JSON.", return_tensors="pt")["input_ids"]
+    kept = []
+    for dtype in (torch.float32, torch.bfloat16):
+        processor = constrainer.processor(ARRAY_OF_ENUMS)
+        scores = torch.zeros((1, constrainer.vocab_size + 3), dtype=dtype)
+        out = processor(ids, scores)
+        assert out.dtype == dtype
+        kept.append(torch.isfinite(out[0]).nonzero().flatten().tolist())
+    assert kept[0] == kept[1]
+    assert 0 < len(kept[0]) < 10
