@@ -45,10 +45,20 @@ MAX_FORM_VALUES = 200
 #: whitespace and line breaks between them); a word not found there is left out.
 WORD_SLACK = 256
 
+_CONTROL = dict.fromkeys(c for c in range(32) if chr(c) not in "\n\t")
+_CONTROL[127] = None
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _EDGE_PUNCT = "\"'()[]{}<>.,;:!?\u2018\u2019\u201c\u201d\u00ab\u00bb\u2026*\u2013\u2014-/"
 _INNER_OK = re.compile(r"^[^\W\d_]+(?:[-'\u2019.\u00ad][^\W\d_]+)*$")
 _JS_MARK = re.compile(rb"/S\s*/JavaScript|/JS\b")
 _REF = re.compile(r"(\d+)\s+0\s+R")
+
+
+def clean_text(text: str) -> str:
+    """``text`` without control characters (terminal escapes) and with every character encodable
+    as UTF-8 (lone surrogates from undecodable bytes become U+FFFD), so that JSON, logs and a
+    terminal can always print it."""
+    return _SURROGATE.sub("\ufffd", text.translate(_CONTROL))
 
 
 def text_is_usable(text: str) -> bool:
@@ -162,6 +172,23 @@ def extract_pages(doc: pymupdf.Document) -> tuple[list[PageInfo], list[str]]:
     ``page.rect`` in PyMuPDF is already the rotated, cropped page (a /Rotate 90 Letter page is
     792 x 612), which is the orientation the renderer produces.
     """
+    return _walk(doc, with_text=True)
+
+
+def page_sizes(doc: pymupdf.Document) -> list[PageInfo]:
+    """The pages of :func:`extract_pages` without their text: the same sizes (and the same
+    fallbacks for unreadable pages), for rendering while the text is extracted elsewhere."""
+    return _walk(doc, with_text=False)[0]
+
+
+def read_layer(doc: pymupdf.Document) -> tuple[list[PageInfo], list[str]]:
+    """Every page's text layer and the document's warnings (JavaScript, forms, permissions, then
+    per-page problems): what loading a PDF reports, whichever process extracts it."""
+    pages, warnings = extract_pages(doc)
+    return pages, document_warnings(doc) + warnings
+
+
+def _walk(doc: pymupdf.Document, with_text: bool) -> tuple[list[PageInfo], list[str]]:
     pages: list[PageInfo] = []
     warnings: list[str] = []
     last_size = (612.0, 792.0)
@@ -175,27 +202,37 @@ def extract_pages(doc: pymupdf.Document) -> tuple[list[PageInfo], list[str]]:
             warnings.append(f"page {number}: cannot be read ({exc}); it may fail to render")
             pages.append(PageInfo(number, last_size[0], last_size[1], "", False))
             continue
-        words = NO_WORDS
         if size[0] <= 0 or size[1] <= 0:
             warnings.append(f"page {number}: empty page box; using the previous page's size")
             size = last_size
         last_size = size
-        try:
-            text, words = text_and_words(page)
-        except Exception as exc:
-            warnings.append(f"page {number}: text extraction failed ({exc})")
-            text = ""
-        try:
-            fields = form_values(page)
-        except Exception as exc:
-            warnings.append(f"page {number}: form fields unreadable ({exc})")
-            fields = []
-        usable = text_is_usable(text)
-        if fields:
-            text = text.rstrip("\n") + "\nForm fields:\n" + "\n".join(fields) + "\n"
-            usable = usable or len(fields) > 0
-        pages.append(PageInfo(number, size[0], size[1], text, usable, words))
+        if with_text:
+            pages.append(page_text(page, number, size, warnings))
+        else:
+            pages.append(PageInfo(number, size[0], size[1], "", False))
     return pages, warnings
+
+
+def page_text(
+    page: pymupdf.Page, number: int, size: tuple[float, float], warnings: list[str]
+) -> PageInfo:
+    """One page's text layer (text, words, form values, usability); problems go to ``warnings``."""
+    words = NO_WORDS
+    try:
+        text, words = text_and_words(page)
+    except Exception as exc:
+        warnings.append(f"page {number}: text extraction failed ({exc})")
+        text = ""
+    try:
+        fields = form_values(page)
+    except Exception as exc:
+        warnings.append(f"page {number}: form fields unreadable ({exc})")
+        fields = []
+    usable = text_is_usable(text)
+    if fields:
+        text = text.rstrip("\n") + "\nForm fields:\n" + "\n".join(fields) + "\n"
+        usable = usable or len(fields) > 0
+    return PageInfo(number, size[0], size[1], text, usable, words)
 
 
 def document_warnings(doc: pymupdf.Document) -> list[str]:
