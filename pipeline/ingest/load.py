@@ -128,9 +128,11 @@ def load_pdf(path: Path, settings: Settings, digest: str) -> LoadedDocument:
             pages, warnings = textlayer.read_layer(doc)
             if doc.is_repaired:
                 warnings.insert(0, textworker.REPAIRED)
-        else:
+        else:  # MuPDF's messages as a serial load has them: loading the pages is the worker's
+            pending.main_lines = textworker.mupdf_lines()
             pages, warnings = textlayer.page_sizes(doc), []
             pending.main_repaired = bool(doc.is_repaired)
+            textworker.mupdf_lines()
     except BaseException as exc:
         if pending is not None:
             pending.cancel()
@@ -143,8 +145,6 @@ def load_pdf(path: Path, settings: Settings, digest: str) -> LoadedDocument:
         doc.close()  # type: ignore[no-untyped-call]
     if pending is None:
         warnings += textworker.mupdf_warnings(textworker.mupdf_lines())
-    else:
-        pending.main_lines = textworker.mupdf_lines()
     return LoadedDocument(
         path=path,
         kind=DocKind.PDF,

@@ -41,7 +41,7 @@ JobResult = tuple[str, list[PageInfo], list[str], bool, list[str]] | tuple[str, 
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
 _ready: Future[bool] | None = None
-_busy = 0
+_inflight: list[Future[JobResult]] = []
 
 
 def mupdf_lines() -> list[str]:
@@ -147,12 +147,12 @@ def start() -> Future[bool]:
 def submit(path: Path, password: str | None, settings: Settings) -> PendingLayer | None:
     """Queue ``path``'s text layer on the worker, or None: extract in-process instead (worker off,
     not started yet, or busy with another document: a layer never waits behind another)."""
-    global _busy
     if not settings.text_worker:
         return None
     ready = start()
     with _lock:
-        if _pool is None or not ready.done() or _busy:
+        _inflight[:] = [f for f in _inflight if not f.done()]
+        if _pool is None or not ready.done() or _inflight:
             return None
         if ready.exception() is not None:
             _forget_pool_locked()
@@ -162,15 +162,8 @@ def submit(path: Path, password: str | None, settings: Settings) -> PendingLayer
         except RuntimeError:  # the pool broke or shut down since
             _forget_pool_locked()
             return None
-        _busy += 1
-    future.add_done_callback(_release)
+        _inflight.append(future)
     return PendingLayer(future, path.name)
-
-
-def _release(_: Future[JobResult]) -> None:
-    global _busy
-    with _lock:
-        _busy = max(0, _busy - 1)
 
 
 def _forget_pool() -> None:
@@ -180,10 +173,11 @@ def _forget_pool() -> None:
 
 def _forget_pool_locked() -> None:
     """Drop a broken pool: the next document starts a fresh worker."""
-    global _pool, _ready, _busy
+    global _pool, _ready
     if _pool is not None:
         _pool.shutdown(wait=False, cancel_futures=True)
-    _pool, _ready, _busy = None, None, 0
+    _pool, _ready = None, None
+    _inflight.clear()
 
 
 def shutdown() -> None:
