@@ -16,8 +16,12 @@ extraction is the document's typed error: ``corrupt_document`` for a file MuPDF 
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import sys
 import threading
+import types
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -140,8 +144,23 @@ def start() -> Future[bool]:
             _pool = ProcessPoolExecutor(
                 max_workers=1, mp_context=multiprocessing.get_context(START_METHOD)
             )
-            _ready = _pool.submit(_ping)
+            with _main_hidden():  # the worker process is spawned by this first submit
+                _ready = _pool.submit(_ping)
         return _ready
+
+
+@contextlib.contextmanager
+def _main_hidden() -> Iterator[None]:
+    """Spawn without the caller's ``__main__``: a spawned child re-runs the main script to rebuild
+    it, which would execute an unguarded script's top level (and fail) in the worker. The worker
+    needs nothing from it (its job is this module's :func:`extract_job`)."""
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
 
 
 def submit(path: Path, password: str | None, settings: Settings) -> PendingLayer | None:
@@ -180,7 +199,11 @@ def _forget_pool_locked() -> None:
     _inflight.clear()
 
 
-def shutdown() -> None:
-    """Stop the worker (it is started again when needed)."""
+def shutdown(wait: bool = False) -> None:
+    """Stop the worker (it is started again when needed); ``wait``: until its process has
+    exited."""
     with _lock:
+        pool = _pool
         _forget_pool_locked()
+    if wait and pool is not None:
+        pool.shutdown(wait=True)
