@@ -30,6 +30,7 @@ import unicodedata
 from array import array
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from itertools import chain
 from typing import Any
 
 import pymupdf
@@ -64,8 +65,9 @@ def clean_text(text: str) -> str:
 def text_is_usable(text: str) -> bool:
     """True when ``text`` is worth giving the model as a page's text layer (see module doc).
 
-    Character classes are looked up once per *distinct* character (a page has a few hundred), not
-    once per character: the same rules, about 10x cheaper on text-dense pages.
+    Character classes are looked up once per *distinct* character (a page has a few hundred), and
+    tokens matched once per distinct token, not once per occurrence: the same rules, about 10x
+    cheaper on text-dense pages.
     """
     tokens = text.split()
     counts = Counter("".join(tokens))  # every non-whitespace character (str.split = isspace)
@@ -76,11 +78,15 @@ def text_is_usable(text: str) -> bool:
     if non_punct and alnum / non_punct < MIN_ALNUM_RATIO:
         return False
     letters = frozenset(c for c in counts if c.isalpha())
-    lettered = [t for t in tokens if not letters.isdisjoint(t)]
+    lettered = wordlike = 0
+    for token, n in Counter(tokens).items():  # each distinct token judged once
+        if not letters.isdisjoint(token):
+            lettered += n
+            if _INNER_OK.match(token.strip(_EDGE_PUNCT) or "-"):
+                wordlike += n
     if not lettered:
         return True  # numbers-only pages (tables of figures) are a fine text layer
-    wordlike = sum(1 for t in lettered if _INNER_OK.match(t.strip(_EDGE_PUNCT) or "-"))
-    return wordlike / len(lettered) >= MIN_WORD_RATIO
+    return wordlike / lettered >= MIN_WORD_RATIO
 
 
 def iter_widgets(page: pymupdf.Page) -> Iterator[Any]:
@@ -133,24 +139,30 @@ def align_words(
             float(v) for v in (matrix.a, matrix.b, matrix.c, matrix.d, matrix.e, matrix.f)
         )
     turned = (a, b, c, d, e, f) != (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
-    spans: array[int] = array("I")
-    boxes: array[float] = array("d")
+    found: list[int] = []
+    kept: list[Sequence[Any]] = []
     find = text.find
     cursor = 0
     for entry in raw:
-        x0, y0, x1, y1, word = entry[:5]
+        word = entry[4]
         start = find(word, cursor, cursor + WORD_SLACK + len(word)) if word else -1
         if start < 0:
             continue
         cursor = start + len(word)
-        spans.append(start)
-        spans.append(cursor)
-        if turned:
+        found += (start, cursor)
+        kept.append(entry)
+    spans: array[int] = array("I", found)
+    if not turned:
+        boxes: array[float] = array("d", chain.from_iterable(entry[:4] for entry in kept))
+    else:
+        boxes = array("d")
+        for entry in kept:
+            x0, y0, x1, y1 = entry[:4]
             xa, ya = a * x0 + c * y0 + e, b * x0 + d * y0 + f
             xb, yb = a * x1 + c * y1 + e, b * x1 + d * y1 + f
             x0, x1 = (xa, xb) if xa <= xb else (xb, xa)
             y0, y1 = (ya, yb) if ya <= yb else (yb, ya)
-        boxes.extend((x0, y0, x1, y1))
+            boxes.extend((x0, y0, x1, y1))
     if rect is not None and boxes:
         _clip(boxes, float(rect.width), float(rect.height))
     return Words.trusted(text, spans, boxes)
