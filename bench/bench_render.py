@@ -141,7 +141,7 @@ def throughput(corpus: Path, max_pages: int, rounds: int) -> str:
                 + [f"**{vs_bare:.2f}x**", f"{pps['jpeg'] / faster:.2f}x"]
                 + [f"{pps['serial'] / faster:.2f}x", f"**{vs_p2i:.1f}x**"]
             )
-            print(f"  measured {original.name}", file=sys.stderr)
+            print("  measured | " + " | ".join(rows[-1]), file=sys.stderr, flush=True)
     head = [
         "document",
         "pages",
