@@ -226,7 +226,7 @@ def memory(corpus: Path, sizes: list[int]) -> str:
             ).stdout.split()
             peaks.append(float(out[0]) + float(out[1]))
             rows.append([label, out[2], out[0], out[1], f"{peaks[-1]:.0f}"])
-            print(f"  measured RSS {label}", file=sys.stderr)
+            print("  measured RSS | " + " | ".join(rows[-1]), file=sys.stderr, flush=True)
     synth = peaks[1:]
     flat = f"{synth[-1] / synth[0]:.2f}x (sum)" if len(synth) > 1 else "n/a"
     return (
