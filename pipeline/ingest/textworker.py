@@ -202,8 +202,9 @@ def _forget_pool_locked() -> None:
 def shutdown(wait: bool = False) -> None:
     """Stop the worker (it is started again when needed); ``wait``: until its process has
     exited."""
+    global _pool, _ready
     with _lock:
-        pool = _pool
-        _forget_pool_locked()
-    if wait and pool is not None:
-        pool.shutdown(wait=True)
+        pool, _pool, _ready = _pool, None, None
+        _inflight.clear()
+    if pool is not None:
+        pool.shutdown(wait=wait, cancel_futures=True)
