@@ -7,20 +7,25 @@ P1, pages/s on every corpus PDF that loads (long documents cut to their first ``
 pages, written to a temporary PDF, so that every column does the same pages; file in the page
 cache; best of ``--rounds`` interleaved rounds), all at the exact size docvl plans
 (``tokens.page_pixels``):
-  * docvl           load_document (sha256, sniff, text layer + words, checks) + iter_rendered
+  * docvl           load_document (sha256, sniff, checks; the text layer + words extracted by the
+                    text worker process meanwhile) + iter_rendered + joining the text layer
   * docvl+jpeg      the same plus encode_image (JPEG q90): bytes ready for an HTTP request
+  * docvl 1 core    docvl with ``text_worker=False``: the text layer read in-process first
   * bare PyMuPDF    open + get_pixmap at the target size + PIL image, nothing else
   * bare pypdfium2  open + page.render at the target scale + to_pil, nothing else
   * pdf2image       convert_from_path(size=target of page 1) over the same pages, one call
 Targets: docvl >= 0.9x the faster bare loop, >= 3x pdf2image.
 
-P2, peak RSS (VmHWM of a fresh subprocess) of preprocessing (load, render, JPEG, drop) the
-352-page book and synthetic PDFs of N pages generated here. Target < 600 MB and flat in N.
+P2, peak RSS (VmHWM of a fresh subprocess, and of its text worker) of preprocessing (load,
+render, JPEG, drop, join the text) the 352-page book and synthetic PDFs of N pages generated
+here. Target < 600 MB and flat in N.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,20 +38,24 @@ from pdf2image import convert_from_path
 from PIL import Image
 
 from docvl.pipeline.errors import DocvlError
+from docvl.pipeline.ingest import textworker
 from docvl.pipeline.ingest.geometry import page_pixels
 from docvl.pipeline.ingest.load import load_document
 from docvl.pipeline.ingest.render import encode_image, iter_rendered
 from docvl.pipeline.settings import Settings
 
 BOOK = "good/freeculture_book_352p.pdf"
-SETTINGS = Settings(render_workers=1)
+SETTINGS = Settings(render_workers=1, text_worker=True)
+ONE_CORE = Settings(render_workers=1, text_worker=False)
 
 
-def docvl(path: Path, jpeg: bool) -> None:
-    with load_document(path, SETTINGS) as doc:
-        for rp in iter_rendered(doc, SETTINGS):
+def docvl(path: Path, jpeg: bool, settings: Settings = SETTINGS) -> None:
+    """Load (the text layer goes to the worker), render every page, then take the text in."""
+    with load_document(path, settings, defer_text=True) as doc:
+        for rp in iter_rendered(doc, settings):
             if jpeg:
                 encode_image(rp.image)
+        doc.join()
 
 
 def bare_pymupdf(path: Path, targets: list[tuple[int, int]]) -> None:
@@ -92,7 +101,9 @@ def cut(path: Path, max_pages: int, tmp: Path) -> Path:
 
 def throughput(corpus: Path, max_pages: int, rounds: int) -> str:
     rows = []
+    ratios: list[tuple[float, float, float, float]] = []
     worst_bare, worst_p2i = float("inf"), float("inf")
+    textworker.start().result()  # started once per batch, as in a run
     with tempfile.TemporaryDirectory() as tmpdir:
         for original in corpus_pdfs(corpus):
             try:
@@ -110,6 +121,7 @@ def throughput(corpus: Path, max_pages: int, rounds: int) -> str:
                 {
                     "docvl": lambda p=path: docvl(p, False),
                     "jpeg": lambda p=path: docvl(p, True),
+                    "serial": lambda p=path: docvl(p, False, ONE_CORE),
                     "mupdf": lambda p=path, t=targets: bare_pymupdf(p, t),
                     "pdfium": lambda p=path, t=targets: bare_pdfium(p, t),
                     "p2i": lambda p=path, t=targets: bare_pdf2image(p, t),
@@ -119,32 +131,39 @@ def throughput(corpus: Path, max_pages: int, rounds: int) -> str:
             pps = {k: n / v for k, v in t.items()}
             vs_bare = pps["docvl"] / max(pps["mupdf"], pps["pdfium"])
             vs_p2i = pps["docvl"] / pps["p2i"]
+            faster = max(pps["mupdf"], pps["pdfium"])
+            ratios.append((vs_bare, pps["jpeg"] / faster, pps["serial"] / faster, vs_p2i))
             worst_bare, worst_p2i = min(worst_bare, vs_bare), min(worst_p2i, vs_p2i)
             h, w = targets[0]
             rows.append(
                 [original.name, str(n), f"{w}x{h}"]
-                + [f"{pps[k]:.1f}" for k in ("docvl", "jpeg", "mupdf", "pdfium", "p2i")]
-                + [f"**{vs_bare:.2f}x**", f"{pps['jpeg'] / max(pps['mupdf'], pps['pdfium']):.2f}x"]
-                + [f"**{vs_p2i:.1f}x**"]
+                + [f"{pps[k]:.1f}" for k in ("docvl", "jpeg", "serial", "mupdf", "pdfium", "p2i")]
+                + [f"**{vs_bare:.2f}x**", f"{pps['jpeg'] / faster:.2f}x"]
+                + [f"{pps['serial'] / faster:.2f}x", f"**{vs_p2i:.1f}x**"]
             )
-            print(f"  measured {original.name}", file=sys.stderr)
+            print("  measured | " + " | ".join(rows[-1]), file=sys.stderr, flush=True)
     head = [
         "document",
         "pages",
         "size (p1)",
         "docvl p/s",
         "docvl+jpeg p/s",
+        "docvl 1 core p/s",
         "bare PyMuPDF p/s",
         "bare pypdfium2 p/s",
         "pdf2image p/s",
         "docvl / faster bare (target >= 0.9)",
         "docvl+jpeg / faster bare",
+        "docvl 1 core / faster bare",
         "docvl / pdf2image (target >= 3)",
     ]
+    medians = [statistics.median(r[i] for r in ratios) for i in range(4)]
     return (
         table(head, rows)
         + f"\n\nWorst document: docvl/faster bare {worst_bare:.2f}x, docvl/pdf2image "
-        f"{worst_p2i:.1f}x (best of {rounds} interleaved rounds, first {max_pages} pages)."
+        f"{worst_p2i:.1f}x (best of {rounds} interleaved rounds, first {max_pages} pages).\n"
+        f"Medians: docvl/faster bare {medians[0]:.2f}x, docvl+jpeg/faster bare {medians[1]:.2f}x, "
+        f"docvl 1 core/faster bare {medians[2]:.2f}x, docvl/pdf2image {medians[3]:.1f}x."
     )
 
 
@@ -174,12 +193,18 @@ def synthetic(path: Path, pages: int) -> None:
 
 
 def memory_child(path: Path) -> None:
+    """Peak RSS of this process and of its text worker (MiB), and the page count."""
     pages = 0
-    with load_document(path, SETTINGS) as doc:
+    textworker.start().result()
+    with load_document(path, SETTINGS, defer_text=True) as doc:
         for rp in iter_rendered(doc, SETTINGS):
             encode_image(rp.image)
             pages += 1
-    print(f"{peak_rss_mib():.0f} {pages}")
+        doc.join()
+    main = peak_rss_mib()
+    textworker.shutdown(wait=True)
+    worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"{main:.0f} {worker:.0f} {pages}")
 
 
 def memory(corpus: Path, sizes: list[int]) -> str:
@@ -199,13 +224,22 @@ def memory(corpus: Path, sizes: list[int]) -> str:
                 text=True,
                 cwd=REPO,
             ).stdout.split()
-            peaks.append(float(out[0]))
-            rows.append([label, out[1], out[0]])
-            print(f"  measured RSS {label}", file=sys.stderr)
+            peaks.append(float(out[0]) + float(out[1]))
+            rows.append([label, out[2], out[0], out[1], f"{peaks[-1]:.0f}"])
+            print("  measured RSS | " + " | ".join(rows[-1]), file=sys.stderr, flush=True)
     synth = peaks[1:]
-    flat = f"{synth[-1] / synth[0]:.2f}x" if len(synth) > 1 else "n/a"
+    flat = f"{synth[-1] / synth[0]:.2f}x (sum)" if len(synth) > 1 else "n/a"
     return (
-        table(["document", "pages", "peak RSS MiB (target < 600)"], rows)
+        table(
+            [
+                "document",
+                "pages",
+                "peak RSS MiB, main",
+                "peak RSS MiB, text worker",
+                "sum (target < 600)",
+            ],
+            rows,
+        )
         + f"\n\nLargest / smallest synthetic peak: {flat} "
         f"for {sizes[-1] / sizes[0]:.0f}x the pages."
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -70,6 +71,11 @@ class Settings(BaseSettings):
         description="largest page image, in pixels (scaled down to it; 1024 pixels = 1 token)",
     )
     render_workers: int = Field(2, ge=1, le=64, description="processes rendering pages at once")
+    text_worker: bool = Field(
+        default_factory=lambda: (os.cpu_count() or 1) > 1,
+        description="extract PDF text layers in a worker process, concurrently with rendering "
+        "(default: on when the machine has more than one CPU)",
+    )
     #: LibreOffice converts about one slide per second on a 2-core machine (a 48-slide deck: 56 s).
     slide_timeout_s: float = Field(
         300.0, gt=0, description="seconds LibreOffice may take to convert one slide deck"
@@ -284,6 +290,7 @@ class Settings(BaseSettings):
             exclude={
                 "password",
                 "render_workers",
+                "text_worker",
                 "max_concurrency",
                 "request_timeout_s",
                 "request_deadline_s",

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import unicodedata
-from pathlib import Path
 
 import pymupdf
 import pytest
+from conftest import corpus_path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +20,7 @@ from docvl.pipeline.ingest.textlayer import (
     text_is_usable,
 )
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+CORPUS = corpus_path()
 
 
 def reference(text: str) -> bool:

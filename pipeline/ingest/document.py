@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import overload
+from typing import Protocol, overload
 
 
 class DocKind(StrEnum):
@@ -137,32 +138,134 @@ class PageInfo:
     words: Words = field(default=NO_WORDS, compare=False, repr=False)
 
 
-@dataclass
+class PendingText(Protocol):
+    """A text layer being extracted elsewhere (:mod:`docvl.pipeline.ingest.textworker`)."""
+
+    def result(self) -> tuple[list[PageInfo], list[str]]:
+        """Every page with its text and the extraction's warnings; raises the document's typed
+        error (a ``DocvlError``) when the extraction failed."""
+        ...
+
+    def cancel(self) -> None:
+        """Drop the extraction (the document was closed before it was needed)."""
+        ...
+
+
 class LoadedDocument:
     """A document ready to plan and render.
 
     ``render_path`` is what the renderer opens: the PDF itself, the PDF LibreOffice made from slides
     (inside ``workdir``), or the image file.
+
+    A PDF's text layer may still be extracting in the text worker (``pending``): ``geometry`` (page
+    sizes: all rendering needs) and ``page_count`` are there at once; ``pages`` and ``warnings``
+    wait for the text (:meth:`join`) and raise the document's typed error if its extraction failed.
     """
 
-    path: Path
-    kind: DocKind
-    sha256: str
-    render_path: Path
-    pages: list[PageInfo]
-    warnings: list[str] = field(default_factory=list)
-    password: str | None = field(default=None, repr=False)
-    #: Temporary directory owned by this document (slide conversions); removed by ``close``.
-    workdir: Path | None = None
+    def __init__(
+        self,
+        path: Path,
+        kind: DocKind,
+        sha256: str,
+        render_path: Path,
+        pages: list[PageInfo],
+        warnings: list[str] | None = None,
+        password: str | None = None,
+        workdir: Path | None = None,
+        pending: PendingText | None = None,
+    ) -> None:
+        self.path = path
+        self.kind = kind
+        self.sha256 = sha256
+        self.render_path = render_path
+        self.password = password
+        #: Temporary directory owned by this document (slide conversions); removed by ``close``.
+        self.workdir = workdir
+        self._pages = pages
+        self._warnings = warnings if warnings is not None else []
+        self._pending = pending
+        self._failed: BaseException | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def pages(self) -> list[PageInfo]:
+        """Every page with its text layer (waits for a pending extraction)."""
+        self.join()
+        return self._pages
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the user should know about the document (waits for a pending extraction)."""
+        self.join()
+        return self._warnings
+
+    @property
+    def geometry(self) -> list[PageInfo]:
+        """Every page with its size; the text may still be pending (empty here until joined)."""
+        return self._pages
 
     @property
     def page_count(self) -> int:
-        return len(self.pages)
+        return len(self._pages)
+
+    @property
+    def text_pending(self) -> bool:
+        """True while the text layer is still being extracted (or failed and was not read)."""
+        return self._pending is not None or self._failed is not None
+
+    def join(self) -> None:
+        """Wait for a pending text layer and take it in. Raises the document's typed error when
+        the extraction failed, on this and every later call."""
+        if self._pending is None and self._failed is None:
+            return
+        with self._lock:
+            if self._failed is not None:
+                raise self._failed
+            if self._pending is None:
+                return
+            try:
+                pages, warnings = self._pending.result()
+            except BaseException as exc:
+                self._failed = exc
+                raise
+            self._pending = None
+            self._pages = pages
+            self._warnings.extend(warnings)
+
+    def add_warnings(self, warnings: Iterable[str], first: bool = False) -> None:
+        """Add warnings without waiting for a pending text layer (``first``: before the others)."""
+        if first:
+            self._warnings[:0] = list(warnings)
+        else:
+            self._warnings.extend(warnings)
+
+    def map_warnings(self, fn: Callable[[str], str]) -> None:
+        """Apply ``fn`` to the warnings taken in so far (not to a pending layer's)."""
+        self._warnings[:] = [fn(w) for w in self._warnings]
 
     def close(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
+
+    def __getstate__(self) -> dict[str, object]:
+        self.join()
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"LoadedDocument(path={self.path!r}, kind={self.kind!r}, pages={self.page_count}"
+            f"{', text pending' if self.text_pending else ''})"
+        )
 
     def __enter__(self) -> LoadedDocument:
         return self

@@ -12,7 +12,6 @@ the ``LoadedDocument`` so the renderer (and poppler) can reopen the file.
 from __future__ import annotations
 
 import hashlib
-import re
 import stringprep
 import unicodedata
 import warnings as pywarnings
@@ -33,11 +32,13 @@ from docvl.pipeline.errors import (
     UnsupportedFormat,
     WrongPassword,
 )
-from docvl.pipeline.ingest import textlayer
+from docvl.pipeline.ingest import textlayer, textworker
 from docvl.pipeline.ingest.document import DocKind, LoadedDocument, PageInfo
 from docvl.pipeline.ingest.raster import MUPDF_ERRORS, open_pdf_file
 from docvl.pipeline.ingest.slides import load_slides
 from docvl.pipeline.ingest.sniff import sniff_details
+from docvl.pipeline.ingest.textlayer import clean_text
+from docvl.pipeline.ingest.textworker import PendingLayer
 from docvl.pipeline.settings import Settings
 
 # MuPDF prints its errors to stdout, which would corrupt `--json` and JSONL output; its messages
@@ -45,19 +46,24 @@ from docvl.pipeline.settings import Settings
 pymupdf.TOOLS.mupdf_display_errors(False)  # type: ignore[no-untyped-call]
 pymupdf.TOOLS.mupdf_display_warnings(False)  # type: ignore[no-untyped-call]
 
-#: MuPDF warnings copied into the document's warnings, at most.
-MAX_MUPDF_WARNINGS = 5
 
-
-def load_document(path: Path, settings: Settings) -> LoadedDocument:
+def load_document(path: Path, settings: Settings, *, defer_text: bool = False) -> LoadedDocument:
     """Sniff ``path`` by content and load it as a PDF, slide deck or image.
 
     Every exception is this document's typed error (per-document isolation): a ``DocvlError`` as
     raised, anything else an :class:`InternalError` naming the exception's type and message.
-    Messages and warnings are made encodable (:func:`clean_text`)."""
+    Messages and warnings are made encodable (:func:`clean_text`).
+
+    A PDF's text layer is extracted by the text worker (:mod:`textworker`) while this process
+    checks the file. ``defer_text``: return without waiting for it, so that rendering (which needs
+    only ``geometry``) runs concurrently; ``pages``/``warnings``/``join()`` then wait and raise the
+    document's typed error if the extraction failed. Otherwise the text is joined here."""
     path = Path(path)
     try:
         doc = _load(path, settings)
+        doc.map_warnings(clean_text)
+        if not defer_text:
+            doc.join()
     except DocvlError as exc:
         exc.message = clean_text(exc.message)
         exc.args = (exc.message,)
@@ -66,7 +72,6 @@ def load_document(path: Path, settings: Settings) -> LoadedDocument:
         raise InternalError(
             clean_text(f"{path.name}: {type(exc).__name__}: {exc}"), page=None
         ) from exc
-    doc.warnings[:] = [clean_text(w) for w in doc.warnings]
     return doc
 
 
@@ -85,20 +90,8 @@ def _load(path: Path, settings: Settings) -> LoadedDocument:
         doc = load_image(path, digest, settings)
     else:
         doc = load_slides(path, sniffed.kind, settings, digest)
-    doc.warnings[:0] = sniffed.notes
+    doc.add_warnings(sniffed.notes, first=True)
     return doc
-
-
-_CONTROL = dict.fromkeys(c for c in range(32) if chr(c) not in "\n\t")
-_CONTROL[127] = None
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def clean_text(text: str) -> str:
-    """``text`` without control characters (terminal escapes) and with every character encodable
-    as UTF-8 (lone surrogates from undecodable bytes become U+FFFD), so that JSON, logs and a
-    terminal can always print it."""
-    return _SURROGATE.sub("\ufffd", text.translate(_CONTROL))
 
 
 def file_sha256(path: Path) -> str:
@@ -113,8 +106,11 @@ def file_sha256(path: Path) -> str:
 
 
 def load_pdf(path: Path, settings: Settings, digest: str) -> LoadedDocument:
-    pymupdf.TOOLS.mupdf_warnings(reset=True)  # type: ignore[no-untyped-call]
+    """Open, authenticate and check a PDF; its text layer comes from the text worker when it is
+    free (the document then carries it as pending), else it is read here."""
+    textworker.mupdf_lines()
     doc, password = open_pdf(path, settings.password)
+    pending: PendingLayer | None = None
     try:
         count = doc.page_count
         if count == 0:
@@ -126,20 +122,29 @@ def load_pdf(path: Path, settings: Settings, digest: str) -> LoadedDocument:
                 f"{path.name}: {count:,} pages, over the cap of {settings.max_pages} "
                 "(DOCVL_MAX_PAGES)"
             )
+        pending = textworker.submit(path, password, settings)
         check_page_pixels(doc, settings.max_page_pixels, path.name)
-        pages, warnings = textlayer.extract_pages(doc)
-        warnings = textlayer.document_warnings(doc) + warnings
-        if doc.is_repaired:
-            warnings.insert(0, "the file is damaged; MuPDF repaired its structure")
-    except DocvlError:
+        if pending is None:
+            pages, warnings = textlayer.read_layer(doc)
+            if doc.is_repaired:
+                warnings.insert(0, textworker.REPAIRED)
+        else:  # MuPDF's messages as a serial load has them: loading the pages is the worker's
+            pending.main_lines = textworker.mupdf_lines()
+            pages, warnings = textlayer.page_sizes(doc), []
+            pending.main_repaired = bool(doc.is_repaired)
+            textworker.mupdf_lines()
+    except BaseException as exc:
+        if pending is not None:
+            pending.cancel()
+        if isinstance(exc, MUPDF_ERRORS) and not isinstance(exc, DocvlError):
+            raise CorruptDocument(
+                f"{path.name}: the PDF cannot be read ({type(exc).__name__}: {exc})"
+            ) from exc
         raise
-    except MUPDF_ERRORS as exc:
-        raise CorruptDocument(
-            f"{path.name}: the PDF cannot be read ({type(exc).__name__}: {exc})"
-        ) from exc
     finally:
         doc.close()  # type: ignore[no-untyped-call]
-    warnings += mupdf_messages()
+    if pending is None:
+        warnings += textworker.mupdf_warnings(textworker.mupdf_lines())
     return LoadedDocument(
         path=path,
         kind=DocKind.PDF,
@@ -148,6 +153,7 @@ def load_pdf(path: Path, settings: Settings, digest: str) -> LoadedDocument:
         pages=pages,
         warnings=warnings,
         password=password,
+        pending=pending,
     )
 
 
@@ -249,20 +255,6 @@ def saslprep(value: str) -> str:
         if not (stringprep.in_table_d1(result[0]) and stringprep.in_table_d1(result[-1])):
             raise ValueError("SASLprep: right-to-left text must start and end with RTL characters")
     return result
-
-
-def mupdf_messages() -> list[str]:
-    text = pymupdf.TOOLS.mupdf_warnings(reset=True)  # type: ignore[no-untyped-call]
-    seen: list[str] = []
-    for line in (text or "").splitlines():
-        line = line.strip()
-        if line and line not in seen:
-            seen.append(line)
-    extra = len(seen) - MAX_MUPDF_WARNINGS
-    out = [f"MuPDF: {line}" for line in seen[:MAX_MUPDF_WARNINGS]]
-    if extra > 0:
-        out.append(f"MuPDF: {extra} more message(s)")
-    return out
 
 
 # --- images ---------------------------------------------------------------------------------------

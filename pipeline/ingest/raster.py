@@ -102,30 +102,49 @@ def open_for_render(path: str, password: str | None) -> pymupdf.Document:
 
 def render_pdf_page(pdoc: pymupdf.Document, number: int, target: tuple[int, int]) -> Image.Image:
     """Render page ``number`` (1-based) of an open Document to exactly
-    ``target`` = (height, width)."""
-    width, height, data = render_pdf_raw(pdoc, number, target)
-    return Image.frombytes("RGB", (width, height), data)
+    ``target`` = (height, width). The pixels are copied once, from the pixmap into the image."""
+    try:
+        pix, content = _pixmap(pdoc, number, target)
+        image = Image.frombuffer(
+            "RGB", (pix.width, pix.height), pix.samples_mv, "raw", "RGB", pix.stride, 1
+        )
+        if image.size != (target[1], target[0]):
+            image = finish(image, content, target)
+        del pix
+        return image
+    except Exception as exc:
+        raise RenderFailed(f"page {number}: {type(exc).__name__}: {exc}", page=number) from exc
 
 
 def render_pdf_raw(
     pdoc: pymupdf.Document, number: int, target: tuple[int, int]
 ) -> tuple[int, int, bytes]:
-    """(width, height, packed RGB bytes) of the page at exactly ``target``. The usual case (MuPDF
-    hits the size exactly) copies the pixmap once and never goes through PIL."""
+    """(width, height, packed RGB bytes) of the page at exactly ``target`` (for the render workers,
+    whose pixels travel as bytes). The usual case (MuPDF hits the size exactly) copies the pixmap
+    once and never goes through PIL."""
     try:
-        page = pdoc.load_page(number - 1)  # type: ignore[no-untyped-call]
-        rect = page.rect
-        if rect.is_empty or rect.width <= 0 or rect.height <= 0:
-            raise ValueError(f"empty page box {tuple(rect)}")
-        cw, ch = content_size(rect.width, rect.height, target)
-        matrix = pymupdf.Matrix(cw / rect.width, ch / rect.height)  # type: ignore[no-untyped-call]
-        pix = page.get_pixmap(matrix=matrix, colorspace=pymupdf.csRGB, alpha=False)
+        pix, content = _pixmap(pdoc, number, target)
         th, tw = target
         if (pix.width, pix.height) == (tw, th) and pix.stride == 3 * tw and pix.n == 3:
             return tw, th, pix.samples
         image = Image.frombuffer(
             "RGB", (pix.width, pix.height), pix.samples, "raw", "RGB", pix.stride, 1
         )
-        return tw, th, finish(image, (cw, ch), target).tobytes()
+        return tw, th, finish(image, content, target).tobytes()
     except Exception as exc:
         raise RenderFailed(f"page {number}: {type(exc).__name__}: {exc}", page=number) from exc
+
+
+def _pixmap(
+    pdoc: pymupdf.Document, number: int, target: tuple[int, int]
+) -> tuple[pymupdf.Pixmap, tuple[int, int]]:
+    """The RGB pixmap of page ``number`` drawn at its content size inside ``target``, and that
+    size (width, height)."""
+    page = pdoc.load_page(number - 1)  # type: ignore[no-untyped-call]
+    rect = page.rect
+    if rect.is_empty or rect.width <= 0 or rect.height <= 0:
+        raise ValueError(f"empty page box {tuple(rect)}")
+    cw, ch = content_size(rect.width, rect.height, target)
+    matrix = pymupdf.Matrix(cw / rect.width, ch / rect.height)  # type: ignore[no-untyped-call]
+    pix = page.get_pixmap(matrix=matrix, colorspace=pymupdf.csRGB, alpha=False)
+    return pix, (cw, ch)

@@ -54,10 +54,12 @@ POPPLER_CHUNK_PAGES = 16
 def encode_image(
     image: Image.Image, fmt: Literal["JPEG", "PNG"] = "JPEG", quality: int = 90
 ) -> bytes:
-    """Encode for a model request. JPEG q90 is 7-9x faster than PNG at this size."""
+    """Encode for a model request. JPEG q90 is 7-9x faster than PNG at this size. Rendered pages
+    are RGB already and are encoded as they are (``convert`` would copy every page first)."""
     buf = io.BytesIO()
     if fmt == "JPEG":
-        image.convert("RGB").save(buf, format="JPEG", quality=quality, optimize=False)
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        rgb.save(buf, format="JPEG", quality=quality, optimize=False)
     elif fmt == "PNG":
         image.save(buf, format="PNG", compress_level=3)
     else:
@@ -89,7 +91,7 @@ def _iter_rendered(
     numbers = _select(doc, pages)
     if not numbers:
         return
-    targets = {n: page_pixels(doc.pages[n - 1], doc.kind, settings) for n in numbers}
+    targets = {n: page_pixels(doc.geometry[n - 1], doc.kind, settings) for n in numbers}
     if doc.kind is DocKind.IMAGE:
         yield from _iter_image(doc, numbers, targets)
     elif settings.renderer == "pdf2image":
@@ -169,7 +171,7 @@ def _iter_poppler(
         ) from exc
 
     def geometry(n: int) -> tuple[tuple[int, int], tuple[int, int], bool]:
-        info = doc.pages[n - 1]
+        info = doc.geometry[n - 1]
         return content_size(info.width_pt, info.height_pt, targets[n]), targets[n], quarter[n]
 
     runs: list[list[int]] = []
@@ -231,7 +233,8 @@ def render_image(doc: LoadedDocument, target: tuple[int, int]) -> Image.Image:
                 im.draft("RGB", want)  # decode at a reduced scale when the target is much smaller
             frame = ImageOps.exif_transpose(im)
             rgb = _flatten(frame)
-        cw, ch = content_size(float(doc.pages[0].width_pt), float(doc.pages[0].height_pt), target)
+        first = doc.geometry[0]
+        cw, ch = content_size(float(first.width_pt), float(first.height_pt), target)
         if rgb.size != (cw, ch):
             rgb = rgb.resize((cw, ch), Image.Resampling.LANCZOS, reducing_gap=3.0)
         return finish(rgb, (cw, ch), target)

@@ -1,7 +1,6 @@
 """Per-page text layers and document warnings for PDFs opened with PyMuPDF.
 
-Nothing here executes or evaluates anything found in the file: JavaScript is only *detected* (by
-looking for ``/S /JavaScript`` actions and a ``/Names /JavaScript`` tree) and reported as a warning.
+The document-level warnings (JavaScript, forms, permissions) are :mod:`pdfchecks`'s.
 
 Text-layer heuristic (``text_is_usable``), deliberately simple:
 
@@ -30,11 +29,13 @@ import unicodedata
 from array import array
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from itertools import chain
 from typing import Any
 
 import pymupdf
 
 from docvl.pipeline.ingest.document import NO_WORDS, PageInfo, Words
+from docvl.pipeline.ingest.pdfchecks import document_warnings
 
 MIN_CHARS = 16
 MIN_ALNUM_RATIO = 0.5
@@ -45,17 +46,26 @@ MAX_FORM_VALUES = 200
 #: whitespace and line breaks between them); a word not found there is left out.
 WORD_SLACK = 256
 
+_CONTROL = dict.fromkeys(c for c in range(32) if chr(c) not in "\n\t")
+_CONTROL[127] = None
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _EDGE_PUNCT = "\"'()[]{}<>.,;:!?\u2018\u2019\u201c\u201d\u00ab\u00bb\u2026*\u2013\u2014-/"
 _INNER_OK = re.compile(r"^[^\W\d_]+(?:[-'\u2019.\u00ad][^\W\d_]+)*$")
-_JS_MARK = re.compile(rb"/S\s*/JavaScript|/JS\b")
-_REF = re.compile(r"(\d+)\s+0\s+R")
+
+
+def clean_text(text: str) -> str:
+    """``text`` without control characters (terminal escapes) and with every character encodable
+    as UTF-8 (lone surrogates from undecodable bytes become U+FFFD), so that JSON, logs and a
+    terminal can always print it."""
+    return _SURROGATE.sub("\ufffd", text.translate(_CONTROL))
 
 
 def text_is_usable(text: str) -> bool:
     """True when ``text`` is worth giving the model as a page's text layer (see module doc).
 
-    Character classes are looked up once per *distinct* character (a page has a few hundred), not
-    once per character: the same rules, about 10x cheaper on text-dense pages.
+    Character classes are looked up once per *distinct* character (a page has a few hundred), and
+    tokens matched once per distinct token, not once per occurrence: the same rules, about 10x
+    cheaper on text-dense pages.
     """
     tokens = text.split()
     counts = Counter("".join(tokens))  # every non-whitespace character (str.split = isspace)
@@ -66,11 +76,15 @@ def text_is_usable(text: str) -> bool:
     if non_punct and alnum / non_punct < MIN_ALNUM_RATIO:
         return False
     letters = frozenset(c for c in counts if c.isalpha())
-    lettered = [t for t in tokens if not letters.isdisjoint(t)]
+    lettered = wordlike = 0
+    for token, n in Counter(tokens).items():  # each distinct token judged once
+        if not letters.isdisjoint(token):
+            lettered += n
+            if _INNER_OK.match(token.strip(_EDGE_PUNCT) or "-"):
+                wordlike += n
     if not lettered:
         return True  # numbers-only pages (tables of figures) are a fine text layer
-    wordlike = sum(1 for t in lettered if _INNER_OK.match(t.strip(_EDGE_PUNCT) or "-"))
-    return wordlike / len(lettered) >= MIN_WORD_RATIO
+    return wordlike / lettered >= MIN_WORD_RATIO
 
 
 def iter_widgets(page: pymupdf.Page) -> Iterator[Any]:
@@ -123,24 +137,30 @@ def align_words(
             float(v) for v in (matrix.a, matrix.b, matrix.c, matrix.d, matrix.e, matrix.f)
         )
     turned = (a, b, c, d, e, f) != (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
-    spans: array[int] = array("I")
-    boxes: array[float] = array("d")
+    found: list[int] = []
+    kept: list[Sequence[Any]] = []
     find = text.find
     cursor = 0
     for entry in raw:
-        x0, y0, x1, y1, word = entry[:5]
+        word = entry[4]
         start = find(word, cursor, cursor + WORD_SLACK + len(word)) if word else -1
         if start < 0:
             continue
         cursor = start + len(word)
-        spans.append(start)
-        spans.append(cursor)
-        if turned:
+        found += (start, cursor)
+        kept.append(entry)
+    spans: array[int] = array("I", found)
+    if not turned:
+        boxes: array[float] = array("d", chain.from_iterable(entry[:4] for entry in kept))
+    else:
+        boxes = array("d")
+        for entry in kept:
+            x0, y0, x1, y1 = entry[:4]
             xa, ya = a * x0 + c * y0 + e, b * x0 + d * y0 + f
             xb, yb = a * x1 + c * y1 + e, b * x1 + d * y1 + f
             x0, x1 = (xa, xb) if xa <= xb else (xb, xa)
             y0, y1 = (ya, yb) if ya <= yb else (yb, ya)
-        boxes.extend((x0, y0, x1, y1))
+            boxes.extend((x0, y0, x1, y1))
     if rect is not None and boxes:
         _clip(boxes, float(rect.width), float(rect.height))
     return Words.trusted(text, spans, boxes)
@@ -162,6 +182,23 @@ def extract_pages(doc: pymupdf.Document) -> tuple[list[PageInfo], list[str]]:
     ``page.rect`` in PyMuPDF is already the rotated, cropped page (a /Rotate 90 Letter page is
     792 x 612), which is the orientation the renderer produces.
     """
+    return _walk(doc, with_text=True)
+
+
+def page_sizes(doc: pymupdf.Document) -> list[PageInfo]:
+    """The pages of :func:`extract_pages` without their text: the same sizes (and the same
+    fallbacks for unreadable pages), for rendering while the text is extracted elsewhere."""
+    return _walk(doc, with_text=False)[0]
+
+
+def read_layer(doc: pymupdf.Document) -> tuple[list[PageInfo], list[str]]:
+    """Every page's text layer and the document's warnings (JavaScript, forms, permissions, then
+    per-page problems): what loading a PDF reports, whichever process extracts it."""
+    pages, warnings = extract_pages(doc)
+    return pages, document_warnings(doc) + warnings
+
+
+def _walk(doc: pymupdf.Document, with_text: bool) -> tuple[list[PageInfo], list[str]]:
     pages: list[PageInfo] = []
     warnings: list[str] = []
     last_size = (612.0, 792.0)
@@ -175,131 +212,34 @@ def extract_pages(doc: pymupdf.Document) -> tuple[list[PageInfo], list[str]]:
             warnings.append(f"page {number}: cannot be read ({exc}); it may fail to render")
             pages.append(PageInfo(number, last_size[0], last_size[1], "", False))
             continue
-        words = NO_WORDS
         if size[0] <= 0 or size[1] <= 0:
             warnings.append(f"page {number}: empty page box; using the previous page's size")
             size = last_size
         last_size = size
-        try:
-            text, words = text_and_words(page)
-        except Exception as exc:
-            warnings.append(f"page {number}: text extraction failed ({exc})")
-            text = ""
-        try:
-            fields = form_values(page)
-        except Exception as exc:
-            warnings.append(f"page {number}: form fields unreadable ({exc})")
-            fields = []
-        usable = text_is_usable(text)
-        if fields:
-            text = text.rstrip("\n") + "\nForm fields:\n" + "\n".join(fields) + "\n"
-            usable = usable or len(fields) > 0
-        pages.append(PageInfo(number, size[0], size[1], text, usable, words))
+        if with_text:
+            pages.append(page_text(page, number, size, warnings))
+        else:
+            pages.append(PageInfo(number, size[0], size[1], "", False))
     return pages, warnings
 
 
-def document_warnings(doc: pymupdf.Document) -> list[str]:
-    """JavaScript, form fields and permission restrictions of an opened (authenticated) PDF."""
-    warnings: list[str] = []
-    js = _javascript_places(doc)
-    if js:
-        warnings.append(
-            "contains JavaScript ("
-            + ", ".join(js[:8])
-            + (", ..." if len(js) > 8 else "")
-            + "); it is never executed"
-        )
+def page_text(
+    page: pymupdf.Page, number: int, size: tuple[float, float], warnings: list[str]
+) -> PageInfo:
+    """One page's text layer (text, words, form values, usability); problems go to ``warnings``."""
+    words = NO_WORDS
     try:
-        fields = doc.is_form_pdf
-    except Exception:
-        fields = False
+        text, words = text_and_words(page)
+    except Exception as exc:
+        warnings.append(f"page {number}: text extraction failed ({exc})")
+        text = ""
+    try:
+        fields = form_values(page)
+    except Exception as exc:
+        warnings.append(f"page {number}: form fields unreadable ({exc})")
+        fields = []
+    usable = text_is_usable(text)
     if fields:
-        warnings.append(
-            "interactive form (AcroForm): filled field values are appended to the page text "
-            "under 'Form fields:'"
-        )
-    restricted = _restricted_permissions(doc)
-    if restricted:
-        warnings.append(
-            "document permissions restrict "
-            + ", ".join(restricted)
-            + "; it is read for analysis only"
-        )
-    return warnings
-
-
-_PERMISSIONS = (
-    ("PDF_PERM_PRINT", "printing"),
-    ("PDF_PERM_MODIFY", "modification"),
-    ("PDF_PERM_COPY", "copying text"),
-    ("PDF_PERM_ANNOTATE", "annotation"),
-    ("PDF_PERM_FORM", "form filling"),
-    ("PDF_PERM_ACCESSIBILITY", "accessibility extraction"),
-    ("PDF_PERM_ASSEMBLE", "assembly"),
-    ("PDF_PERM_PRINT_HQ", "high-quality printing"),
-)
-
-
-def _restricted_permissions(doc: pymupdf.Document) -> list[str]:
-    try:
-        if not (doc.metadata or {}).get("encryption"):
-            return []
-        perms = int(doc.permissions)
-    except Exception:
-        return []
-    return [label for attr, label in _PERMISSIONS if not perms & int(getattr(pymupdf, attr))]
-
-
-def _javascript_places(doc: pymupdf.Document) -> list[str]:
-    """Where JavaScript actions sit: document names tree, open action, document/page/annotation
-    additional actions. Only action dictionaries reachable from those keys are inspected."""
-    places: list[str] = []
-    try:
-        catalog = doc.pdf_catalog()  # type: ignore[no-untyped-call]
-    except Exception:
-        return places
-    if doc.xref_get_key(catalog, "Names/JavaScript")[0] != "null":  # type: ignore[no-untyped-call]
-        places.append("document names tree")
-    for key, label, depth in (("OpenAction", "open action", 1), ("AA", "document actions", 2)):
-        if _key_has_js(doc, catalog, key, depth):
-            places.append(label)
-    for index in range(doc.page_count):
-        try:
-            page = doc.load_page(index)  # type: ignore[no-untyped-call]
-            if _key_has_js(doc, page.xref, "AA", 2):
-                places.append(f"page {index + 1} actions")
-            for annot_xref, _type, _id in page.annot_xrefs():
-                if _key_has_js(doc, annot_xref, "A", 1) or _key_has_js(doc, annot_xref, "AA", 2):
-                    places.append(f"page {index + 1} annotation/field")
-                    break
-        except Exception:
-            continue
-    return places
-
-
-def _key_has_js(doc: pymupdf.Document, xref: int, key: str, depth: int) -> bool:
-    kind, value = doc.xref_get_key(xref, key)  # type: ignore[no-untyped-call]
-    if kind == "null":
-        return False
-    if kind == "xref":
-        return _object_has_js(doc, int(value.split()[0]), depth, set())
-    return _text_has_js(doc, value, depth, set())
-
-
-def _object_has_js(doc: pymupdf.Document, xref: int, depth: int, seen: set[int]) -> bool:
-    if xref in seen or depth < 0 or not 0 < xref < doc.xref_length():  # type: ignore[no-untyped-call]
-        return False
-    seen.add(xref)
-    try:
-        text = doc.xref_object(xref, compressed=True)  # type: ignore[no-untyped-call]
-    except Exception:
-        return False
-    return _text_has_js(doc, text, depth, seen)
-
-
-def _text_has_js(doc: pymupdf.Document, text: str, depth: int, seen: set[int]) -> bool:
-    if _JS_MARK.search(text.encode("latin-1", "replace")):
-        return True
-    if depth <= 0:
-        return False
-    return any(_object_has_js(doc, int(ref), depth - 1, seen) for ref in _REF.findall(text)[:32])
+        text = text.rstrip("\n") + "\nForm fields:\n" + "\n".join(fields) + "\n"
+        usable = usable or len(fields) > 0
+    return PageInfo(number, size[0], size[1], text, usable, words)
