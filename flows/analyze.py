@@ -42,6 +42,7 @@ from docvl.flows.guard import BatchStop, call_with_budget
 from docvl.flows.limits import LimitedBackend, ModelLimiter, ensure_global_limit
 from docvl.flows.localserver import local_api_url
 from docvl.flows.locks import DocumentLocks
+from docvl.flows.memory import guard_for, memory_key
 from docvl.flows.options import RunOptions
 from docvl.flows.server import api_server
 from docvl.flows.signals import run_interruptible
@@ -49,7 +50,7 @@ from docvl.flows.store import RecordStore, atomic_write_jsonl, shown_name
 from docvl.flows.tasks import WindowFailed, finish_task, prepare_task, window_task
 from docvl.flows.warmup import preload
 from docvl.pipeline.engine import Engine, Unit, WindowResult, expand
-from docvl.pipeline.errors import DocumentTimeout, NotAttempted, is_final
+from docvl.pipeline.errors import DocumentTimeout, MemoryBudgetExceeded, NotAttempted, is_final
 from docvl.pipeline.model.qwen import load_tokenizer
 from docvl.pipeline.plan.count import TokenCounter
 from docvl.pipeline.result import ResultEnvelope
@@ -107,6 +108,7 @@ class Runner:
         self._failures_lock = threading.Lock()
         self.locks = DocumentLocks(Path(settings.cache_dir) / "locks", wait_s=settings.lock_wait_s)
         self.stop = BatchStop()
+        self.memory = guard_for(settings.memory_budget_mb, self.lazy)  # the run's memory budget
         delays = [options.retry_delay_s * 2**i for i in range(max(options.retries, 1))]
         self.window = window_task.with_options(
             result_storage=storage_for(settings, options.result_storage),
@@ -121,6 +123,8 @@ class Runner:
             record = self.store.get(key) if key else None
             if record is None and key and budget is not None:  # a timeout under this budget
                 record = self.store.get(timeout_key(key, budget))
+            if record is None and key:  # a memory_budget failure under this budget
+                record = self.store.get(memory_key(key, self.memory.budget_mb))
             if record is None:
                 return None
             try:
@@ -209,7 +213,8 @@ class Runner:
             for path in unit.paths:
                 progress.emit("started", path=str(path))
             try:
-                envelopes = call_with_budget(lambda: self._compute(unit), budget)
+                work = lambda: self.memory.run(run_label(unit), lambda: self._compute(unit))  # noqa: E731
+                envelopes = call_with_budget(work, budget)
             except Exception as exc:  # a bug must not sink the batch; the record is never final
                 envelopes = self.engine.failed(unit, exc, started)
             self.stop.note(envelopes)
@@ -220,6 +225,8 @@ class Runner:
                     timed_out = any(e.code == DocumentTimeout.code for e in env.errors)
                     if timed_out and budget is not None:
                         key = timeout_key(key, budget)
+                    elif any(e.code == MemoryBudgetExceeded.code for e in env.errors):
+                        key = memory_key(key, self.memory.budget_mb)
                     self.store.put(key, env.model_dump(mode="json"))
         self._emit(envelopes, cached=False)
         return envelopes, False
@@ -229,7 +236,10 @@ class Runner:
         units, of_path = self.engine.units(paths)
         workers = max(2, min(len(units), self.engine.settings.max_concurrency))
         try:
-            with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="docvl-doc") as pool:
+            with (
+                self.memory,
+                cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="docvl-doc") as pool,
+            ):
                 futures = [
                     pool.submit(contextvars.copy_context().run, self.drive, u) for u in units
                 ]

@@ -87,7 +87,7 @@ def sandbox_prefix(settings: Settings) -> list[str]:
     prefix: list[str] = []
     prlimit = shutil.which("prlimit")
     if prlimit is not None:
-        prefix += [prlimit, f"--as={settings.slide_memory_mb * 1024 * 1024}"]
+        prefix += [prlimit, f"--as={settings.slide_memory_limit_mb() * 1024 * 1024}"]
     return prefix + list(network_sandbox())
 
 
@@ -115,7 +115,7 @@ def stage_pptx(src: Path, dst: Path, settings: Settings) -> list[str]:
                     data, n = _drop_external(data, info.filename, src.name)
                     removed += n
                 elif info.filename.startswith("ppt/media/"):
-                    _check_picture(data, info.filename, src.name, settings.max_page_pixels)
+                    _check_picture(data, info.filename, src.name, settings.page_pixel_cap())
                 zout.writestr(info, data)
     except (PackageTooLarge, TooManyPages, TooManyPixels, CorruptDocument):
         raise
