@@ -6,8 +6,10 @@ weights of a model loaded on the CPU (``exempt``: they are the price of the mode
 document). Over the budget it first lets the allocator give freed memory back (``gc`` and glibc's
 ``malloc_trim``) and samples again; still over, it fails every document in progress:
 
-* each one's :meth:`MemoryGuard.run` raises :class:`MemoryBudgetExceeded` at once (the record,
-  final under that budget; the batch goes on);
+* each one's :meth:`MemoryGuard.run` stops waiting for it at once. A document that was alone in
+  progress gets :class:`MemoryBudgetExceeded` (its record, final under that budget; the batch goes
+  on). Several were: which one blew the budget is not known, so each is run again alone (no other
+  document starts meanwhile) and only one over the budget by itself is recorded so;
 * the helper processes of documents (LibreOffice, render workers; never the Prefect server) are
   killed, so a bomb inside them stops at once, and the work waiting on them fails;
 * the leftover in-process work of those documents stops at its next model call
@@ -122,6 +124,12 @@ class _Active:
     abandoned: threading.Event = field(default_factory=threading.Event)
     wake: threading.Event = field(default_factory=threading.Event)
     message: str = ""
+    #: Whether it was the only document in progress when the run went over the budget.
+    alone: bool = False
+
+
+class _Shared(Exception):
+    """Over the budget while other documents were in progress too: the blame is not known yet."""
 
 
 class MemoryGuard:
@@ -147,6 +155,9 @@ class MemoryGuard:
         self._active: dict[int, _Active] = {}
         self._clear = threading.Condition(self._lock)
         self._over = False
+        self._running = 0  # documents in progress beside each other
+        self._solo = False  # a document runs alone
+        self._solo_waiting = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: Highest counted resident bytes seen, and how many times the budget was exceeded.
@@ -195,6 +206,7 @@ class MemoryGuard:
             )
             for active in victims:
                 active.message = message
+                active.alone = len(victims) == 1
                 active.abandoned.set()
                 active.wake.set()
         if victims:
@@ -204,10 +216,18 @@ class MemoryGuard:
 
     def run(self, name: str, fn: Callable[[], T]) -> T:
         """``fn()`` (one document's work), or :class:`MemoryBudgetExceeded` as soon as the run goes
-        over the budget while it runs."""
+        over the budget while it runs. A document failed while others were in progress too is run
+        again alone (no other document starts meanwhile), so only the one that blows the budget by
+        itself is recorded as ``memory_budget``."""
         if not self.budget:
             return fn()
-        self._wait_until_clear()
+        try:
+            return self._attempt(name, fn, solo=False)
+        except _Shared:
+            return self._attempt(name, fn, solo=True)
+
+    def _attempt(self, name: str, fn: Callable[[], T], *, solo: bool) -> T:
+        self._enter(solo)
         active = _Active(name)
         future: cf.Future[T] = cf.Future()
 
@@ -222,17 +242,52 @@ class MemoryGuard:
                 active.wake.set()
                 self._finished(active)
 
-        key = id(active)
-        with self._lock:
-            self._active[key] = active
-        context = contextvars.copy_context()
-        worker = threading.Thread(target=context.run, args=(target,), name="docvl-doc-memory")
-        worker.daemon = True  # abandoned work never holds up the process's exit
-        worker.start()
-        active.wake.wait()
+        try:
+            with self._lock:
+                self._active[id(active)] = active
+            context = contextvars.copy_context()
+            worker = threading.Thread(target=context.run, args=(target,), name="docvl-doc-memory")
+            worker.daemon = True  # abandoned work never holds up the process's exit
+            worker.start()
+            active.wake.wait()
+        finally:
+            self._leave(solo)
         if active.abandoned.is_set():
-            raise MemoryBudgetExceeded(active.message)
+            if solo or active.alone:
+                raise MemoryBudgetExceeded(active.message)
+            raise _Shared
         return future.result()
+
+    def _enter(self, solo: bool) -> None:
+        """Wait for a turn: never while memory is over the budget and abandoned work still runs
+        (a new document is not blamed for it), never beside a document running alone; a solo
+        turn waits for every other document to end, and holds new ones back meanwhile."""
+        with self._lock:
+            if solo:
+                self._solo_waiting += 1
+            try:
+                self._clear.wait_for(
+                    lambda: (
+                        not (self._over and self._abandoned_running())
+                        and not self._solo
+                        and (self._running == 0 if solo else self._solo_waiting == 0)
+                    )
+                )
+            finally:
+                if solo:
+                    self._solo_waiting -= 1
+            if solo:
+                self._solo = True
+            else:
+                self._running += 1
+
+    def _leave(self, solo: bool) -> None:
+        with self._lock:
+            if solo:
+                self._solo = False
+            else:
+                self._running -= 1
+            self._clear.notify_all()
 
     def _finished(self, active: _Active) -> None:
         with self._lock:
@@ -246,11 +301,6 @@ class MemoryGuard:
             self._over = over
             if not over:
                 self._clear.notify_all()
-
-    def _wait_until_clear(self) -> None:
-        """Hold a new document while memory is over the budget and abandoned work still runs."""
-        with self._lock:
-            self._clear.wait_for(lambda: not (self._over and self._abandoned_running()))
 
     def _abandoned_running(self) -> bool:
         return any(a.abandoned.is_set() for a in self._active.values())

@@ -126,6 +126,48 @@ def test_over_the_budget_the_document_in_progress_fails_at_once() -> None:
     assert ABANDONED.get() is None  # the flag lives in the document's own context only
 
 
+def test_with_several_documents_in_progress_only_the_bomb_fails() -> None:
+    """Both are in progress when the budget blows; each is run again alone: only the bomb fails."""
+    meter = Meter()
+    both = threading.Barrier(2, timeout=10)
+    runs = {"bomb": 0, "fine": 0}
+
+    def work(name: str) -> str:
+        runs[name] += 1
+        if runs[name] == 1:
+            both.wait()  # in progress together
+        if name == "bomb":  # holds 2 GiB until its work is abandoned, then frees it
+            meter.used = 2048 * MIB
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    check_memory()
+                except WorkAbandoned:
+                    break
+                time.sleep(0.01)
+            meter.used = 100 * MIB
+        else:
+            time.sleep(3 if runs[name] == 1 else 0.1)  # in progress when the budget blows
+        return name
+
+    outcome: dict[str, str] = {}
+
+    def drive(name: str) -> None:
+        try:
+            outcome[name] = guard.run(name, lambda: work(name))
+        except MemoryBudgetExceeded as exc:
+            outcome[name] = exc.code
+
+    with MemoryGuard(1024, sample=meter.sample, kill=meter.kill, interval_s=0.01) as guard:
+        threads = [threading.Thread(target=drive, args=(n,)) for n in ("bomb", "fine")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+    assert outcome == {"bomb": "memory_budget", "fine": "fine"}
+    assert runs == {"bomb": 2, "fine": 2}
+
+
 def test_model_weights_on_the_cpu_are_not_counted() -> None:
     torch = pytest.importorskip("torch")
 
