@@ -255,8 +255,9 @@ class Settings(BaseSettings):
         "LibreOffice and the local Prefect server together (weights of a model loaded on the CPU "
         "are not counted). Past it the documents in progress fail with memory_budget and the "
         "batch goes on. LibreOffice's address-space limit is the smaller of slide_memory_mb and "
-        "this budget, and the pixel cap the smaller of max_page_pixels and the pixels this "
-        "budget can decode (MEMORY_BYTES_PER_PIXEL bytes each). 0: no budget.",
+        "this budget, the pixel cap the smaller of max_page_pixels and the pixels this budget "
+        "can decode (MEMORY_BYTES_PER_PIXEL bytes each), the unpacked-deck cap the smaller of "
+        "max_unpacked_bytes and a quarter of it. 0: no budget.",
     )
     lock_wait_s: float = Field(
         3600.0,
@@ -292,6 +293,13 @@ class Settings(BaseSettings):
         if self.memory_budget_mb:
             return min(self.slide_memory_mb, self.memory_budget_mb)
         return self.slide_memory_mb
+
+    def unpacked_cap(self) -> int:
+        """Most bytes a deck may unpack to: ``max_unpacked_bytes``, and no more than a quarter of
+        the memory budget (LibreOffice may hold a part several times over)."""
+        if self.memory_budget_mb:
+            return min(self.max_unpacked_bytes, self.memory_budget_mb * 1024 * 1024 // 4)
+        return self.max_unpacked_bytes
 
     def page_pixel_cap(self) -> int:
         """Most pixels one image may declare: ``max_page_pixels``, and no more than the memory
