@@ -58,6 +58,7 @@ def test_budget_setting_default_environment_and_what_follows_it(
     assert s.memory_budget_mb == 1024
     assert s.slide_memory_limit_mb() == 1024  # LibreOffice never gets more than the run
     assert s.page_pixel_cap() == 1024 * MIB // MEMORY_BYTES_PER_PIXEL
+    assert s.unpacked_cap() == 256 * MIB  # a quarter of the budget (max_unpacked_bytes: 1 GiB)
     off = s.model_copy(update={"memory_budget_mb": 0})
     assert (off.slide_memory_limit_mb(), off.page_pixel_cap()) == (2048, 150_000_000)
     monkeypatch.delenv("DOCVL_MEMORY_BUDGET_MB")
