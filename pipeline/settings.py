@@ -257,7 +257,7 @@ class Settings(BaseSettings):
         "batch goes on. LibreOffice's address-space limit is the smaller of slide_memory_mb and "
         "this budget, the pixel cap the smaller of max_page_pixels and the pixels this budget "
         "can decode (MEMORY_BYTES_PER_PIXEL bytes each), the unpacked-deck cap the smaller of "
-        "max_unpacked_bytes and a quarter of it. 0: no budget.",
+        "max_unpacked_bytes and an eighth of it. 0: no budget.",
     )
     lock_wait_s: float = Field(
         3600.0,
@@ -295,10 +295,11 @@ class Settings(BaseSettings):
         return self.slide_memory_mb
 
     def unpacked_cap(self) -> int:
-        """Most bytes a deck may unpack to: ``max_unpacked_bytes``, and no more than a quarter of
-        the memory budget (LibreOffice may hold a part several times over)."""
+        """Most bytes a deck may unpack to: ``max_unpacked_bytes``, and no more than an eighth of
+        the memory budget (a deck with a 1,000 MB part peaked at 2.3 GB: python-pptx and
+        LibreOffice hold its parts, and several decks may convert at once)."""
         if self.memory_budget_mb:
-            return min(self.max_unpacked_bytes, self.memory_budget_mb * 1024 * 1024 // 4)
+            return min(self.max_unpacked_bytes, self.memory_budget_mb * 1024 * 1024 // 8)
         return self.max_unpacked_bytes
 
     def page_pixel_cap(self) -> int:

@@ -58,12 +58,26 @@ def test_budget_setting_default_environment_and_what_follows_it(
     assert s.memory_budget_mb == 1024
     assert s.slide_memory_limit_mb() == 1024  # LibreOffice never gets more than the run
     assert s.page_pixel_cap() == 1024 * MIB // MEMORY_BYTES_PER_PIXEL
-    assert s.unpacked_cap() == 256 * MIB  # a quarter of the budget (max_unpacked_bytes: 1 GiB)
+    assert s.unpacked_cap() == 128 * MIB  # an eighth of the budget (max_unpacked_bytes: 1 GiB)
     off = s.model_copy(update={"memory_budget_mb": 0})
     assert (off.slide_memory_limit_mb(), off.page_pixel_cap()) == (2048, 150_000_000)
     monkeypatch.delenv("DOCVL_MEMORY_BUDGET_MB")
     assert Settings().page_pixel_cap() == 150_000_000  # the default budget keeps the default cap
     assert s.fingerprint() == off.fingerprint()  # the budget changes no result
+
+
+def test_a_lower_budget_lowers_the_deck_and_pixel_caps(tmp_path: Path) -> None:
+    """Bombs under the default caps are refused before decoding under a small budget."""
+    from docvl.pipeline.errors import DocvlError
+    from docvl.pipeline.ingest.load import load_document
+
+    deck = ck.zip_bomb_deck(tmp_path / "bomb.pptx", unpacked_mb=64)  # under the 1 GiB default
+    png = ck.png_declaring(tmp_path / "100mp.png", 10_000, 10_000)  # under the 150 MP default
+    small = Settings(memory_budget_mb=256)  # 32 MiB unpacked, 33.5 MP
+    for path, code in ((deck, "package_too_large"), (png, "too_many_pixels")):
+        with pytest.raises(DocvlError) as info:
+            load_document(path, small)
+        assert info.value.code == code
 
 
 # --- the guard, with an injected sampler ---------------------------------------------------------
