@@ -39,8 +39,9 @@ from docvl.flows.guard import BatchStop, call_with_budget
 from docvl.flows.limits import LimitedBackend, ModelLimiter, ensure_global_limit
 from docvl.flows.localserver import local_api_url
 from docvl.flows.locks import DocumentLocks
+from docvl.flows.memory import guard_for
 from docvl.flows.options import RunOptions
-from docvl.flows.rerun import stored_envelopes, timeout_key
+from docvl.flows.rerun import memory_key, stored_envelopes, timeout_key
 from docvl.flows.server import Starting, api_server, flush_run_logs, healthy
 from docvl.flows.signals import run_interruptible
 from docvl.flows.states import envelopes_of as envelopes_of
@@ -49,7 +50,7 @@ from docvl.flows.store import RecordStore, atomic_write_jsonl, shown_name
 from docvl.flows.tasks import WindowFailed, finish_task, prepare_task, window_task
 from docvl.flows.warmup import build_while_booting, preload
 from docvl.pipeline.engine import Engine, Unit, WindowResult, expand
-from docvl.pipeline.errors import DocumentTimeout, NotAttempted
+from docvl.pipeline.errors import DocumentTimeout, MemoryBudgetExceeded, NotAttempted
 from docvl.pipeline.model.qwen import load_tokenizer
 from docvl.pipeline.plan.count import TokenCounter
 from docvl.pipeline.policy import is_final
@@ -104,6 +105,7 @@ class Runner:
         self._failures_lock = threading.Lock()
         self.locks = DocumentLocks(Path(settings.cache_dir) / "locks", wait_s=settings.lock_wait_s)
         self.stop = BatchStop()
+        self.memory = guard_for(settings.memory_budget_mb, self.lazy)  # the run's memory budget
         delays = [options.retry_delay_s * 2**i for i in range(max(options.retries, 1))]
         self.window = window_task.with_options(
             result_storage=storage_for(settings, options.result_storage),
@@ -112,7 +114,7 @@ class Runner:
         )
 
     def _stored(self, keys: list[str | None]) -> list[ResultEnvelope] | None:
-        return stored_envelopes(self.store, keys, self.engine.settings.document_timeout_s)
+        return stored_envelopes(self.store, keys, self.engine.settings)
 
     def _compute(self, unit: Unit) -> list[ResultEnvelope]:
         engine = self.engine
@@ -191,7 +193,8 @@ class Runner:
             for path in unit.paths:
                 progress.emit("started", path=str(path))
             try:
-                envelopes = call_with_budget(lambda: self._compute(unit), budget)
+                work = lambda: self.memory.run(run_label(unit), lambda: self._compute(unit))  # noqa: E731
+                envelopes = call_with_budget(work, budget)
             except Exception as exc:  # a bug must not sink the batch; the record is never final
                 envelopes = self.engine.failed(unit, exc, started)
             self.stop.note(envelopes)
@@ -202,6 +205,8 @@ class Runner:
                     timed_out = any(e.code == DocumentTimeout.code for e in env.errors)
                     if timed_out and budget is not None:
                         key = timeout_key(key, budget)
+                    elif any(e.code == MemoryBudgetExceeded.code for e in env.errors):
+                        key = memory_key(key, self.memory.budget_mb)
                     self.store.put(key, env.model_dump(mode="json"))
         self._emit(envelopes, cached=False)
         return envelopes, False
@@ -211,7 +216,10 @@ class Runner:
         units, of_path = self.engine.units(paths)
         workers = max(2, min(len(units), self.engine.settings.max_concurrency))
         try:
-            with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="docvl-doc") as pool:
+            with (
+                self.memory,
+                cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="docvl-doc") as pool,
+            ):
                 futures = [
                     pool.submit(contextvars.copy_context().run, self.drive, u) for u in units
                 ]

@@ -22,6 +22,7 @@ import threading
 from collections.abc import Iterator, Sequence
 
 from docvl.flows.guard import check_deadline
+from docvl.flows.memory import check_memory
 from docvl.pipeline.model.base import Generation, GenerationRequest, ModelBackend
 from docvl.pipeline.plan.prompt import Part
 
@@ -93,6 +94,7 @@ class LimitedBackend:
         self, content: Sequence[Part], requests: Sequence[GenerationRequest]
     ) -> list[Generation]:
         check_deadline()  # the leftover work of a timed-out document stops here
+        check_memory()  # and that of a document failed for memory
         with self.limiter.slot():
             check_deadline()
             with self._lock:

@@ -30,17 +30,25 @@ def timeout_key(key: str, budget_s: float) -> str:
     return f"{key}.timeout-{budget_s:g}"
 
 
+def memory_key(key: str, budget_mb: int) -> str:
+    """Where a ``memory_budget`` record is stored: per budget, so a larger budget recomputes."""
+    return f"{key}.memory-{budget_mb}"
+
+
 def stored_envelopes(
-    store: RecordStore, keys: Sequence[str | None], budget_s: float | None
+    store: RecordStore, keys: Sequence[str | None], settings: Settings
 ) -> list[ResultEnvelope] | None:
     """The final envelopes stored under ``keys`` (a unit's record keys), or None when one is
-    missing, unreadable, of an older envelope version or not final. With a document budget, a
-    ``document_timeout`` record stored under that budget counts as final too."""
+    missing, unreadable, of an older envelope version or not final. A ``document_timeout`` or
+    ``memory_budget`` record stored under the current time or memory budget counts as final too."""
+    budget_s, budget_mb = settings.document_timeout_s, settings.memory_budget_mb
     envelopes = []
     for key in keys:
         record = store.get(key) if key else None
         if record is None and key and budget_s is not None:  # a timeout under this budget
             record = store.get(timeout_key(key, budget_s))
+        if record is None and key and budget_mb:  # over this memory budget
+            record = store.get(memory_key(key, budget_mb))
         if record is None:
             return None
         try:
@@ -67,9 +75,7 @@ def finished_batch(
     store = RecordStore.for_settings(settings)
     done: list[list[ResultEnvelope]] = []
     for unit in units:
-        stored = stored_envelopes(
-            store, record_keys(unit, settings, specs), settings.document_timeout_s
-        )
+        stored = stored_envelopes(store, record_keys(unit, settings, specs), settings)
         if stored is None:
             return None
         done.append(stored)

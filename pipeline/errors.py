@@ -34,6 +34,7 @@ PackageTooLarge             package_too_large       a deck unpacks past ``max_un
 ConversionTimeout           conversion_timeout      LibreOffice ran past ``slide_timeout_s``
 ConversionOutOfMemory       conversion_memory       LibreOffice died under ``slide_memory_mb``
 DocumentTimeout             document_timeout        over ``document_timeout_s`` of wall time
+MemoryBudgetExceeded        memory_budget           the run went over ``memory_budget_mb``
 WorkAbandoned               work_abandoned          leftover work of a timed-out document
 ==========================  ======================  ==========================================
 
@@ -286,6 +287,15 @@ class DocumentTimeout(InputError):
     same document with the same settings would take as long again, so the record is final."""
 
     code = "document_timeout"
+
+
+class MemoryBudgetExceeded(InputError):
+    """Recorded by the flows for the document(s) in progress when the run's process tree (docvl,
+    its render workers, LibreOffice) goes over ``Settings.memory_budget_mb`` of resident memory
+    (:mod:`docvl.flows.memory`): a memory bomb. Final under that budget (a run with a larger
+    budget computes the document again)."""
+
+    code = "memory_budget"
 
 
 class WorkAbandoned(DocvlError):

@@ -36,6 +36,7 @@ from docvl.pipeline.errors import (
     FileTooLarge,
     InputError,
     InternalError,
+    MemoryBudgetExceeded,
     NotAttempted,
     OutputTooLarge,
     PackageTooLarge,
@@ -101,6 +102,7 @@ FAILURE_POLICY: dict[str, Policy] = {
             ConversionTimeout,
             ConversionOutOfMemory,
             DocumentTimeout,
+            MemoryBudgetExceeded,
         )
     },
     BackendError.code: Policy.RETRYABLE,

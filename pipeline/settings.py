@@ -19,6 +19,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 #: Qwen3-VL: one image token per 32x32 pixel block (patch 16 x spatial merge 2).
 PIXELS_PER_TOKEN = 32 * 32
 DEFAULT_MODEL = "Qwen/Qwen3-VL-8B-Instruct"
+#: Bytes one declared pixel may cost while an image is decoded and converted (RGBA plus an RGB
+#: copy): ``memory_budget_mb`` caps the pixels an image may declare at budget / this (4 GiB: 536 MP,
+#: above the default ``max_page_pixels``; 512 MiB: 67 MP).
+MEMORY_BYTES_PER_PIXEL = 8
 
 TaskName = Literal["summary", "ask", "extract"]
 
@@ -250,6 +254,17 @@ class Settings(BaseSettings):
         description="Wall-time budget of one document in a flow run (seconds); a document over it "
         "is recorded as failed with document_timeout and the batch goes on. None: no limit.",
     )
+    memory_budget_mb: int = Field(
+        4096,
+        ge=0,
+        description="Resident memory the whole run may use, in MiB: docvl, its render workers, "
+        "LibreOffice and the local Prefect server together (weights of a model loaded on the CPU "
+        "are not counted). Past it the documents in progress fail with memory_budget and the "
+        "batch goes on. LibreOffice's address-space limit is the smaller of slide_memory_mb and "
+        "this budget, the pixel cap the smaller of max_page_pixels and the pixels this budget "
+        "can decode (MEMORY_BYTES_PER_PIXEL bytes each), the unpacked-deck cap the smaller of "
+        "max_unpacked_bytes and an eighth of it. 0: no budget.",
+    )
     lock_wait_s: float = Field(
         3600.0,
         ge=0,
@@ -279,6 +294,28 @@ class Settings(BaseSettings):
             )
         return value
 
+    def slide_memory_limit_mb(self) -> int:
+        """LibreOffice's address-space limit: ``slide_memory_mb``, within ``memory_budget_mb``."""
+        if self.memory_budget_mb:
+            return min(self.slide_memory_mb, self.memory_budget_mb)
+        return self.slide_memory_mb
+
+    def unpacked_cap(self) -> int:
+        """Most bytes a deck may unpack to: ``max_unpacked_bytes``, and no more than an eighth of
+        the memory budget (a deck with a 1,000 MB part peaked at 2.3 GB: python-pptx and
+        LibreOffice hold its parts, and several decks may convert at once)."""
+        if self.memory_budget_mb:
+            return min(self.max_unpacked_bytes, self.memory_budget_mb * 1024 * 1024 // 8)
+        return self.max_unpacked_bytes
+
+    def page_pixel_cap(self) -> int:
+        """Most pixels one image may declare: ``max_page_pixels``, and no more than the memory
+        budget can decode (:data:`MEMORY_BYTES_PER_PIXEL` bytes per pixel)."""
+        if self.memory_budget_mb:
+            fits = self.memory_budget_mb * 1024 * 1024 // MEMORY_BYTES_PER_PIXEL
+            return min(self.max_page_pixels, fits)
+        return self.max_page_pixels
+
     def page_ranges(self) -> list[tuple[int, int]] | None:
         """The page selection as 1-based inclusive ranges; None: every page."""
         return parse_pages(self.pages) if self.pages else None
@@ -302,6 +339,7 @@ class Settings(BaseSettings):
                 "prefect_server",
                 "lock_wait_s",
                 "document_timeout_s",
+                "memory_budget_mb",
             },
         )
         for name in ("extra_body", "sampling_extras"):  # added later: unset keeps old keys valid

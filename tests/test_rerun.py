@@ -11,10 +11,10 @@ from pathlib import Path
 import flowkit
 import pytest
 
-from docvl.flows.rerun import finished_batch, stored_envelopes, timeout_key
+from docvl.flows.rerun import finished_batch, memory_key, stored_envelopes, timeout_key
 from docvl.flows.store import RecordStore
 from docvl.pipeline.engine import Engine
-from docvl.pipeline.errors import DocumentTimeout, InternalError
+from docvl.pipeline.errors import DocumentTimeout, InternalError, MemoryBudgetExceeded
 from docvl.pipeline.plan.count import TokenCounter
 from docvl.pipeline.settings import Settings
 
@@ -106,7 +106,22 @@ def test_a_timeout_record_counts_under_its_own_budget(tmp_path: Path) -> None:
     store.put(timeout_key(key, 8), timed_out.model_dump(mode="json"))
     found = finished_batch([path], settings)
     assert found is not None and found[0][0].errors[0].code == "document_timeout"
-    assert stored_envelopes(store, [key], 8) == found[0]
-    assert stored_envelopes(store, [key], 30) is None  # a larger budget recomputes
-    assert finished_batch([path], settings.model_copy(update={"document_timeout_s": 30})) is None
-    assert stored_envelopes(store, [None], 8) is None  # an unreadable file has no record
+    assert stored_envelopes(store, [key], settings) == found[0]
+    larger = settings.model_copy(update={"document_timeout_s": 30})
+    assert stored_envelopes(store, [key], larger) is None  # a larger budget recomputes
+    assert finished_batch([path], larger) is None
+    assert stored_envelopes(store, [None], settings) is None  # an unreadable file has no record
+
+
+def test_a_memory_budget_record_counts_under_its_own_budget(tmp_path: Path) -> None:
+    path = flowkit.make_pdf(tmp_path / "a.pdf", 1)
+    settings = flowkit.test_settings(tmp_path / "cache", memory_budget_mb=512)
+    engine = Engine(settings, flowkit.locked_scripted_backend(settings), TokenCounter())
+    (unit,), _ = engine.units([path])
+    (key,) = engine.record_keys(unit)
+    assert key is not None
+    (over,) = engine.failed(unit, MemoryBudgetExceeded("over 512 MiB"))
+    RecordStore.for_settings(settings).put(memory_key(key, 512), over.model_dump(mode="json"))
+    found = finished_batch([path], settings)
+    assert found is not None and found[0][0].errors[0].code == "memory_budget"
+    assert finished_batch([path], settings.model_copy(update={"memory_budget_mb": 1024})) is None

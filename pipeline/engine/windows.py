@@ -26,6 +26,7 @@ from docvl.pipeline.errors import (
     ReplyTooLong,
 )
 from docvl.pipeline.ingest.document import LoadedDocument
+from docvl.pipeline.ingest.packed import pack, unpacked
 from docvl.pipeline.ingest.render import iter_rendered
 from docvl.pipeline.model.base import ModelBackend
 from docvl.pipeline.plan.planner import page_content, window_content
@@ -36,6 +37,9 @@ from docvl.pipeline.tasks.repair import TaskResult, run_tasks
 from docvl.pipeline.tasks.specs import TaskSpec
 
 log = logging.getLogger(__name__)
+#: Content with more image pixels than this keeps its page images PNG-packed until the model input
+#: needs them (:mod:`docvl.pipeline.ingest.packed`): 32 MP is ~25 pages, 96 MB of RGB.
+PACK_MIN_PIXELS = 32 * 1024 * 1024
 
 
 class WindowResult(BaseModel):
@@ -65,15 +69,19 @@ def attach_images(
 ) -> list[Part]:
     """Render every page an ImagePart of ``content`` names and attach the images (planned size).
     Pages already in ``cache`` (``(doc, page)`` -> image) are not rendered again; new ones are
-    added to it."""
+    added to it. Over :data:`PACK_MIN_PIXELS` the images are kept PNG-packed (bounded memory)."""
     images = cache if cache is not None else {}
     wanted: dict[int, list[int]] = {}
+    pixels = 0
     for part in content:
-        if isinstance(part, ImagePart) and (part.doc, part.page) not in images:
-            wanted.setdefault(part.doc, []).append(part.page)
+        if isinstance(part, ImagePart):
+            pixels += part.width * part.height
+            if (part.doc, part.page) not in images:
+                wanted.setdefault(part.doc, []).append(part.page)
+    keep = pack if pixels > PACK_MIN_PIXELS else (lambda image: image)
     for doc_index, pages in wanted.items():
         for rendered in iter_rendered(docs[doc_index], settings, pages=pages):
-            images[(doc_index, rendered.page)] = rendered.image
+            images[(doc_index, rendered.page)] = keep(rendered.image)
     out: list[Part] = []
     for part in content:
         if isinstance(part, ImagePart):
@@ -84,7 +92,7 @@ def attach_images(
                     page=part.page,
                 )
             if image.size != (part.width, part.height):  # keep the planned token count exact
-                image = image.resize((part.width, part.height))
+                image = keep(unpacked(image).resize((part.width, part.height)))
             part = replace(part, image=image)
         out.append(part)
     return out

@@ -123,7 +123,7 @@ def load_pdf(path: Path, settings: Settings, digest: str) -> LoadedDocument:
                 "(DOCVL_MAX_PAGES)"
             )
         pending = textworker.submit(path, password, settings)
-        check_page_pixels(doc, settings.max_page_pixels, path.name)
+        check_page_pixels(doc, settings.page_pixel_cap(), path.name)
         if pending is None:
             pages, warnings = textlayer.read_layer(doc)
             if doc.is_repaired:
@@ -270,10 +270,10 @@ def load_image(path: Path, digest: str, settings: Settings) -> LoadedDocument:
             pywarnings.simplefilter("always", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 width, height = im.size
-                if width * height > settings.max_page_pixels:
+                if width * height > settings.page_pixel_cap():
                     raise TooManyPixels(
                         f"{path.name}: the image declares {width}x{height} pixels, over the cap "
-                        f"of {settings.max_page_pixels:,} (DOCVL_MAX_PAGE_PIXELS)",
+                        f"of {settings.page_pixel_cap():,} (DOCVL_MAX_PAGE_PIXELS)",
                         page=1,
                     )
                 frames = getattr(im, "n_frames", 1)

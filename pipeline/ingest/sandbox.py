@@ -7,8 +7,9 @@ A deck's content must trigger no network access and no local file read. Three la
   hyperlinks (which nothing follows): linked pictures (``r:link``), linked OLE objects
   (``updateAutomatic``), external templates, audio and video. python-pptx and LibreOffice both read
   that copy. The copy counts the bytes it unpacks, so a zip bomb stops at
-  ``Settings.max_unpacked_bytes`` (``package_too_large``); every picture's declared size is checked
-  against ``Settings.max_page_pixels`` (``too_many_pixels``) and the slide count against
+  ``Settings.unpacked_cap()`` (``package_too_large``); every picture's declared size is checked
+  against ``Settings.page_pixel_cap()`` (``max_page_pixels`` within the memory budget,
+  ``too_many_pixels``) and the slide count against
   ``Settings.max_pages`` (``too_many_pages``).
 * **A locked profile** (:func:`write_profile`): a fresh one per conversion with macros never run
   (``MacroSecurityLevel`` 3, ``DisableMacrosExecution``) and ``BlockUntrustedRefererLinks`` on:
@@ -16,7 +17,9 @@ A deck's content must trigger no network access and no local file read. Three la
   binary links are not rewritten.
 * **No network** (:func:`sandbox_prefix`): soffice runs under ``unshare -rn`` (a new user and
   network namespace with only a down loopback) where the kernel allows it, and under
-  ``prlimit --as`` (``Settings.slide_memory_mb``) always.
+  ``prlimit --as`` always: ``Settings.slide_memory_limit_mb()``, i.e. ``slide_memory_mb`` but never
+  more than the run's ``memory_budget_mb`` (whose guard, :mod:`docvl.flows.memory`, also counts
+  LibreOffice's resident memory and kills it when the run goes over).
 """
 
 from __future__ import annotations
@@ -87,7 +90,7 @@ def sandbox_prefix(settings: Settings) -> list[str]:
     prefix: list[str] = []
     prlimit = shutil.which("prlimit")
     if prlimit is not None:
-        prefix += [prlimit, f"--as={settings.slide_memory_mb * 1024 * 1024}"]
+        prefix += [prlimit, f"--as={settings.slide_memory_limit_mb() * 1024 * 1024}"]
     return prefix + list(network_sandbox())
 
 
@@ -95,7 +98,7 @@ def stage_pptx(src: Path, dst: Path, settings: Settings) -> list[str]:
     """Copy the deck ``src`` to ``dst`` without external links, within the budgets. Returns
     warnings (how many links were removed)."""
     removed = 0
-    budget = settings.max_unpacked_bytes
+    budget = settings.unpacked_cap()
     try:
         with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
             infos = zin.infolist()
@@ -106,16 +109,16 @@ def stage_pptx(src: Path, dst: Path, settings: Settings) -> list[str]:
                     "(DOCVL_MAX_PAGES)"
                 )
             declared = sum(i.file_size for i in infos)
-            if declared > budget:
+            if declared > budget:  # headers can lie: the copy counts too
                 raise PackageTooLarge(_too_large(src, declared, budget))
             for info in infos:
+                if not info.filename.endswith(".rels"):
+                    budget -= _copy_capped(zin, zout, info, budget, src.name, settings)
+                    continue
                 data = _read_capped(zin, info, budget)
                 budget -= len(data)
-                if info.filename.endswith(".rels"):
-                    data, n = _drop_external(data, info.filename, src.name)
-                    removed += n
-                elif info.filename.startswith("ppt/media/"):
-                    _check_picture(data, info.filename, src.name, settings.max_page_pixels)
+                data, n = _drop_external(data, info.filename, src.name)
+                removed += n
                 zout.writestr(info, data)
     except (PackageTooLarge, TooManyPages, TooManyPixels, CorruptDocument):
         raise
@@ -144,6 +147,33 @@ def _too_large(src: Path, size: int, budget: int) -> str:
         f"{src.name}: the package unpacks to more than {budget:,} bytes ({size:,} at least; "
         "a zip bomb?) (DOCVL_MAX_UNPACKED_BYTES)"
     )
+
+
+def _copy_capped(
+    zin: zipfile.ZipFile,
+    zout: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    budget: int,
+    name: str,
+    settings: Settings,
+) -> int:
+    """Stream one member from ``zin`` to ``zout`` a block at a time (a large part never sits in
+    memory), stopping once more than ``budget`` bytes came out; a picture's declared size is checked
+    on its first block. Returns the bytes copied."""
+    total = 0
+    big = budget > zipfile.ZIP64_LIMIT
+    with zin.open(info) as fh, zout.open(info, "w", force_zip64=big) as out:
+        while block := fh.read(1 << 20):
+            if total == 0 and info.filename.startswith("ppt/media/"):
+                _check_picture(block, info.filename, name, settings.page_pixel_cap())
+            total += len(block)
+            if total > budget:
+                raise PackageTooLarge(
+                    f"{info.filename}: the package unpacks to more than the remaining budget "
+                    f"(a zip bomb?) (DOCVL_MAX_UNPACKED_BYTES)"
+                )
+            out.write(block)
+    return total
 
 
 def _read_capped(zin: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int) -> bytes:

@@ -278,7 +278,7 @@ def convert_to_pdf(staged: Path, name: str, workdir: Path, settings: Settings) -
         if proc.returncode in OOM_EXITS or any(m in (output or b"") for m in OOM_MARKS):
             raise ConversionOutOfMemory(
                 f"{name}: LibreOffice crashed (exit {proc.returncode}), most likely at its memory "
-                f"limit of {settings.slide_memory_mb} MiB (DOCVL_SLIDE_MEMORY_MB)"
+                f"limit of {settings.slide_memory_limit_mb()} MiB (DOCVL_SLIDE_MEMORY_MB)"
             )
         raise ConversionFailed(
             f"{name}: LibreOffice could not convert the deck (exit {proc.returncode}): {tail}"

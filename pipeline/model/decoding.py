@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from docvl.pipeline.ingest.packed import digest as image_digest
 from docvl.pipeline.plan.prompt import Part, TextPart
 
 
@@ -20,7 +21,7 @@ def content_key(content: Sequence[Part]) -> str:
         else:
             digest.update(f"I{part.height}x{part.width}\0".encode())
             if part.image is not None:
-                digest.update(f"{part.image.mode}{part.image.size}".encode() + part.image.tobytes())
+                digest.update(image_digest(part.image))  # a packed page is not decoded
     return digest.hexdigest()
 
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from docvl.pipeline.errors import UsageError
+from docvl.pipeline.ingest.packed import unpacked
 from docvl.pipeline.plan.prompt import ImagePart, Part
 
 #: Pixels per chunk when a window's images are encoded (:func:`encode_images`):
@@ -45,7 +46,8 @@ def encode_images(
     The images go through the image processor and the vision encoder in chunks of at most
     :data:`ENCODE_CHUNK_PIXELS` pixels, so a window's float32 ``pixel_values`` (about 5 GB
     for 160 A4 pages) never exist at once: only one chunk's (about 200 MB), plus the encoder's
-    outputs, one row per image token. The vision encoder attends within each image, so the
+    outputs, one row per image token; PNG-packed pages (:mod:`docvl.pipeline.ingest.packed`) are
+    decoded a chunk at a time. The vision encoder attends within each image, so the
     outputs equal one pass over all images (tests/test_backends_transformers.py).
     """
     import torch
@@ -59,7 +61,9 @@ def encode_images(
     pooled: list[Any] = []
     deepstack: list[list[Any]] = []
     for chunk in pixel_chunks(images, ENCODE_CHUNK_PIXELS):
-        batch = processor.image_processor(images=chunk, return_tensors="pt")
+        decoded = [unpacked(image) for image in chunk]  # packed pages stay packed
+        batch = processor.image_processor(images=decoded, return_tensors="pt")
+        del decoded
         grid = batch["image_grid_thw"]
         pixels = batch.pop("pixel_values").to(device, dtype)
         del batch
