@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -76,9 +75,9 @@ class Settings(BaseSettings):
     )
     render_workers: int = Field(2, ge=1, le=64, description="processes rendering pages at once")
     text_worker: bool = Field(
-        default_factory=lambda: (os.cpu_count() or 1) > 1,
+        False,
         description="extract PDF text layers in a worker process, concurrently with rendering "
-        "(default: on when the machine has more than one CPU)",
+        "(opt-in: worth it for batches on a machine with a free core; bench/RESULTS.md P1)",
     )
     #: LibreOffice converts about one slide per second on a 2-core machine (a 48-slide deck: 56 s).
     slide_timeout_s: float = Field(

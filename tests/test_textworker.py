@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,13 +98,10 @@ def test_off_setting_extracts_in_process(corpus: Path, worker: None) -> None:
     assert doc.pages[0].text
 
 
-def test_default_follows_the_cpu_count(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+def test_the_worker_is_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings().text_worker is False
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setenv("DOCVL_TEXT_WORKER", "true")
     assert Settings().text_worker is True
-    monkeypatch.setenv("DOCVL_TEXT_WORKER", "false")
-    assert Settings().text_worker is False
     assert Settings(text_worker=True).fingerprint() == Settings(text_worker=False).fingerprint()
 
 
@@ -165,3 +163,28 @@ def test_worker_failure_is_the_documents_typed_error(
             _ = doc.pages
     with pytest.raises(error):
         _ = doc.warnings
+
+
+def test_a_relative_path_is_read_from_the_callers_directory(
+    corpus: Path, worker: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker keeps the directory it started in; a path relative to the caller's current one
+    (``docvl plan good/x.pdf`` after a ``chdir``) is still the caller's file."""
+    monkeypatch.chdir(corpus / "good")
+    doc = load_document(Path("tracemonkey_paper.pdf"), WORKER, defer_text=True)
+    assert doc.text_pending  # queued on the worker
+    assert layer(doc) == layer(load_document(Path("tracemonkey_paper.pdf"), SERIAL))
+
+
+def test_the_worker_ignores_ctrl_c_and_dies_with_its_parent(worker: None) -> None:
+    """Ctrl-C reaches the whole process group: the worker leaves it to docvl (no traceback of
+    its own); the kernel kills it when docvl dies (PDEATHSIG)."""
+    import psutil
+
+    pool = textworker._pool
+    assert pool is not None
+    [proc] = [psutil.Process(p.pid) for p in pool._processes.values()]  # type: ignore[union-attr]
+    os.kill(proc.pid, signal.SIGINT)
+    time.sleep(1)
+    assert proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    assert textworker.start().result(timeout=60) is True

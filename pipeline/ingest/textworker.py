@@ -8,7 +8,7 @@ takes the text in when ``pages`` is first read (see ``LoadedDocument.join``).
 
 The layer is the same as a serial load's: the worker runs :func:`textlayer.read_layer` on its own
 ``Document``; MuPDF's messages of both processes are merged in order. When the worker is switched
-off (``settings.text_worker``, off on one-CPU machines), still starting, or busy with another
+off (``settings.text_worker``: opt-in), still starting, or busy with another
 document, :func:`submit` returns None and the caller extracts in-process, as before. A failed
 extraction is the document's typed error: ``corrupt_document`` for a file MuPDF cannot read, else
 ``internal_error`` (a worker that died included); never a hang.
@@ -17,7 +17,9 @@ extraction is the document's typed error: ``corrupt_document`` for a file MuPDF 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing
+import signal
 import sys
 import threading
 import types
@@ -37,6 +39,7 @@ from docvl.pipeline.settings import Settings
 #: MuPDF messages copied into a document's warnings, at most.
 MAX_MUPDF_WARNINGS = 5
 REPAIRED = "the file is damaged; MuPDF repaired its structure"
+PR_SET_PDEATHSIG = 1
 
 #: What the worker sends back: ("ok", pages, warnings, repaired, MuPDF lines) or
 #: ("corrupt" | "internal", message).
@@ -136,13 +139,24 @@ class PendingLayer:
         self.future.cancel()
 
 
+def _worker_init() -> None:  # pragma: no cover - runs in the worker
+    """The worker leaves signals to docvl: a terminal's Ctrl-C (sent to the whole process group)
+    is docvl's to handle, and the kernel kills the worker when docvl dies, even by SIGKILL
+    (``PR_SET_PDEATHSIG``), so no worker outlives its run."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def start() -> Future[bool]:
     """Start the worker (once per process) without waiting; the future is done once it runs."""
     global _pool, _ready
     with _lock:
         if _pool is None or _ready is None:
             _pool = ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context(START_METHOD)
+                max_workers=1,
+                mp_context=multiprocessing.get_context(START_METHOD),
+                initializer=_worker_init,
             )
             with _main_hidden():  # the worker process is spawned by this first submit
                 _ready = _pool.submit(_ping)
@@ -177,7 +191,8 @@ def submit(path: Path, password: str | None, settings: Settings) -> PendingLayer
             _forget_pool_locked()
             return None
         try:
-            future = _pool.submit(extract_job, str(path), password)
+            # absolute: the worker keeps the working directory it was started in
+            future = _pool.submit(extract_job, str(Path(path).resolve()), password)
         except RuntimeError:  # the pool broke or shut down since
             _forget_pool_locked()
             return None
