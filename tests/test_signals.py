@@ -140,6 +140,10 @@ def test_sigkill_leaves_no_prefect_server_behind(tmp_path: Path) -> None:
         raise AssertionError(f"left behind: {left}") from None
 
 
+def _sigint_default() -> None:  # runs in the child, before exec
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_a_signal_while_docvl_run_imports_stops_its_early_server(
     tmp_path: Path, sig: signal.Signals
@@ -158,6 +162,9 @@ def test_a_signal_while_docvl_run_imports_stops_its_early_server(
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # Ctrl-C as in a terminal, even when this test runs in a background job (whose children
+        # inherit SIGINT ignored, so Python would never raise KeyboardInterrupt in the imports)
+        preexec_fn=_sigint_default,
     )
     try:
         _wait(lambda: len(_ours(home)) >= 2, 120, "the early Prefect server")
