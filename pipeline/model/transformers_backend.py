@@ -233,7 +233,7 @@ class TransformersBackend:
         prefill_s: float,
     ) -> Generation:
         import torch
-        from transformers import GenerationConfig, LogitsProcessorList
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
         ids_t = torch.tensor([ids], dtype=torch.long, device=self.device)
         mm = torch.tensor(
@@ -253,8 +253,11 @@ class TransformersBackend:
             else self.tokenizer.pad_token_id,
         )
         processors = LogitsProcessorList()
+        stopping = StoppingCriteriaList()
         if request.json_schema is not None:
-            processors.append(self.constrainer().processor(request.json_schema))
+            grammar = self.constrainer().processor(request.json_schema)
+            processors.append(grammar)
+            stopping.append(grammar.look_ahead)  # the next mask is computed during the forward
         recorder = LogprobRecorder()
         processors.append(recorder)  # last: sees the constrained scores
         kwargs: dict[str, Any] = {"mm_token_type_ids": mm}
@@ -270,6 +273,7 @@ class TransformersBackend:
                     cache=prefix.cache,
                     generation_config=config,
                     logits_processor=processors,
+                    stopping_criteria=stopping,
                     **kwargs,
                 )
         finally:
