@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -224,45 +223,6 @@ def test_the_mask_is_the_same_for_every_score_dtype(tiny: tuple[Any, Any, JsonCo
         kept.append(torch.isfinite(out[0]).nonzero().flatten().tolist())
     assert kept[0] == kept[1]
     assert 0 < len(kept[0]) < 10
-
-
-def test_look_ahead_masks_equal_the_synchronous_masks_and_run_off_the_main_thread(
-    tiny: tuple[Any, Any, JsonConstrainer],
-) -> None:
-    """Driven as ``generate`` drives it (scores, then the chosen token to the stopping criterion),
-    the look-ahead processor keeps exactly the tokens the synchronous one keeps at every step, its
-    bitmasks are computed on a worker thread, and it never asks ``generate`` to stop."""
-    import threading
-
-    import llguidance.numpy
-
-    _, tokenizer, constrainer = tiny
-    reply = '{"title":"Q3 report","author":{"name":"Ann","age":42},"kind":"invoice"}'
-    tokens = [*constrainer.ll_tokenizer.tokenize_str(reply), constrainer.eos_token_ids[0]]
-    ahead, plain = constrainer.processor(NESTED), constrainer.processor(NESTED)
-    fills: Counter[str] = Counter()
-    real_fill = llguidance.numpy.fill_next_token_bitmask
-
-    def spy(*args: Any) -> None:
-        name = threading.current_thread().name
-        fills["mask thread" if name.startswith("docvl-mask") else name] += 1
-        real_fill(*args)
-
-    ids = tokenizer("Reply with JSON.", return_tensors="pt")["input_ids"]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(llguidance.numpy, "fill_next_token_bitmask", spy)
-        for token in tokens:
-            scores = [p(ids, torch.zeros((1, constrainer.vocab_size))) for p in (ahead, plain)]
-            kept = [torch.isfinite(s) for s in scores]
-            assert torch.equal(kept[0], kept[1])
-            assert bool(kept[0][0, token])
-            ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
-            assert not bool(ahead.look_ahead(ids, None).any())
-    assert ahead.matcher.is_stopped() and plain.matcher.is_accepting()
-    # The look-ahead computed the masks on its thread, none twice: all but the first, and the
-    # last (once the JSON is complete the matcher stops, and only the end token is left).
-    assert fills["mask thread"] >= len(tokens) - 2
-    assert fills["mask thread"] + fills["MainThread"] == 2 * len(tokens)
 
 
 def test_llguidance_tokenizer_without_the_copy_matches_llguidance_hf(

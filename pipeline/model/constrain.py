@@ -5,11 +5,7 @@ about a second) and hands out a fresh :class:`LLGuidanceLogitsProcessor` per ``g
 step it asks the matcher for the allowed-token bitmask
 (``llguidance.numpy.fill_next_token_bitmask``), unpacks it into one boolean per token with a single
 ``np.unpackbits``, masks the logits in place (``np.copyto(..., where=)`` on a CPU view, else one
-``masked_fill_``) and feeds the sampled token back with ``consume_token``. With
-:meth:`LLGuidanceLogitsProcessor.look_ahead` among ``generate``'s stopping criteria, the sampled
-token is fed back as soon as it is chosen and the next bitmask is computed on another thread while
-the model's forward pass runs (llguidance releases the GIL); the mask is then off the critical path,
-as in vLLM and XGrammar. Not
+``masked_fill_``) and feeds the sampled token back with ``consume_token``. Not
 ``llguidance.torch.apply_token_bitmask_inplace``, whose ``torch.compile`` is slow and fragile on
 CPU; building the mask with per-bit torch ops cost about 100 ms a token on a busy CPU for Qwen's
 151,936-row vocabulary.
@@ -29,9 +25,7 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, cast
 
@@ -71,86 +65,36 @@ def json_grammar(schema: Mapping[str, Any]) -> str:
     return _grammar(json.dumps(schema))
 
 
-_EXECUTOR: ThreadPoolExecutor | None = None
-_EXECUTOR_LOCK = threading.Lock()
-
-
-def _executor() -> ThreadPoolExecutor:
-    """The threads that compute next-token bitmasks during forward passes (one per concurrent
-    ``generate``; two covers the transformers backend, which runs one at a time)."""
-    global _EXECUTOR
-    with _EXECUTOR_LOCK:
-        if _EXECUTOR is None:
-            _EXECUTOR = ThreadPoolExecutor(max_workers=2, thread_name_prefix="docvl-mask")
-        return _EXECUTOR
-
-
 class LLGuidanceLogitsProcessor:
     """Masks every token the grammar forbids. Batch size 1; one instance per ``generate`` call.
 
     A transformers logits processor by protocol (``__call__(input_ids, scores)``), so importing this
-    module stays free of torch and transformers until a processor is built. Pass
-    :meth:`look_ahead` as a stopping criterion too, and each step's mask is computed while the
-    forward pass runs; without it, the mask is computed when the scores arrive. Either way the
-    mask is the same.
+    module stays free of torch and transformers until a processor is built.
     """
 
     def __init__(self, matcher: Any, vocab_size: int) -> None:
         self.matcher = matcher
         self.vocab_size = vocab_size
         self._bitmask = np.full((1, (vocab_size + 31) // 32), -1, dtype=np.int32)
-        self._seen: int | None = None  # tokens of input_ids the matcher has consumed
-        self._pending: Future[None] | None = None  # the next bitmask, being computed
+        self._prompt_len: int | None = None
 
-    def _settle(self) -> bool:
-        """Wait for a look-ahead bitmask (the matcher is busy until it is done). True when one was
-        computed: it is the mask for the matcher's current state."""
-        pending, self._pending = self._pending, None
-        if pending is None:
-            return False
-        pending.result()
-        return True
-
-    def _consume_new(self, input_ids: torch.LongTensor) -> bool:
-        """Feed the matcher the token ``input_ids`` gained since the last call (none the first
-        time: that is the prompt; none when :meth:`look_ahead` already fed it). True when it fed
-        one."""
+    def _consume_new(self, input_ids: torch.LongTensor) -> None:
         seq_len = int(input_ids.shape[1])
-        if self._seen is None or seq_len == self._seen:
-            self._seen = seq_len
-            return False
-        if seq_len != self._seen + 1:  # exactly one new token per step (no speculative decoding)
-            raise RuntimeError(f"expected one new token, got {seq_len - self._seen}")
-        self._seen = seq_len
+        if self._prompt_len is None:
+            self._prompt_len = seq_len
+            return
+        # Exactly one new token per step (no speculative decoding here).
         token = int(input_ids[0, -1])
         if not self.matcher.consume_token(token):
             raise RuntimeError(f"llguidance rejected token {token}: {self.matcher.get_error()}")
-        return True
 
-    def _fill(self) -> None:
+    def allowed_array(self) -> np.ndarray[Any, np.dtype[np.bool_]]:
+        """Boolean ``(vocab_size,)`` array of the tokens the grammar allows next: bit ``i % 32``
+        of the bitmask's 32-bit word ``i // 32`` (least significant bit first), as llguidance
+        writes it."""
         from llguidance.numpy import fill_next_token_bitmask
 
         fill_next_token_bitmask(self.matcher, self._bitmask, 0)
-
-    def look_ahead(self, input_ids: torch.LongTensor, scores: Any = None, **_: Any) -> Any:
-        """A ``generate`` stopping criterion that never stops: it feeds the matcher the token just
-        chosen and starts computing the next bitmask, which the forward pass now starting does not
-        need. Returns "not done" for every row."""
-        import torch
-
-        self._settle()
-        self._consume_new(input_ids)
-        if not (self.matcher.is_stopped() or self.matcher.is_error()):
-            self._pending = _executor().submit(self._fill)
-        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-
-    def allowed_array(self, computed: bool = False) -> np.ndarray[Any, np.dtype[np.bool_]]:
-        """Boolean ``(vocab_size,)`` array of the tokens the grammar allows next: bit ``i % 32``
-        of the bitmask's 32-bit word ``i // 32`` (least significant bit first), as llguidance
-        writes it. ``computed``: the bitmask already holds the matcher's current state."""
-        if not computed:
-            self._settle()
-            self._fill()
         words = self._bitmask[0]
         if sys.byteorder != "little":  # unpack bytes in little-endian order, least bit first
             words = words.byteswap()
@@ -171,12 +115,10 @@ class LLGuidanceLogitsProcessor:
 
         if input_ids.shape[0] != 1:
             raise ValueError("LLGuidanceLogitsProcessor supports batch size 1 only")
-        computed = self._settle()  # the look-ahead's mask, computed during the forward pass
-        if self._consume_new(input_ids):  # no look-ahead fed this token: the mask is stale
-            computed = False
+        self._consume_new(input_ids)
         if self.matcher.is_error():
             raise RuntimeError(f"llguidance matcher error: {self.matcher.get_error()}")
-        allowed = self.allowed_array(computed)
+        allowed = self.allowed_array()
         n = min(int(scores.shape[-1]), int(allowed.shape[0]))
         forbidden = ~allowed[:n]
         if scores.device.type == "cpu" and scores.dtype in (torch.float32, torch.float16):

@@ -233,7 +233,7 @@ class TransformersBackend:
         prefill_s: float,
     ) -> Generation:
         import torch
-        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+        from transformers import GenerationConfig, LogitsProcessorList
 
         ids_t = torch.tensor([ids], dtype=torch.long, device=self.device)
         mm = torch.tensor(
@@ -253,11 +253,8 @@ class TransformersBackend:
             else self.tokenizer.pad_token_id,
         )
         processors = LogitsProcessorList()
-        stopping = StoppingCriteriaList()
         if request.json_schema is not None:
-            grammar = self.constrainer().processor(request.json_schema)
-            processors.append(grammar)
-            stopping.append(grammar.look_ahead)  # the next mask is computed during the forward
+            processors.append(self.constrainer().processor(request.json_schema))
         recorder = LogprobRecorder()
         processors.append(recorder)  # last: sees the constrained scores
         kwargs: dict[str, Any] = {"mm_token_type_ids": mm}
@@ -273,7 +270,6 @@ class TransformersBackend:
                     cache=prefix.cache,
                     generation_config=config,
                     logits_processor=processors,
-                    stopping_criteria=stopping,
                     **kwargs,
                 )
         finally:
