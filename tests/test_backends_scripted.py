@@ -65,23 +65,3 @@ def test_factory_builds_scripted() -> None:
     default = make_backend(Settings(backend="scripted"))
     assert default.generate([], [GenerationRequest("q")])[0].text == "{}"
     default.close()
-
-
-def test_the_factory_imports_the_openai_sdk_only_for_the_openai_backend() -> None:
-    """Building a scripted backend in a fresh process leaves the openai SDK (about 1 s to import)
-    unimported; the openai backend imports it."""
-    import json
-    import subprocess
-    import sys
-
-    code = (
-        "import json, sys\n"
-        "from docvl.pipeline.model.factory import make_backend\n"
-        "from docvl.pipeline.settings import Settings\n"
-        "make_backend(Settings(backend='scripted'))\n"
-        "before = 'openai' in sys.modules\n"
-        "make_backend(Settings(backend='openai', base_url='http://127.0.0.1:9/v1'))\n"
-        "print(json.dumps([before, 'openai' in sys.modules]))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert json.loads(done.stdout.splitlines()[-1]) == [False, True]

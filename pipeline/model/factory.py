@@ -6,6 +6,7 @@ from typing import Any
 
 from docvl.pipeline.errors import UsageError
 from docvl.pipeline.model.base import ModelBackend
+from docvl.pipeline.model.openai_backend import OpenAIBackend
 from docvl.pipeline.model.scripted import ScriptedBackend
 from docvl.pipeline.model.transformers_backend import TransformersBackend
 from docvl.pipeline.settings import Settings
@@ -26,9 +27,6 @@ def make_backend(settings: Settings, **options: Any) -> ModelBackend:
         return TransformersBackend(settings.model, device=settings.device, **options)
     if settings.backend == "openai":
         check_settings(settings)
-        # Imported here: the openai SDK costs about a second to import, which no other backend
-        # should pay.
-        from docvl.pipeline.model.openai_backend import OpenAIBackend
 
         return OpenAIBackend(settings, **options)
     if settings.backend == "scripted":
