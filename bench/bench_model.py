@@ -293,15 +293,15 @@ def run(model: Path, doc: Path, rounds: int) -> str:
     return report(measured, load_before)
 
 
-def scaled_model(src: Path, hidden: int, layers: int) -> Path:
+def scaled_model(src: Path, out: Path, hidden: int, layers: int) -> Path:
     """A copy of the tiny checkpoint ``src`` whose text decoder is ``hidden`` wide and ``layers``
     deep (random weights, 64-wide heads, a 4:1 grouped KV, MLP 3x), with the same vocabulary,
     tokenizer, processor and vision tower. Its forward pass costs what a real model's costs on a
     GPU, so P7's share is read against a realistic forward (the per-token work outside it does not
-    depend on the decoder's size, only on the vocabulary's)."""
+    depend on the decoder's size, only on the vocabulary's). Written to ``out``."""
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
-    out = Path(tempfile.mkdtemp(prefix=f"docvl-bench-h{hidden}-l{layers}-"))
+    out.mkdir(parents=True)
     for item in src.iterdir():
         if item.is_file() and item.suffix != ".safetensors":
             shutil.copy(item, out / item.name)
@@ -317,8 +317,8 @@ def scaled_model(src: Path, hidden: int, layers: int) -> Path:
     )
     config["text_config"]["rope_parameters"]["mrope_section"] = [12, 10, 10]  # sums to 64 / 2
     config["vision_config"]["out_hidden_size"] = hidden
-    model = Qwen3VLForConditionalGeneration(Qwen3VLConfig.from_dict(config)).eval()  # type: ignore[no-untyped-call]
-    model.save_pretrained(out)
+    scaled = Qwen3VLConfig.from_dict(config)
+    Qwen3VLForConditionalGeneration(scaled).save_pretrained(out)
     return out
 
 
@@ -341,15 +341,15 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    if args.model is None:
-        from docvl.pipeline.dev.tiny import build_tiny_model
+    with tempfile.TemporaryDirectory(prefix="docvl-bench-model-") as scratch:
+        if args.model is None:
+            from docvl.pipeline.dev.tiny import build_tiny_model
 
-        args.model = Path(tempfile.mkdtemp(prefix="docvl-bench-tiny-"))
-        build_tiny_model(args.model)
-    if args.text_size:
-        hidden, layers = (int(v) for v in args.text_size.split(":"))
-        args.model = scaled_model(args.model, hidden, layers)
-    print(run(args.model, args.doc, args.rounds) + "\n")
+            args.model = build_tiny_model(Path(scratch) / "tiny")
+        if args.text_size:
+            hidden, layers = (int(v) for v in args.text_size.split(":"))
+            args.model = scaled_model(args.model, Path(scratch) / "scaled", hidden, layers)
+        print(run(args.model, args.doc, args.rounds) + "\n")
 
 
 if __name__ == "__main__":

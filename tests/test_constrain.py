@@ -246,8 +246,17 @@ def test_llguidance_tokenizer_without_the_copy_matches_llguidance_hf(
     padded = tokenizer.backend_tokenizer.__class__.from_str(tokenizer.backend_tokenizer.to_str())
     padded.enable_padding(length=8)
     wrapper = type("Wrapper", (), {"backend_tokenizer": padded, "eos_token_id": 0})()
+    copied: list[Any] = []
+    real_from_tokenizer = llguidance.hf.from_tokenizer
+
+    def from_tokenizer(hf_tokenizer: Any, **kwargs: Any) -> Any:
+        copied.append(hf_tokenizer)
+        return real_from_tokenizer(hf_tokenizer, **kwargs)
+
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(llguidance.hf.transformers, "PreTrainedTokenizerFast", type(wrapper))
+        mp.setattr(llguidance.hf, "from_tokenizer", from_tokenizer)
         built = _ll_tokenizer(wrapper, None, constrainer.eos_token_ids[0])
+    assert copied == [wrapper]  # the padded tokenizer went through llguidance's copy
     assert built.tokenize_str(text) == reference.tokenize_str(text)
     assert padded.padding is not None  # llguidance switched padding off on its copy only
