@@ -19,10 +19,7 @@ the text.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import zipfile
@@ -43,7 +40,13 @@ from docvl.pipeline.errors import (
     TooManyPages,
 )
 from docvl.pipeline.ingest.document import NO_WORDS, DocKind, LoadedDocument, PageInfo
-from docvl.pipeline.ingest.sandbox import sandbox_prefix, stage_pptx, write_profile
+from docvl.pipeline.ingest.sandbox import (
+    address_space_limited,
+    run_in_group,
+    sandbox_prefix,
+    stage_pptx,
+    write_profile,
+)
 from docvl.pipeline.ingest.textlayer import text_and_words, text_is_usable
 from docvl.pipeline.settings import Settings
 
@@ -53,6 +56,8 @@ PDF_FILTER = 'pdf:impress_pdf_Export:{"ExportHiddenSlides":{"type":"boolean","va
 OOM_EXITS = frozenset({-6, -9, -11, 134, 137, 139})
 #: What it prints when the limit stops it (an allocation, or mapping its own libraries).
 OOM_MARKS = (b"bad_alloc", b"failed to map segment", b"Fatal exception")
+#: A failed conversion whose address-space peak reached this share of the limit ran out of it.
+OOM_PEAK_SHARE = 0.9
 INSTALL_HINT = (
     "install LibreOffice Impress (apt-get install -y --no-install-recommends libreoffice-impress)"
 )
@@ -249,48 +254,33 @@ def convert_to_pdf(staged: Path, name: str, workdir: Path, settings: Settings) -
         str(staged),
     ]
     try:
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        done = run_in_group(cmd, timeout_s)
     except OSError as exc:
         raise ConversionFailed(f"cannot start LibreOffice ({exc}): {INSTALL_HINT}") from exc
-    try:
-        output, _ = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired as exc:
-        _kill_group(proc)
         raise ConversionTimeout(
             f"{name}: LibreOffice did not finish within {timeout_s:g} s (DOCVL_SLIDE_TIMEOUT_S)"
         ) from exc
-    except BaseException:
-        _kill_group(proc)
-        raise
     finally:
         shutil.rmtree(profile, ignore_errors=True)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)  # nothing it started outlives the conversion
     pdf = outdir / (staged.stem + ".pdf")
-    if proc.returncode != 0 or not pdf.is_file() or pdf.stat().st_size == 0:
-        tail = output.decode("utf-8", "replace").strip()[-400:] if output else "no output"
-        if proc.returncode in OOM_EXITS or any(m in (output or b"") for m in OOM_MARKS):
-            raise ConversionOutOfMemory(
-                f"{name}: LibreOffice crashed (exit {proc.returncode}), most likely at its memory "
-                f"limit of {settings.slide_memory_limit_mb()} MiB (DOCVL_SLIDE_MEMORY_MB)"
-            )
-        raise ConversionFailed(
-            f"{name}: LibreOffice could not convert the deck (exit {proc.returncode}): {tail}"
+    if done.returncode == 0 and pdf.is_file() and pdf.stat().st_size > 0:
+        return pdf
+    limit = settings.slide_memory_limit_mb()
+    if address_space_limited() and done.peak_mb >= limit * OOM_PEAK_SHARE:
+        raise ConversionOutOfMemory(
+            f"{name}: LibreOffice failed (exit {done.returncode}) at its memory limit: its address "
+            f"space reached {done.peak_mb} of {limit} MiB (DOCVL_SLIDE_MEMORY_MB)"
         )
-    return pdf
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(Exception):
-        proc.communicate(timeout=10)
+    if done.returncode in OOM_EXITS or any(m in done.output for m in OOM_MARKS):
+        raise ConversionOutOfMemory(
+            f"{name}: LibreOffice crashed (exit {done.returncode}), most likely at its memory "
+            f"limit of {limit} MiB (DOCVL_SLIDE_MEMORY_MB)"
+        )
+    tail = done.output.decode("utf-8", "replace").strip()[-400:] or "no output"
+    raise ConversionFailed(
+        f"{name}: LibreOffice could not convert the deck (exit {done.returncode}): {tail}"
+    )
 
 
 def _pages_from_pdf(
