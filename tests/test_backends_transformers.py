@@ -14,7 +14,7 @@ from modelkit import Summary, summary_schema, two_pages
 from docvl.pipeline.errors import BackendUnavailable
 from docvl.pipeline.model.base import GenerationRequest, ModelBackend
 from docvl.pipeline.model.factory import make_backend
-from docvl.pipeline.model.transformers_backend import TransformersBackend
+from docvl.pipeline.model.transformers_backend import TOP_K, TOP_P, TransformersBackend
 from docvl.pipeline.plan.count import TokenCounter
 from docvl.pipeline.plan.prompt import ImagePart, Part, TextPart, Turn
 from docvl.pipeline.settings import Settings
@@ -150,6 +150,35 @@ def test_text_only_content(backend: TransformersBackend) -> None:
             content, request.instruction
         )
         assert generation.text == uncached_greedy(backend, content, request)
+
+
+def test_sampling_draws_what_generate_draws(backend: TransformersBackend) -> None:
+    """docvl's decode loop applies generate's sampling warpers in generate's order and draws the
+    same way: with the same seed, the same tokens. (A low temperature: the random model's logits
+    are nearly flat, so at 0.7 a missing temperature step would draw the same tokens.)"""
+    import torch
+
+    content = two_pages()
+    request = GenerationRequest("Summarize the document.", max_new_tokens=24, temperature=0.05)
+    inputs = backend.processor_inputs(content, request)
+    backend.model.model.rope_deltas = None
+    torch.manual_seed(1234)
+    out = backend.model.generate(
+        **inputs,
+        max_new_tokens=request.max_new_tokens,
+        do_sample=True,
+        temperature=0.05,
+        top_p=TOP_P,
+        top_k=TOP_K,
+        eos_token_id=backend.eos_ids,
+        pad_token_id=backend.tokenizer.pad_token_id,
+    )
+    new = [t for t in out[0, inputs["input_ids"].shape[1] :].tolist() if t not in backend.eos_ids]
+    backend._prefix = None
+    torch.manual_seed(1234)
+    generation = backend.generate(content, [request])[0]
+    assert generation.output_tokens == len(new) > 0
+    assert generation.text == backend.tokenizer.decode(new, skip_special_tokens=True)
 
 
 def test_factory_builds_transformers(tiny_model_dir: Path) -> None:

@@ -130,7 +130,7 @@ def test_p7_rows_share_is_backend_wall_less_forward_over_forward() -> None:
         _measured("3", 1.0, 0.0, forward=2.0, backend=3.0),
         _measured("3", 1.0, 0.0, forward=10.0, backend=10.5),
     ]
-    rows, share = bench_model.p7_rows(runs)
+    rows, share = bench_model.p7_rows(runs, "docvl's decode loop")
     assert share == pytest.approx(0.05)  # shares 0.05, 0.5, 0.05
     assert rows[0] == ["model forward (all calls)", "4.000", "100.00%", "200.00"]  # 20 tokens
     assert rows[1][:3] == ["backend.generate wall - forward", "0.500", "5.00%"]

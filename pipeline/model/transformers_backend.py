@@ -13,11 +13,11 @@ How one prefill serves several requests (and re-asks on the same content):
    images (``mm_encoder_outputs``), into a ``DynamicCache``. That forward also sets the model's
    M-RoPE ``rope_deltas`` (text positions after the images are shifted by it), which are stored
    with the cache.
-4. Each request then calls ``generate`` with its FULL
-   ``input_ids``/``attention_mask``/``mm_token_type_ids`` and the prefix cache: ``generate``
-   prefills only the uncached suffix, and since the suffix holds no vision tokens, Qwen3-VL computes
-   its positions from the stored ``rope_deltas``. Afterwards the cache is cropped back to the
-   prefix, ready for the next request. The last prefix stays cached (keyed by the content, image
+4. Each request is decoded by :func:`docvl.pipeline.model.decoding.decode` (``generate``'s greedy
+   and sampling steps without its per-token bookkeeping) from the prefix cache: it prefills only
+   the uncached suffix, and since the suffix holds no vision tokens, Qwen3-VL computes its
+   positions from the stored ``rope_deltas``. Afterwards the cache is cropped back to the prefix,
+   ready for the next request. The last prefix stays cached (keyed by the content, image
    bytes included), so a re-ask on the same content skips the image processing and the prefill too.
 
 Greedy outputs are identical to an uncached ``generate`` (tests/test_backends_transformers.py).
@@ -36,7 +36,13 @@ from typing import Any
 from docvl.pipeline.errors import BackendUnavailable, UsageError
 from docvl.pipeline.model.base import FinishReason, Generation, GenerationRequest
 from docvl.pipeline.model.constrain import JsonConstrainer
-from docvl.pipeline.model.decoding import LogprobRecorder, Prefix, common_prefix_len, content_key
+from docvl.pipeline.model.decoding import (
+    LogprobRecorder,
+    Prefix,
+    common_prefix_len,
+    content_key,
+    decode,
+)
 from docvl.pipeline.model.qwen import (
     apply_chat_template,
     eos_token_ids,
@@ -233,58 +239,41 @@ class TransformersBackend:
         prefill_s: float,
     ) -> Generation:
         import torch
-        from transformers import GenerationConfig, LogitsProcessorList
+        from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-        ids_t = torch.tensor([ids], dtype=torch.long, device=self.device)
-        mm = torch.tensor(
-            self.processor.create_mm_token_type_ids([ids]), dtype=torch.long, device=self.device
-        )
-        sample = request.temperature > 0
-        config = GenerationConfig(  # type: ignore[no-untyped-call]
-            max_new_tokens=request.max_new_tokens,
-            do_sample=sample,
-            # Greedy: the neutral values, so the checkpoint's sampling defaults are not merged in.
-            temperature=request.temperature if sample else 1.0,
-            top_p=TOP_P if sample else 1.0,
-            top_k=TOP_K if sample else 50,
-            eos_token_id=self.eos_ids,
-            pad_token_id=self.eos_ids[-1]
-            if self.tokenizer.pad_token_id is None
-            else self.tokenizer.pad_token_id,
-        )
-        processors = LogitsProcessorList()
+        processors: list[Any] = []
         if request.json_schema is not None:
             processors.append(self.constrainer().processor(request.json_schema))
         recorder = LogprobRecorder()
-        processors.append(recorder)  # last: sees the constrained scores
-        kwargs: dict[str, Any] = {"mm_token_type_ids": mm}
-        if prefix.image_grid_thw is not None:
-            kwargs["image_grid_thw"] = prefix.image_grid_thw.to(self.device)
+        processors.append(recorder)  # after the mask: it sees the constrained scores
+        sample = request.temperature > 0
+        if sample:  # generate's sampling warpers, in its order
+            if request.temperature != 1.0:
+                processors.append(TemperatureLogitsWarper(request.temperature))
+            processors += [TopKLogitsWarper(top_k=TOP_K), TopPLogitsWarper(top_p=TOP_P)]
         start = time.perf_counter()
         try:
             self.model.model.rope_deltas = prefix.rope_deltas
             with torch.inference_mode():
-                out = self.model.generate(
-                    input_ids=ids_t,
-                    attention_mask=torch.ones_like(ids_t),
-                    cache=prefix.cache,
-                    generation_config=config,
-                    logits_processor=processors,
-                    **kwargs,
+                new = decode(
+                    self.model,
+                    prefix.cache,
+                    ids,
+                    processors,
+                    max_new_tokens=request.max_new_tokens,
+                    eos_ids=self.eos_ids,
+                    sample=sample,
                 )
         finally:
             self._rewind(prefix)
         decode_s = time.perf_counter() - start
-        new = out[0, len(ids) :].tolist()
+        logprobs = recorder.finish(new[-1]) if new else []
         finish: FinishReason = "length"
         if new and new[-1] in self.eos_ids:
             new, finish = new[:-1], "stop"
-        elif len(new) < request.max_new_tokens:
-            finish = "stop"
         text = self.tokenizer.decode(
             new, skip_special_tokens=True, clean_up_tokenization_spaces=False
         )
-        logprobs = recorder.finish(out[0, -1]) if len(out[0]) > len(ids) else []
         return Generation(
             text=text,
             finish_reason=finish,
