@@ -109,12 +109,16 @@ def decode(
         for process in processors:
             scores = process(seq[:, :length], scores)
         if sample:
-            token = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1)[0, 0]
+            token = int(torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1)[0, 0])
+        elif scores.device.type == "cpu":
+            # The same first index of the maximum as torch.argmax, in 0.02 ms instead of 0.33
+            # over a 151,936-wide row on this CPU (torch splits the small job across threads).
+            token = int(scores.numpy()[0].argmax())
         else:
-            token = torch.argmax(scores, dim=-1)[0]
+            token = int(torch.argmax(scores, dim=-1)[0])
         seq[0, length] = token
         length += 1
-        new.append(int(token))
+        new.append(token)
         if new[-1] in eos_ids:
             break
         step = seq[:, length - 1 : length]
