@@ -127,7 +127,8 @@ class LLGuidanceLogitsProcessor:
             np.copyto(scores.numpy()[0, :n], -np.inf, where=forbidden)
         else:
             scores[:, :n].masked_fill_(torch.from_numpy(forbidden).to(scores.device), -torch.inf)
-        scores[:, n:] = float("-inf")
+        if n < scores.shape[-1]:
+            scores[:, n:] = float("-inf")
         return scores
 
 

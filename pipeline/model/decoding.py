@@ -59,7 +59,7 @@ class LogprobRecorder:
         import torch
 
         if self.previous is not None:
-            self.values.append(self.previous[input_ids[0, -1]])
+            self.values.append(self.previous[int(input_ids[0, -1])])
         self.previous = torch.log_softmax(scores[0].float(), dim=-1)
         return scores
 
@@ -106,8 +106,9 @@ def decode(
     while len(new) < max_new_tokens:
         logits = model(input_ids=step, cache=cache, use_cache=True, logits_to_keep=1).logits
         scores = logits[:, -1, :].to(dtype=torch.float32)
+        so_far = seq[:, :length]
         for process in processors:
-            scores = process(seq[:, :length], scores)
+            scores = process(so_far, scores)
         if sample:
             token = int(torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1)[0, 0])
         elif scores.device.type == "cpu":
