@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 import torch
 
 from docvl.pipeline.model.decoding import decode
@@ -111,3 +112,10 @@ def test_sampling_draws_from_the_processed_distribution() -> None:
     )
     assert set(new) == {2, 4}
     assert 60 < new.count(2) < 140
+
+
+def test_a_cache_holding_the_whole_prompt_is_refused() -> None:
+    with pytest.raises(ValueError, match="holds 2 of 2"):
+        decode(
+            ScriptedModel([3]), Cache(2), [1, 2], [], max_new_tokens=1, eos_ids={EOS}, sample=False
+        )

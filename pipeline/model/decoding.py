@@ -95,10 +95,13 @@ def decode(
     and top-p), then ``argmax``, or a ``multinomial`` draw from their softmax: ``generate``'s greedy
     and sampling steps, so outputs and random draws are the same. What it leaves out is
     ``generate``'s per-token bookkeeping (input preparation, stopping criteria, cache and mask
-    updates): 1.8 ms a token on this CPU, 5% of a realistic forward (bench/RESULTS.md, P7)."""
+    updates): 1.4-1.8 ms a token on this CPU, about 5% of a realistic forward (bench/RESULTS.md,
+    P7)."""
     import torch
 
     length = len(ids)
+    if not 0 <= cache.get_seq_length() < length:
+        raise ValueError(f"the cache holds {cache.get_seq_length()} of {length} prompt tokens")
     seq = torch.empty((1, length + max_new_tokens), dtype=torch.long, device=model.device)
     seq[0, :length] = torch.tensor(ids, dtype=torch.long)
     step = seq[:, cache.get_seq_length() : length]
