@@ -139,7 +139,8 @@ def run(model: Path, local: bool = True, openai: bool = True) -> str:
     load_before = Path("/proc/loadavg").read_text().split()[:3]
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         root = Path(tmp)
-        # Started first and warmed by its first request below: its start is not a client's cost.
+        # Started first: its start is not the client's cost, and what it spends answering is in
+        # the model time the envelope reports.
         remote = stack.enter_context(dev_server(model, base)) if openai else []
         bare = timed([sys.executable, "-c", "import torch, transformers, prefect"], base)
         rows.append(["bare `import torch, transformers, prefect`", f"{bare:.2f}", "", "", "1.00x"])
