@@ -21,14 +21,18 @@ from docvl.pipeline.settings import Settings
 #: What LibreOffice prints, exiting 0, when a deck's import fails: a deck it cannot read, or
 #: an allocation refused at its address-space limit inside the import filter.
 NOT_LOADED = 'print("Error: source file could not be loaded"); raise SystemExit(0)'
-#: Allocates until the address-space limit refuses it, then fails like LibreOffice does there.
+#: Allocates until the address-space limit refuses it, then fails like LibreOffice does there,
+#: after a pause standing for LibreOffice's shutdown (hundreds of ms), during which the runner's
+#: sampling sees the peak.
 AT_LIMIT = f"""
+import time
 chunks = []
 try:
     while True:
         chunks.append(bytearray(8 << 20))
 except MemoryError:
     chunks.clear()
+time.sleep(0.5)
 {NOT_LOADED}
 """
 
@@ -56,9 +60,9 @@ def test_timeout_kills_the_whole_group(tmp_path: Path) -> None:
     script = f"sleep 60 & echo $! > {pid_file}; wait"
     started = time.monotonic()
     with pytest.raises(subprocess.TimeoutExpired):
-        run_in_group(["sh", "-c", script], timeout_s=0.5)
-    assert time.monotonic() - started < 10
-    grandchild = int(pid_file.read_text())
+        run_in_group(["sh", "-c", script], timeout_s=3)
+    assert time.monotonic() - started < 20
+    grandchild = int(pid_file.read_text())  # written within the 3 s, even on a loaded machine
     assert not psutil.pid_exists(grandchild) or (
         psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE
     )
