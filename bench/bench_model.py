@@ -14,7 +14,7 @@ top-level ``forward`` and its vision encoder, not cProfile (which inflates Pytho
 
 * P6: a run's PROMPT time = building the shared prefix (the envelope's ``timings.prefill``: image
   processing, vision encoder, the prefix's forward) + the forwards of each request's own suffix
-  (its instruction, prefilled inside ``generate``). The three together vs each apart: ratio
+  (its instruction, prefilled by the decode loop). The three together vs each apart: ratio
   against the largest and the smallest single task (median over rounds). Target <= 1.3x one
   task's.
 * P7: in the three-task run, (wall inside ``backend.generate`` - forward time) / forward time,

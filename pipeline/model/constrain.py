@@ -1,7 +1,8 @@
-"""Constrained JSON decoding for transformers ``generate``: llguidance as a ``LogitsProcessor``.
+"""Constrained JSON decoding: llguidance as a transformers ``LogitsProcessor``.
 
 :class:`JsonConstrainer` wraps a Hugging Face tokenizer once (building llguidance's tokenizer costs
-about a second) and hands out a fresh :class:`LLGuidanceLogitsProcessor` per ``generate`` call. Each
+about a second) and hands out a fresh :class:`LLGuidanceLogitsProcessor` per decode (the backend's
+:func:`docvl.pipeline.model.decoding.decode`, or transformers' ``generate``). Each
 step it asks the matcher for the allowed-token bitmask
 (``llguidance.numpy.fill_next_token_bitmask``), unpacks it into one boolean per token with a single
 ``np.unpackbits``, masks the logits in place (``np.copyto(..., where=)`` on a CPU view, else one
@@ -11,7 +12,7 @@ CPU; building the mask with per-bit torch ops cost about 100 ms a token on a bus
 151,936-row vocabulary.
 
 The grammar allows no free whitespace (``whitespace_flexible: false``), and once the JSON value is
-complete the matcher allows only the end-of-turn token, so ``generate`` stops right after the
+complete the matcher allows only the end-of-turn token, so decoding stops right after the
 closing brace. A real model ends its reply by itself; a model with random weights terminates only
 when every field of the schema is bounded (string ``maxLength``, number ``minimum``/``maximum``,
 array ``maxItems``, ``additionalProperties: false``): ``Settings.decoder_bounds``.
@@ -66,7 +67,7 @@ def json_grammar(schema: Mapping[str, Any]) -> str:
 
 
 class LLGuidanceLogitsProcessor:
-    """Masks every token the grammar forbids. Batch size 1; one instance per ``generate`` call.
+    """Masks every token the grammar forbids. Batch size 1; one instance per decode.
 
     A transformers logits processor by protocol (``__call__(input_ids, scores)``), so importing this
     module stays free of torch and transformers until a processor is built.
@@ -109,8 +110,8 @@ class LLGuidanceLogitsProcessor:
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         """Sets every forbidden token's score (and every column past ``vocab_size``) to ``-inf``,
-        IN PLACE, and returns ``scores`` (``generate`` hands each step's processors a fresh
-        float copy of the logits)."""
+        IN PLACE, and returns ``scores`` (each step's scores are a fresh tensor: the model's
+        float32 logits in ``decode``, a float copy of them in ``generate``)."""
         import torch
 
         if input_ids.shape[0] != 1:
@@ -176,7 +177,7 @@ class JsonConstrainer:
         return matcher
 
     def processor(self, schema: Mapping[str, Any]) -> LLGuidanceLogitsProcessor:
-        """A fresh processor for one ``generate`` call (they are stateful)."""
+        """A fresh processor for one decode (they are stateful)."""
         return LLGuidanceLogitsProcessor(self.matcher(schema), self.vocab_size)
 
     def validate(self, schema: Mapping[str, Any], text: str) -> bool:

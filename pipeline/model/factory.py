@@ -27,7 +27,6 @@ def make_backend(settings: Settings, **options: Any) -> ModelBackend:
         return TransformersBackend(settings.model, device=settings.device, **options)
     if settings.backend == "openai":
         check_settings(settings)
-
         return OpenAIBackend(settings, **options)
     if settings.backend == "scripted":
         options.setdefault("model_id", settings.model)

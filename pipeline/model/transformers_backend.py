@@ -239,7 +239,6 @@ class TransformersBackend:
         prefill_s: float,
     ) -> Generation:
         import torch
-        from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
         processors: list[Any] = []
         if request.json_schema is not None:
@@ -248,6 +247,8 @@ class TransformersBackend:
         processors.append(recorder)  # after the mask: it sees the constrained scores
         sample = request.temperature > 0
         if sample:  # generate's sampling warpers, in its order
+            from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
             if request.temperature != 1.0:
                 processors.append(TemperatureLogitsWarper(request.temperature))
             processors += [TopKLogitsWarper(top_k=TOP_K), TopPLogitsWarper(top_p=TOP_P)]
